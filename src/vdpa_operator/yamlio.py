@@ -170,6 +170,8 @@ def parse_documents(text: str, source: str) -> list[Document]:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         problem = err.problem or str(err)
+        if err.context and err.context_mark and err.context_mark is not mark:
+            problem += f" ({err.context} started at line {err.context_mark.line + 1})"
         raise ManifestError(source, line, f"invalid YAML: {problem}") from err
     except yaml.YAMLError as err:
         raise ManifestError(source, None, f"invalid YAML: {err}") from err

@@ -6,7 +6,7 @@ type is an error, never coerced. Python attribute names are snake_case; the JSON
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,19 +62,34 @@ class ObjectMeta(KubeModel):
     managed_fields: list[dict[str, Any]] = Field(default_factory=list, alias="managedFields")
 
 
-class Condition(KubeModel):
-    """`metav1.Condition`."""
+_CONDITION_TYPE = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
 
-    type: str
-    status: str
-    observed_generation: int = Field(0, alias="observedGeneration")
-    last_transition_time: str = Field(alias="lastTransitionTime")
-    reason: str
-    message: str
+
+class Condition(KubeModel):
+    """`metav1.Condition`, with the bounds the API server enforces on it."""
+
+    type: str = Field(max_length=316, pattern=_CONDITION_TYPE)
+    """Type of condition in CamelCase, e.g. Ready."""
+    status: Literal["True", "False", "Unknown"]
+    """Status of the condition."""
+    observed_generation: int = Field(0, ge=0, alias="observedGeneration", json_schema_extra={"format": "int64"})
+    """The .metadata.generation the condition was set for."""
+    last_transition_time: str = Field(alias="lastTransitionTime", json_schema_extra={"format": "date-time"})
+    """When the condition last changed from one status to another."""
+    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """Programmatic identifier of the reason for the last transition."""
+    message: str = Field(max_length=32768)
+    """Human-readable details of the transition."""
 
 
 class ConditionStatus(KubeModel):
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Latest observations of the object's state."""
 
 
 class Resource(KubeModel):

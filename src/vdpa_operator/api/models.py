@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from vdpa_operator.api.meta import ConditionStatus, KubeModel, Resource
 
@@ -26,7 +26,7 @@ CRD_DEFAULT = "x-crd-default"
 
 
 class EmptyStatus(KubeModel):
-    """Upstream declares an empty status struct for this kind."""
+    """Not used: this kind reports nothing."""
 
 
 # --- SriovNetworkNodePolicy -----------------------------------------------------------------------------------
@@ -94,6 +94,8 @@ class Bridge(KubeModel):
 
 
 class SriovNetworkNodePolicySpec(KubeModel):
+    """The desired state of a SriovNetworkNodePolicy."""
+
     resource_name: str = Field(alias="resourceName")
     """Device-plugin resource name (the operator adds the resource prefix)."""
     node_selector: dict[str, str] = Field(alias="nodeSelector")
@@ -127,6 +129,8 @@ class SriovNetworkNodePolicySpec(KubeModel):
 
 
 class SriovNetworkNodePolicy(Resource):
+    """Which VFs to create on which nodes' NICs, and how to expose them to pods."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovNetworkNodePolicy"
     PLURAL: ClassVar[str] = "sriovnetworknodepolicies"
@@ -185,6 +189,8 @@ class System(KubeModel):
 
 
 class SriovNetworkNodeStateSpec(KubeModel):
+    """The desired state of a node's NICs, rendered by the operator from policies."""
+
     interfaces: list[Interface] = Field(default_factory=list)
     bridges: Bridges = Field(default_factory=Bridges)
     system: System = Field(default_factory=System)
@@ -231,6 +237,8 @@ class InterfaceExt(KubeModel):
 
 
 class SriovNetworkNodeStateStatus(KubeModel):
+    """What the node's config daemon observed and how its last sync went."""
+
     interfaces: list[InterfaceExt] = Field(default_factory=list)
     bridges: Bridges = Field(default_factory=Bridges)
     system: System = Field(default_factory=System)
@@ -240,6 +248,8 @@ class SriovNetworkNodeStateStatus(KubeModel):
 
 
 class SriovNetworkNodeState(Resource):
+    """One per node: the NICs as the operator wants them (spec) and as the node's daemon found them (status)."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovNetworkNodeState"
     PLURAL: ClassVar[str] = "sriovnetworknodestates"
@@ -252,6 +262,8 @@ class SriovNetworkNodeState(Resource):
 
 
 class SriovNetworkSpec(KubeModel):
+    """The desired state of a SriovNetwork."""
+
     network_namespace: str = Field("", alias="networkNamespace")
     """Namespace of the NetworkAttachmentDefinition (only from the operator namespace)."""
     resource_name: str = Field(alias="resourceName")
@@ -277,10 +289,13 @@ class SriovNetworkSpec(KubeModel):
 
 
 class SriovNetworkStatus(ConditionStatus):
-    pass
+    """Conditions of the rendered NetworkAttachmentDefinition."""
+
 
 
 class SriovNetwork(Resource):
+    """A network over SR-IOV VFs, rendered into a NetworkAttachmentDefinition."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovNetwork"
     PLURAL: ClassVar[str] = "sriovnetworks"
@@ -290,6 +305,8 @@ class SriovNetwork(Resource):
 
 
 class SriovIBNetworkSpec(KubeModel):
+    """The desired state of a SriovIBNetwork."""
+
     network_namespace: str = Field("", alias="networkNamespace")
     resource_name: str = Field(alias="resourceName")
     capabilities: str = ""
@@ -299,6 +316,8 @@ class SriovIBNetworkSpec(KubeModel):
 
 
 class SriovIBNetwork(Resource):
+    """An InfiniBand network over SR-IOV VFs, rendered into a NetworkAttachmentDefinition."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovIBNetwork"
     PLURAL: ClassVar[str] = "sriovibnetworks"
@@ -314,6 +333,8 @@ class TrunkConfig(KubeModel):
 
 
 class OVSNetworkSpec(KubeModel):
+    """The desired state of an OVSNetwork."""
+
     network_namespace: str = Field("", alias="networkNamespace")
     resource_name: str = Field(alias="resourceName")
     capabilities: str = ""
@@ -328,6 +349,8 @@ class OVSNetworkSpec(KubeModel):
 
 
 class OVSNetwork(Resource):
+    """A network attached to an OVS bridge, rendered into a NetworkAttachmentDefinition."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "OVSNetwork"
     PLURAL: ClassVar[str] = "ovsnetworks"
@@ -340,6 +363,8 @@ class OVSNetwork(Resource):
 
 
 class SriovOperatorConfigSpec(KubeModel):
+    """The desired state of the operator."""
+
     config_daemon_node_selector: dict[str, str] = Field(default_factory=dict, alias="configDaemonNodeSelector")
     """Nodes that run the config daemon (default: worker + linux)."""
     enable_injector: bool = Field(False, alias="enableInjector")
@@ -355,11 +380,15 @@ class SriovOperatorConfigSpec(KubeModel):
 
 
 class SriovOperatorConfigStatus(ConditionStatus):
+    """Conditions and component status of the operator."""
+
     injector: str = ""
     operator_webhook: str = Field("", alias="operatorWebhook")
 
 
 class SriovOperatorConfig(Resource):
+    """The operator's configuration; only the one named `default` in the operator namespace counts."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovOperatorConfig"
     PLURAL: ClassVar[str] = "sriovoperatorconfigs"
@@ -370,13 +399,24 @@ class SriovOperatorConfig(Resource):
 
 class LabelSelectorRequirement(KubeModel):
     key: str
+    """The label key the selector applies to."""
     operator: str
-    values: list[str] = Field(default_factory=list)
+    """In, NotIn, Exists or DoesNotExist."""
+    values: list[str] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "atomic"})
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(KubeModel):
+    """`metav1.LabelSelector`: matchLabels and matchExpressions, all of which must hold."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
     match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
-    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, alias="matchExpressions")
+    """Labels that must be present with these values."""
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions", json_schema_extra={"x-kubernetes-list-type": "atomic"}
+    )
+    """Set-based requirements."""
 
 
 class OvsHardwareOffloadConfig(KubeModel):
@@ -385,6 +425,8 @@ class OvsHardwareOffloadConfig(KubeModel):
 
 
 class SriovNetworkPoolConfigSpec(KubeModel):
+    """The desired state of a SriovNetworkPoolConfig."""
+
     ovs_hardware_offload_config: OvsHardwareOffloadConfig = Field(
         default_factory=OvsHardwareOffloadConfig, alias="ovsHardwareOffloadConfig"
     )
@@ -396,6 +438,8 @@ class SriovNetworkPoolConfigSpec(KubeModel):
 
 
 class SriovNetworkPoolConfig(Resource):
+    """A pool of nodes: how many may drain at once, and their RDMA mode."""
+
     API_VERSION: ClassVar[str] = API_VERSION
     KIND: ClassVar[str] = "SriovNetworkPoolConfig"
     PLURAL: ClassVar[str] = "sriovnetworkpoolconfigs"

@@ -1,0 +1,51 @@
+# Two commands for a new user: `make demo` and `make test`. Each sets up what it needs on a fresh machine:
+# Debian packages (when root), a virtualenv in .venv, and the project installed into it.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the targets need; installed only when running as root and missing.
+DEB_PACKAGES := python3-venv
+
+.PHONY: demo test lint typecheck unit bench crds setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "== vdpactl validate: the seed policy and NAD against a node with two ConnectX-6 Dx PFs"
+	$(BIN)/vdpactl validate -f examples/vdpa-policy.yaml -f examples/ovn-kubernetes-nad.yaml \
+	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml
+	@echo
+	@echo "== vdpactl render: what the operator writes for that node"
+	$(BIN)/vdpactl render -f examples/vdpa-policy.yaml \
+	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/python scripts/gen-crds --check
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/render.py
+
+crds: $(STAMP)
+	$(BIN)/python scripts/gen-crds
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Pure rendering: policies × nodes × observed NICs → what the operator writes (node specs, device-plugin config)."""
