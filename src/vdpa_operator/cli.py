@@ -5,6 +5,7 @@ Exit codes: 0 all allowed / done, 1 something was rejected, 2 the input could no
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -68,6 +69,7 @@ class _Inputs:
     def policies(self) -> list[SriovNetworkNodePolicy]:
         return [o.decoded.obj for o in self.objects if isinstance(o.decoded.obj, SriovNetworkNodePolicy)]
 
+    @functools.cached_property
     def cluster(self) -> admission.ClusterView | None:
         """What dynamic rules see; None (static rules only) when neither node states nor nodes were given."""
         if not self.states and self.nodes is None:
@@ -77,6 +79,17 @@ class _Inputs:
             nodes = _assumed_nodes(self.states, self.policies())
             _note("no --nodes given: assuming one worker node per node state, matching every nodeSelector")
         return admission.ClusterView(nodes=tuple(nodes), node_states=tuple(self.states))
+
+
+def _admit(files: Sequence[str], node_states: str | None, nodes: str | None, namespace: str | None,
+           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, admission.Settings, list[review.Review]]:
+    """Read every input (exit 2 on any unreadable one, before anything is evaluated), then admit in order."""
+    try:
+        data = _Inputs(files, node_states, nodes)
+        settings = _settings(namespace, supported_nics, dev_mode)
+    except inputs.InputError as err:
+        _fail_input(err)
+    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings)
 
 
 _common = [
@@ -114,12 +127,7 @@ def validate(files: tuple[str, ...], node_states: str | None, nodes: str | None,
     Dynamic rules (node and NIC selection, conflicts between policies) run when --node-states or --nodes
     are given. Exit 0 when all objects are allowed, 1 when any is rejected, 2 when input cannot be read.
     """
-    try:
-        data = _Inputs(files, node_states, nodes)
-        settings = _settings(namespace, supported_nics, dev_mode)
-    except inputs.InputError as err:
-        _fail_input(err)
-    reviews = review.review_all([o.decoded for o in data.objects], data.cluster(), settings)
+    _, _, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
     if output == "json":
         click.echo(json.dumps([r.to_json() for r in reviews], indent=2))
     else:
@@ -155,12 +163,7 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
         click.echo("error: --node-states is required: rendering needs each node's NICs (status.interfaces)",
                    err=True)
         sys.exit(EXIT_BAD_INPUT)
-    try:
-        data = _Inputs(files, node_states, nodes)
-        settings = _settings(namespace, supported_nics, dev_mode)
-    except inputs.InputError as err:
-        _fail_input(err)
-    reviews = review.review_all([o.decoded for o in data.objects], data.cluster(), settings)
+    data, settings, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
     rejected = [r for r in reviews if not r.allowed]
     if rejected:
         click.echo("error: not rendered, because admission rejected:", err=True)
@@ -170,7 +173,7 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
         sys.exit(EXIT_REJECTED)
     stored = [r.stored for r in reviews]
     operator_config = next((o for o in stored if isinstance(o, SriovOperatorConfig)), None)
-    cluster = data.cluster()
+    cluster = data.cluster
     assert cluster is not None
     try:
         result = render_cluster.render_cluster(

@@ -120,22 +120,10 @@ class _VfGroup:
 
     def to_json(self) -> dict[str, Any]:
         """Upstream's JSON: every field is `omitempty`."""
-        out: dict[str, Any] = {}
-        if self.resource_name:
-            out["resourceName"] = self.resource_name
-        if self.device_type:
-            out["deviceType"] = self.device_type
-        if self.vf_range:
-            out["vfRange"] = self.vf_range
-        if self.policy_name:
-            out["policyName"] = self.policy_name
-        if self.mtu:
-            out["mtu"] = self.mtu
-        if self.is_rdma:
-            out["isRdma"] = True
-        if self.vdpa_type:
-            out["vdpaType"] = self.vdpa_type
-        return out
+        return _omit_empty({
+            "resourceName": self.resource_name, "deviceType": self.device_type, "vfRange": self.vf_range,
+            "policyName": self.policy_name, "mtu": self.mtu, "isRdma": self.is_rdma, "vdpaType": self.vdpa_type,
+        })
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,22 +144,16 @@ class _PfConfig:
 
     def to_json(self) -> dict[str, Any]:
         """Upstream's JSON: `pciAddress` always, the rest `omitempty`."""
-        out: dict[str, Any] = {"pciAddress": self.pci_address}
-        if self.num_vfs:
-            out["numVfs"] = self.num_vfs
-        if self.mtu:
-            out["mtu"] = self.mtu
-        if self.name:
-            out["name"] = self.name
-        if self.link_type:
-            out["linkType"] = self.link_type
-        if self.eswitch_mode:
-            out["eSwitchMode"] = self.eswitch_mode
-        if self.vf_groups:
-            out["vfGroups"] = [g.to_json() for g in self.vf_groups]
-        if self.externally_managed:
-            out["externallyManaged"] = True
-        return out
+        return _omit_empty({
+            "pciAddress": self.pci_address, "numVfs": self.num_vfs, "mtu": self.mtu, "name": self.name,
+            "linkType": self.link_type, "eSwitchMode": self.eswitch_mode,
+            "vfGroups": [g.to_json() for g in self.vf_groups], "externallyManaged": self.externally_managed,
+        }, always=("pciAddress",))
+
+
+def _omit_empty(fields: dict[str, Any], *, always: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Go's `omitempty`: zero values ("", 0, false, empty list) are left out, except keys upstream always writes."""
+    return {key: value for key, value in fields.items() if key in always or value}
 
 
 @dataclass(frozen=True, slots=True)
