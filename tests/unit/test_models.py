@@ -72,7 +72,7 @@ def test_upstream_odd_json_names_on_output() -> None:
     iface = state.to_go_dict()["status"]["interfaces"][0]
     assert "totalvfs" in iface and "Vfs" in iface and "totalVfs" not in iface
     # vfID is always written (no omitempty upstream), even when 0; Vlan 0 is omitted.
-    assert VirtualFunction(pci_address="0000:65:00.2", vf_id=0).to_go_dict() == {"pciAddress": "0000:65:00.2", "vfID": 0}
+    assert VirtualFunction(pci_address="0:2", vf_id=0).to_go_dict() == {"pciAddress": "0:2", "vfID": 0}
     assert VirtualFunction(pci_address="x", vf_id=1, vlan=5).to_go_dict()["Vlan"] == 5
 
 
