@@ -56,15 +56,25 @@ def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[S
     return [Node.model_validate({"metadata": {"name": s.name, "labels": labels}}) for s in states]
 
 
+def _cluster_objects(path: str, kind: type[inputs.R], option: str) -> list[inputs.R]:
+    """Objects read back from a cluster: fields this version does not know are dropped, with a note."""
+    located = inputs.load([path], lenient=True)
+    for o in located:
+        if o.decoded.ignored:
+            _note(f"{o.source}:{o.line}: {o.decoded.kind} \"{o.decoded.name}\": ignoring fields this version "
+                  f"does not know: {', '.join(o.decoded.ignored)}")
+    return inputs.only(located, kind, option)
+
+
 class _Inputs:
     """Everything the validate and render commands read, checked before anything is evaluated."""
 
     def __init__(self, files: Sequence[str], node_states: str | None, nodes: str | None) -> None:
         self.objects = inputs.load(files)
         self.states = (
-            inputs.only(inputs.load([node_states]), SriovNetworkNodeState, "--node-states") if node_states else []
+            _cluster_objects(node_states, SriovNetworkNodeState, "--node-states") if node_states else []
         )
-        self.nodes = inputs.only(inputs.load([nodes]), Node, "--nodes") if nodes else None
+        self.nodes = _cluster_objects(nodes, Node, "--nodes") if nodes else None
 
     def policies(self) -> list[SriovNetworkNodePolicy]:
         return [o.decoded.obj for o in self.objects if isinstance(o.decoded.obj, SriovNetworkNodePolicy)]

@@ -32,8 +32,11 @@ class Located:
     line: int
 
 
-def load(paths: Sequence[str]) -> list[Located]:
-    """Every object of every file, in order. All errors of all files are collected before raising."""
+def load(paths: Sequence[str], *, lenient: bool = False) -> list[Located]:
+    """Every object of every file, in order. All errors of all files are collected before raising.
+
+    `lenient` (for objects dumped from a cluster) drops unknown fields with a note instead of refusing them.
+    """
     found: list[Located] = []
     errors: list[str] = []
     for path in paths:
@@ -45,7 +48,8 @@ def load(paths: Sequence[str]) -> list[Located]:
         for doc in documents:
             for item, prefix in yamlio.iter_items(doc.value):
                 try:
-                    found.append(Located(decode(item), doc.source, doc.line_of(prefix)))
+                    decoded = decode(item, lenient=lenient)
+                    found.append(Located(decoded, doc.source, doc.line_of(prefix)))
                 except DecodeError as err:
                     errors.extend(_describe(err, doc, prefix))
     if errors:

@@ -196,3 +196,20 @@ def test_render_refuses_rejected_policies(tmp_path: Path) -> None:
     code, out, err = run("render", "-f", path, "--node-states", STATES, "--nodes", NODES)
     assert code == 1 and out == ""
     assert "switchdev" in err
+
+
+def test_node_states_from_another_operator_version_are_read_with_a_note(tmp_path: Path) -> None:
+    text = (EXAMPLES / "node-states.yaml").read_text().replace(
+        "status:\n", "spec:\n  dpConfigVersion: \"42\"\nstatus:\n"
+    )
+    states = write(tmp_path, "states.yaml", text)
+    code, _, err = run("validate", "-f", SEED, "--node-states", states, "--nodes", NODES)
+    assert code == 0
+    assert 'ignoring fields this version does not know: spec.dpConfigVersion' in err
+
+
+def test_policies_stay_strict_about_unknown_fields(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", policy("p", dpConfigVersion="42"))
+    code, _, err = run("validate", "-f", path)
+    assert code == 2
+    assert 'unknown field "spec.dpConfigVersion"' in err

@@ -9,9 +9,10 @@ Two kinds of failure are kept apart because they mean different things to a user
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,6 +61,8 @@ class Decoded:
     model: type[Resource]
     obj: Resource | None
     schema_issues: tuple[FieldIssue, ...] = ()
+    ignored: tuple[str, ...] = ()
+    """Unknown fields dropped by a lenient decode (objects read back from a cluster of another version)."""
 
     @property
     def kind(self) -> str:
@@ -138,8 +141,12 @@ def _clean_loc(loc: tuple[Any, ...]) -> Loc:
     return tuple(p for p in loc if isinstance(p, int) or not (p in {"int", "str"} or "[" in p))
 
 
-def decode(raw: Any) -> Decoded:
-    """Read one manifest object as its kind. Raises DecodeError when it cannot be read at all."""
+def decode(raw: Any, *, lenient: bool = False) -> Decoded:
+    """Read one manifest object as its kind. Raises DecodeError when it cannot be read at all.
+
+    `lenient` drops unknown fields instead of refusing them: for objects that come out of a cluster (node states
+    written by another operator version), where an extra field is not a user's typo.
+    """
     if not isinstance(raw, dict):
         raise DecodeError("", "", [FieldIssue((), f"expected an object (a YAML mapping), got {_json_type(raw)}")])
     api_version, kind = raw.get("apiVersion"), raw.get("kind")
@@ -162,7 +169,22 @@ def decode(raw: Any) -> Decoded:
         for e in err.errors():
             issue = FieldIssue(_clean_loc(e["loc"]), _describe(e))
             (schema_issues if e["type"] in _SCHEMA_ERROR_TYPES else decode_issues).append(issue)
+        unknown = [i for i in decode_issues if i.message == "unknown field"]
+        if lenient and unknown and len(unknown) == len(decode_issues):
+            trimmed = _without(raw, [i.loc for i in unknown])
+            return replace(decode(trimmed), ignored=tuple(i.field for i in unknown))
         if decode_issues:
             raise DecodeError(kind, name, decode_issues) from None
         return Decoded(raw, model, None, tuple(schema_issues))
     return Decoded(raw, model, obj)
+
+
+def _without(raw: dict[str, Any], locs: list[Loc]) -> dict[str, Any]:
+    """A deep copy of `raw` with the fields at `locs` removed."""
+    trimmed = copy.deepcopy(raw)
+    for loc in locs:
+        parent: Any = trimmed
+        for part in loc[:-1]:
+            parent = parent[part]
+        del parent[loc[-1]]
+    return trimmed
