@@ -27,7 +27,6 @@ from vdpa_operator.render import cluster as render_cluster
 
 EXIT_REJECTED = 1
 EXIT_BAD_INPUT = 2
-DEFAULT_WORKER_LABELS = {"node-role.kubernetes.io/worker": "", "kubernetes.io/os": "linux"}
 
 
 def _fail_input(err: inputs.InputError) -> NoReturn:
@@ -50,7 +49,7 @@ def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool)
 
 def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[SriovNetworkNodePolicy]) -> list[Node]:
     """Without --nodes: one worker node per node state, labelled so that every policy's nodeSelector matches."""
-    labels = dict(DEFAULT_WORKER_LABELS)
+    labels = dict(render_cluster.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
     for policy in policies:
         labels.update(policy.spec.node_selector)
     return [Node.model_validate({"metadata": {"name": s.name, "labels": labels}}) for s in states]

@@ -1004,15 +1004,17 @@ def test_seed_policy_is_admitted_statically_and_dynamically() -> None:
     assert static_policy_problems(obj) == ()
     static = admit(SEED, obj, Operation.CREATE, None)
     dynamic = admit(SEED, obj, Operation.CREATE, mlx_cluster())
-    for verdict in (static, dynamic):
+    for verdict, stored in (static, dynamic):
         assert verdict.allowed, messages(verdict)
         assert verdict.warnings == ()
         assert list(verdict.patch) == [{"op": "add", "path": "/spec/isRdma", "value": False}]
+        assert isinstance(stored, SriovNetworkNodePolicy)
+        assert stored.to_dict()["spec"]["isRdma"] is False
 
 
 def test_vdpa_with_vfio_pci_is_rejected() -> None:
     raw = seed(deviceType="vfio-pci")
-    verdict = admit(raw, as_policy(raw), Operation.CREATE, mlx_cluster())
+    verdict, _ = admit(raw, as_policy(raw), Operation.CREATE, mlx_cluster())
     assert not verdict.allowed
     assert len(verdict.errors) == 1
     problem = verdict.errors[0]
@@ -1149,7 +1151,7 @@ def test_conflicts_on_many_nodes_are_reported_once() -> None:
 )
 def test_vf_range_syntax_in_a_policy(entry: str, num_vfs: int, error: str) -> None:
     raw = seed(nicSelector={"pfNames": [entry]}, numVfs=num_vfs)
-    verdict = admit(raw, as_policy(raw), Operation.CREATE, mlx_cluster())
+    verdict, _ = admit(raw, as_policy(raw), Operation.CREATE, mlx_cluster())
     assert not verdict.allowed
     assert [p.message for p in verdict.errors] == [error]
 

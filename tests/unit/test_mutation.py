@@ -209,7 +209,7 @@ def read(raw: dict[str, Any]) -> SriovNetworkNodePolicy:
 
 def test_admit_attaches_the_patch() -> None:
     raw = seed_raw()
-    verdict = admit(raw, read(raw), Operation.CREATE, None)
+    verdict, _ = admit(raw, read(raw), Operation.CREATE, None)
     assert verdict.allowed
     assert list(verdict.patch) == [PRIORITY_99, IS_RDMA_FALSE]
 
@@ -217,33 +217,33 @@ def test_admit_attaches_the_patch() -> None:
 def test_admit_infiniband_vfio_pci_is_not_made_rdma() -> None:
     """The mutation never sets isRdma for vfio-pci, so it cannot cause the vfio-pci/isRdma conflict."""
     raw = seed_raw(linkType="ib", deviceType="vfio-pci")
-    verdict = admit(raw, read(raw), Operation.CREATE, None)
+    verdict, _ = admit(raw, read(raw), Operation.CREATE, None)
     assert verdict.allowed
     assert list(verdict.patch) == [PRIORITY_99, IS_RDMA_FALSE]
 
 
 def test_admit_explicit_rdma_with_vfio_pci_is_rejected() -> None:
     raw = seed_raw(linkType="ib", deviceType="vfio-pci", isRdma=True)
-    verdict = admit(raw, read(raw), Operation.CREATE, None)
+    verdict, _ = admit(raw, read(raw), Operation.CREATE, None)
     assert not verdict.allowed
     assert "'deviceType: vfio-pci' conflicts with 'isRdma: true'" in str(verdict.errors[0])
 
 
 def test_admit_on_update_patches_too() -> None:
     raw = seed_raw(priority=5)
-    assert list(admit(raw, read(raw), Operation.UPDATE, None).patch) == [IS_RDMA_FALSE]
+    assert list(admit(raw, read(raw), Operation.UPDATE, None)[0].patch) == [IS_RDMA_FALSE]
 
 
 def test_admit_on_delete_has_no_patch() -> None:
     """Upstream's mutating webhook is registered for CREATE and UPDATE only."""
     raw = seed_raw()
-    verdict = admit(raw, read(raw), Operation.DELETE, None)
+    verdict, _ = admit(raw, read(raw), Operation.DELETE, None)
     assert verdict.allowed and verdict.patch == ()
 
 
 def test_admit_rejection_still_carries_the_patch() -> None:
     raw = seed_raw(vdpaType="virtio")
-    verdict = admit(raw, read(raw), Operation.CREATE, None)
+    verdict, _ = admit(raw, read(raw), Operation.CREATE, None)
     assert not verdict.allowed
     assert list(verdict.patch) == [PRIORITY_99, IS_RDMA_FALSE]
     assert "vdpa requires the device to be configured in switchdev mode" in str(verdict.errors[0])

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from vdpa_operator.api.golang import marshal
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import SriovNetworkNodePolicy, SriovNetworkNodeState
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
@@ -21,7 +22,6 @@ from vdpa_operator.render.deviceplugin import (
     resolve_pf_names,
     resource_list_json,
 )
-from vdpa_operator.render.gojson import marshal
 from vdpa_operator.render.nodestate import RenderError
 
 NO_NICS = SupportedNics(())

@@ -17,9 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vdpa_operator.api import golang
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.models import (
+    DEFAULT_NAME,
     InterfaceExt,
     OVSNetwork,
     SriovIBNetwork,
@@ -40,7 +42,7 @@ from vdpa_operator.api.nics import (
 from vdpa_operator.api.selection import (
     PfName,
     VfRangeError,
-    name_or_alt_name_matches,
+    nic_mismatch,
     node_selected,
     parse_pf_name,
     pf_base_name,
@@ -48,8 +50,6 @@ from vdpa_operator.api.selection import (
 )
 
 DEFAULT_NAMESPACE = "openshift-sriov-network-operator"
-DEFAULT_NAME = "default"
-"""The only SriovOperatorConfig that is used; also the deprecated default policy, which is never checked."""
 
 VDPA_TYPES = ("virtio", "vhost")
 VIRTUAL_PLATFORMS = ("openstack", "aws")
@@ -57,7 +57,6 @@ VIRTUAL_PLATFORMS = ("openstack", "aws")
 
 RESOURCE_NAME_MAX_LEN = 63
 _RESOURCE_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9_-]*[a-zA-Z0-9])?")
-_GO_INT_MIN, _GO_INT_MAX = -(2**63), 2**63 - 1
 
 
 class Operation(enum.StrEnum):
@@ -113,44 +112,6 @@ class Verdict:
 def _verdict(problems: Iterable[Problem], warnings: Iterable[str] = ()) -> Verdict:
     errors = tuple(problems)
     return Verdict(allowed=not errors, errors=errors, warnings=tuple(warnings))
-
-
-# --- Go formatting ------------------------------------------------------------------------------------------
-
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def _go_quote(text: str) -> str:
-    """Go's `%q` of a string (`strconv.Quote`), so messages quoting user input read exactly as upstream's."""
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif char in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[char])
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    return '"' + "".join(out) + '"'
-
-
-def _go_atoi(text: str) -> int:
-    """`strconv.Atoi` on a 64-bit platform, raising ValueError with Go's own error text."""
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ValueError(f"strconv.Atoi: parsing {_go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not _GO_INT_MIN <= value <= _GO_INT_MAX:
-        raise ValueError(f"strconv.Atoi: parsing {_go_quote(text)}: value out of range")
-    return value
-
-
-def _go_bool(value: bool) -> str:
-    return "true" if value else "false"
 
 
 def _equal_fold(a: str, b: str) -> bool:
@@ -268,17 +229,18 @@ def admit(
     operation: Operation,
     cluster: ClusterView | None,
     settings: Settings = Settings(),
-) -> Verdict:
-    """Mutation then validation, as the API server chains the two webhooks.
+) -> tuple[Verdict, Resource]:
+    """Mutation then validation, as the API server chains the two webhooks: the verdict, and the object as
+    it would be stored if allowed.
 
     Policies are validated as mutated (with priority and isRdma defaulted). Upstream registers the mutating
     webhook for CREATE and UPDATE only, so a DELETE gets no patch.
     """
     if not isinstance(obj, SriovNetworkNodePolicy) or operation == Operation.DELETE:
-        return validate(obj, operation, cluster, settings)
+        return validate(obj, operation, cluster, settings), obj
     patch = mutate_policy(raw)
     patched = type(obj).model_validate(apply_json_patch(raw, patch), by_name=False)
-    return replace(validate(patched, operation, cluster, settings), patch=tuple(patch))
+    return replace(validate(patched, operation, cluster, settings), patch=tuple(patch)), patched
 
 
 def validate(
@@ -330,14 +292,14 @@ def resource_name_problem(resource_name: str) -> Problem | None:
     if len(resource_name) > RESOURCE_NAME_MAX_LEN:
         return Problem(
             where,
-            f"resource name {_go_quote(resource_name)} must be no more than {RESOURCE_NAME_MAX_LEN} "
+            f"resource name {golang.quote(resource_name)} must be no more than {RESOURCE_NAME_MAX_LEN} "
             "characters",
             f"shorten resourceName to at most {RESOURCE_NAME_MAX_LEN} characters",
         )
     if not _RESOURCE_NAME.fullmatch(resource_name):
         return Problem(
             where,
-            f"resource name {_go_quote(resource_name)} is invalid: must consist of alphanumeric characters "
+            f"resource name {golang.quote(resource_name)} is invalid: must consist of alphanumeric characters "
             "or hyphens, and must start and end with an alphanumeric character (e.g. 'myresource', "
             "'net-device-1'), see https://kubernetes.io/docs/concepts/overview/working-with-objects/names/#names",
             "use only letters, digits, '-' and '_', starting and ending with a letter or digit",
@@ -387,7 +349,7 @@ def static_policy_problems(
         if link_type and not _equal_fold(link_type, "eth"):
             reject(
                 "spec.linkType",
-                f"linkType {_go_quote(link_type)} is not allowed when netFilter is specified, only 'eth' or "
+                f"linkType {golang.quote(link_type)} is not allowed when netFilter is specified, only 'eth' or "
                 "'ETH' are supported",
                 "set linkType: eth or remove it",
             )
@@ -478,13 +440,13 @@ def _pf_names_range_problem(pf_names: Sequence[str], num_vfs: int) -> Problem | 
                 fix,
             )
         try:
-            start = _go_atoi(bounds[0])
+            start = golang.atoi(bounds[0])
         except ValueError:
             return Problem(
                 where, f"failed to parse {entry} PF name nicSelector, start range is incorrect", fix
             )
         try:
-            end = _go_atoi(bounds[1])
+            end = golang.atoi(bounds[1])
         except ValueError:
             return Problem(
                 where, f"failed to parse {entry} PF name nicSelector, end range is incorrect", fix
@@ -583,22 +545,11 @@ def nic_model_rejection(
     """Why a PF is not selected, or None when it is (upstream `validateNicModel`).
 
     Unlike `selection.nic_selected`, netFilter is ignored here except on virtual platforms, where it lets a
-    supported VF (the PF itself being a VF passed into the VM) be selected. Upstream's deviceID message prints
-    the vendors instead of the device ids; it is only logged, and is written correctly here.
+    supported VF (the PF itself being a VF passed into the VM) be selected.
     """
-    if selector.vendor and selector.vendor != iface.vendor:
-        return f"selector vendor: {selector.vendor} is not equal to the interface vendor: {iface.vendor}"
-    if selector.device_id and selector.device_id != iface.device_id:
-        return (
-            f"selector device ID: {selector.device_id} is not equal to the interface device ID: "
-            f"{iface.device_id}"
-        )
-    if selector.root_devices and iface.pci_address not in selector.root_devices:
-        return f"interface PCI address: {iface.pci_address} not found in root devices"
-    if selector.pf_names and not name_or_alt_name_matches(
-        iface.name, iface.alt_names, [pf_base_name(p) for p in selector.pf_names]
-    ):
-        return f"interface name: {iface.name} (and alternative names) not found in physical function names"
+    reason = nic_mismatch(selector, iface)
+    if reason is not None:
+        return reason
     if nics.is_supported_model(iface.vendor, iface.device_id):
         return None
     if (
@@ -726,7 +677,7 @@ def _pf_names_conflict(
                 return Problem(
                     "spec.externallyManaged",
                     f"externallyManage is inconsistent with existing policy {existing.name}",
-                    f"set externallyManaged: {_go_bool(existing.spec.externally_managed)} as in policy "
+                    f"set externallyManaged: {golang.bool_text(existing.spec.externally_managed)} as in policy "
                     f"{existing.name}, which uses the same PF",
                 )
             if mine.end < theirs.start or mine.start > theirs.end:
@@ -763,9 +714,9 @@ def _exclude_topology_conflict(
         return None
     return Problem(
         "spec.excludeTopology",
-        f"excludeTopology[{_go_bool(mine)}] field conflicts with policy [{existing.name}].ExcludeTopology"
-        f"[{_go_bool(theirs)}] as they target the same resource[{current.spec.resource_name}]",
-        f"set excludeTopology: {_go_bool(theirs)} as in policy {existing.name}, or use another resourceName",
+        f"excludeTopology[{golang.bool_text(mine)}] field conflicts with policy [{existing.name}].ExcludeTopology"
+        f"[{golang.bool_text(theirs)}] as they target the same resource[{current.spec.resource_name}]",
+        f"set excludeTopology: {golang.bool_text(theirs)} as in policy {existing.name}, or use another resourceName",
     )
 
 
@@ -829,9 +780,9 @@ def max_unavailable(spec_value: int | str | None, num_nodes: int) -> int:
         if not spec_value.endswith("%"):
             raise MaxUnavailableError("invalid type: strings needs to be a percentage")
         try:
-            percent = _go_atoi(spec_value[:-1])
+            percent = golang.atoi(spec_value[:-1])
         except ValueError as err:
-            raise MaxUnavailableError(f"invalid value {_go_quote(spec_value)}: {err}") from None
+            raise MaxUnavailableError(f"invalid value {golang.quote(spec_value)}: {err}") from None
         if not 1 <= percent <= 100:
             raise MaxUnavailableError("invalid value: percentage needs to be between 1 and 100")
         scaled = percent * num_nodes // 100

@@ -21,6 +21,9 @@ EswitchMode = Literal["legacy", "switchdev"]
 VdpaType = Literal["virtio", "vhost"]
 RdmaMode = Literal["shared", "exclusive"]
 
+DEFAULT_NAME = "default"
+"""Upstream's fixed name: the only SriovOperatorConfig that counts, and the deprecated policy that is skipped."""
+
 # The CRD applies this default before any webhook sees the object (`+kubebuilder:default=netdevice`).
 CRD_DEFAULT = "x-crd-default"
 

@@ -70,15 +70,14 @@ def review_all(
         raw = crd.crd_defaults(doc.model, doc.raw)
         obj = doc.model.model_validate(raw, by_name=False)
         operation = admission.Operation.UPDATE if _key(obj) in existing else admission.Operation.CREATE
-        verdict = admission.admit(raw, obj, operation, cluster, settings)
-        stored = None
-        if verdict.allowed:
-            patched = admission.apply_json_patch(raw, verdict.patch)
-            stored = doc.model.model_validate(patched, by_name=False)
-            existing.add(_key(stored))
-            if cluster is not None:
-                cluster = _with_stored(cluster, stored)
-        reviews.append(Review(doc.kind, doc.name, doc.namespace, verdict, stored))
+        verdict, mutated = admission.admit(raw, obj, operation, cluster, settings)
+        if not verdict.allowed:
+            reviews.append(Review(doc.kind, doc.name, doc.namespace, verdict))
+            continue
+        existing.add(_key(mutated))
+        if cluster is not None:
+            cluster = _with_stored(cluster, mutated)
+        reviews.append(Review(doc.kind, doc.name, doc.namespace, verdict, mutated))
     return reviews
 
 

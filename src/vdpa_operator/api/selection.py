@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from vdpa_operator.api import golang
 from vdpa_operator.api.models import InterfaceExt, SriovNetworkNicSelector, SriovNetworkNodeState
 
 NO_RANGE = -1
@@ -32,19 +33,15 @@ class PfName:
         return not (self.start == NO_RANGE and self.end == NO_RANGE)
 
 
-def _go_atoi(text: str) -> int:
-    """`strconv.Atoi`: optional sign and ASCII digits only (no spaces, no underscores)."""
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise VfRangeError(f"{text!r} is not an integer")
-    return int(text)
-
-
 def parse_range(text: str) -> tuple[int, int]:
     """"a-b" → (a, b), as upstream `parseRange` (which reads only the first two '-' fields)."""
     parts = text.split("-")
     if len(parts) < 2:
         raise VfRangeError(f"{text!r} is not a range 'start-end'")
-    return _go_atoi(parts[0]), _go_atoi(parts[1])
+    try:
+        return golang.atoi(parts[0]), golang.atoi(parts[1])
+    except ValueError as err:
+        raise VfRangeError(str(err)) from None
 
 
 def parse_pf_name(entry: str) -> PfName:
@@ -99,21 +96,34 @@ def name_or_alt_name_matches(name: str, alt_names: Iterable[str], pf_names: Iter
     return name in wanted or any(alt in wanted for alt in alt_names)
 
 
+def nic_mismatch(selector: SriovNetworkNicSelector, iface: InterfaceExt) -> str | None:
+    """Why a PF fails the selector's hardware criteria (vendor, deviceID, rootDevices, pfNames), or None.
+
+    netFilter is left to the caller: rendering matches it here (`nic_selected`), admission only on virtual
+    platforms. The texts are the reasons upstream's webhook logs for a PF it does not select.
+    """
+    if selector.vendor and selector.vendor != iface.vendor:
+        return f"selector vendor: {selector.vendor} is not equal to the interface vendor: {iface.vendor}"
+    if selector.device_id and selector.device_id != iface.device_id:
+        return (
+            f"selector device ID: {selector.device_id} is not equal to the interface device ID: {iface.device_id}"
+        )
+    if selector.root_devices and iface.pci_address not in selector.root_devices:
+        return f"interface PCI address: {iface.pci_address} not found in root devices"
+    if selector.pf_names and not name_or_alt_name_matches(
+        iface.name, iface.alt_names, (pf_base_name(p) for p in selector.pf_names)
+    ):
+        return f"interface name: {iface.name} (and alternative names) not found in physical function names"
+    return None
+
+
 def nic_selected(selector: SriovNetworkNicSelector, iface: InterfaceExt) -> bool:
     """Whether a nicSelector matches an observed PF: every non-empty criterion must match (upstream `Selected`).
 
     An empty selector matches every PF here, as upstream's `Selected` does; callers that must treat an empty
     selector as "nothing" check `selector.is_empty()` first, as upstream's `Apply` does.
     """
-    if selector.vendor and selector.vendor != iface.vendor:
-        return False
-    if selector.device_id and selector.device_id != iface.device_id:
-        return False
-    if selector.root_devices and iface.pci_address not in selector.root_devices:
-        return False
-    if selector.pf_names and not name_or_alt_name_matches(
-        iface.name, iface.alt_names, (pf_base_name(p) for p in selector.pf_names)
-    ):
+    if nic_mismatch(selector, iface) is not None:
         return False
     return not (selector.net_filter and not net_filter_match(selector.net_filter, iface.net_filter))
 

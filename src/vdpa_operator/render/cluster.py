@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from vdpa_operator.api.kube import ConfigMap, Node
 from vdpa_operator.api.models import (
+    DEFAULT_NAME,
     LabelSelector,
     SriovNetworkNodePolicy,
     SriovNetworkNodeState,
@@ -23,7 +24,7 @@ from vdpa_operator.api.nics import SupportedNics
 from vdpa_operator.api.selection import node_selected
 from vdpa_operator.render import deviceplugin, nodestate
 from vdpa_operator.render.deviceplugin import CONFIGMAP_NAME, DEVICE_PLUGIN_LABEL, ResourcePlan
-from vdpa_operator.render.nodestate import DEFAULT_POLICY_NAME, PolicyPlan, RenderError, sort_by_priority
+from vdpa_operator.render.nodestate import PolicyPlan, RenderError, sort_by_priority
 
 __all__ = [
     "CONFIGMAP_NAME",
@@ -129,8 +130,8 @@ def render_cluster(
         else:
             skipped.append(f"SriovNetworkNodePolicy {policy.namespace or '(no namespace)'}/{policy.name}: ignored; "
                            f"the operator only reads policies in {namespace}")
-        if policy.name == DEFAULT_POLICY_NAME and policy.namespace == namespace:
-            skipped.append(f"SriovNetworkNodePolicy {namespace}/{DEFAULT_POLICY_NAME}: ignored; the default "
+        if policy.name == DEFAULT_NAME and policy.namespace == namespace:
+            skipped.append(f"SriovNetworkNodePolicy {namespace}/{DEFAULT_NAME}: ignored; the default "
                            "policy is deprecated")
     sorted_policies = sort_by_priority(watched)
     states = _in_namespace(node_states, namespace, "SriovNetworkNodeState", skipped)
@@ -202,7 +203,7 @@ class _NodePlans:
     """Per-policy plans, and which of them apply to a node, computed once per distinct set of relevant labels."""
 
     def __init__(self, sorted_policies: Sequence[SriovNetworkNodePolicy], nics: SupportedNics) -> None:
-        usable = [p for p in sorted_policies if p.name != DEFAULT_POLICY_NAME]
+        usable = [p for p in sorted_policies if p.name != DEFAULT_NAME]
         self._policies = [(p.spec.node_selector, PolicyPlan.of(p), ResourcePlan.of(p, nics)) for p in usable]
         self._keys = sorted({key for p in usable for key in p.spec.node_selector})
         self._by_labels: dict[tuple[str | None, ...], tuple[tuple[PolicyPlan, ...], tuple[ResourcePlan, ...]]] = {}

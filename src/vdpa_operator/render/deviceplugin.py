@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from vdpa_operator.api.golang import GoValue, marshal, omit_empty
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import InterfaceExt, SriovNetworkNodePolicy, SriovNetworkNodeState
 from vdpa_operator.api.nics import SupportedNics
 from vdpa_operator.api.selection import net_filter_match, resolve_interface_name
-from vdpa_operator.render.gojson import GoValue, marshal
 from vdpa_operator.render.nodestate import DEVICE_TYPE_VFIO_PCI, RenderError, policies_for_node
 
 DEVICE_PLUGIN_LABEL = "sriovnetwork.openshift.io/device-plugin"
@@ -50,24 +50,13 @@ class NetDeviceSelectors:
 
     def to_go(self) -> dict[str, GoValue]:
         """Lists are `omitempty`; `IsRdma`/`NeedVhostNet` have no JSON tag, so Go writes them capitalised, always."""
-        out: dict[str, GoValue] = {}
-        for key, values in (
-            ("vendors", self.vendors),
-            ("devices", self.devices),
-            ("drivers", self.drivers),
-            ("pciAddresses", self.pci_addresses),
-            ("pfNames", self.pf_names),
-            ("rootDevices", self.root_devices),
-            ("linkTypes", self.link_types),
-            ("ddpProfiles", self.ddp_profiles),
-        ):
-            if values:
-                out[key] = list(values)
-        out["IsRdma"] = self.is_rdma
-        out["NeedVhostNet"] = self.need_vhost_net
-        if self.vdpa_type:
-            out["vdpaType"] = self.vdpa_type
-        return out
+        return omit_empty({
+            "vendors": list(self.vendors), "devices": list(self.devices), "drivers": list(self.drivers),
+            "pciAddresses": list(self.pci_addresses), "pfNames": list(self.pf_names),
+            "rootDevices": list(self.root_devices), "linkTypes": list(self.link_types),
+            "ddpProfiles": list(self.ddp_profiles), "IsRdma": self.is_rdma, "NeedVhostNet": self.need_vhost_net,
+            "vdpaType": self.vdpa_type,
+        }, always=("IsRdma", "NeedVhostNet"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,18 +71,11 @@ class ResourceConfig:
 
     def to_go(self) -> dict[str, GoValue]:
         """`SelectorObj` is an untagged `interface{}` that is never set, hence always `null`."""
-        out: dict[str, GoValue] = {}
-        if self.resource_prefix:
-            out["resourcePrefix"] = self.resource_prefix
-        out["resourceName"] = self.resource_name
-        if self.device_type:
-            out["deviceType"] = self.device_type
-        if self.exclude_topology:
-            out["excludeTopology"] = True
-        if self.selectors is not None:
-            out["selectors"] = self.selectors.to_go()
-        out["SelectorObj"] = None
-        return out
+        return omit_empty({
+            "resourcePrefix": self.resource_prefix, "resourceName": self.resource_name,
+            "deviceType": self.device_type, "excludeTopology": self.exclude_topology,
+            "selectors": None if self.selectors is None else self.selectors.to_go(), "SelectorObj": None,
+        }, always=("resourceName", "SelectorObj"))
 
 
 def resource_list_json(resources: Sequence[ResourceConfig]) -> str:

@@ -23,8 +23,10 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpa_operator.api import golang
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import (
+    DEFAULT_NAME,
     Interface,
     InterfaceExt,
     OVSConfigExt,
@@ -45,8 +47,6 @@ from vdpa_operator.api.selection import (
     ranges_overlap,
 )
 
-DEFAULT_POLICY_NAME = "default"
-"""Upstream's deprecated catch-all policy; ignored by rendering."""
 NO_PREVIOUS_PRIORITY = 100
 """Upstream's initial `ppp`: above the highest allowed priority (99), so the first policy is never "equal"."""
 ESWITCH_LEGACY = "legacy"
@@ -86,7 +86,7 @@ def policies_for_node(
     """The policies upstream applies to a node, in order: `default` skipped, nodeSelector matched."""
     return [
         p for p in sorted_policies
-        if p.name != DEFAULT_POLICY_NAME and node_selected(p.spec.node_selector, node_labels)
+        if p.name != DEFAULT_NAME and node_selected(p.spec.node_selector, node_labels)
     ]
 
 
@@ -120,7 +120,7 @@ class _VfGroup:
 
     def to_json(self) -> dict[str, Any]:
         """Upstream's JSON: every field is `omitempty`."""
-        return _omit_empty({
+        return golang.omit_empty({
             "resourceName": self.resource_name, "deviceType": self.device_type, "vfRange": self.vf_range,
             "policyName": self.policy_name, "mtu": self.mtu, "isRdma": self.is_rdma, "vdpaType": self.vdpa_type,
         })
@@ -144,16 +144,11 @@ class _PfConfig:
 
     def to_json(self) -> dict[str, Any]:
         """Upstream's JSON: `pciAddress` always, the rest `omitempty`."""
-        return _omit_empty({
+        return golang.omit_empty({
             "pciAddress": self.pci_address, "numVfs": self.num_vfs, "mtu": self.mtu, "name": self.name,
             "linkType": self.link_type, "eSwitchMode": self.eswitch_mode,
             "vfGroups": [g.to_json() for g in self.vf_groups], "externallyManaged": self.externally_managed,
         }, always=("pciAddress",))
-
-
-def _omit_empty(fields: dict[str, Any], *, always: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Go's `omitempty`: zero values ("", 0, false, empty list) are left out, except keys upstream always writes."""
-    return {key: value for key, value in fields.items() if key in always or value}
 
 
 @dataclass(frozen=True, slots=True)
