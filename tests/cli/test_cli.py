@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import scenario
 from vdpa_operator.cli import main
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SEED = str(EXAMPLES / "vdpa-policy.yaml")
-STATES = str(EXAMPLES / "node-states.yaml")
-NODES = str(EXAMPLES / "nodes.yaml")
+SEED = str(scenario.SEED_POLICY_FILE)
+STATES = str(scenario.NODE_STATES_FILE)
+NODES = str(scenario.NODES_FILE)
 NS = "openshift-sriov-network-operator"
 
 
@@ -199,7 +199,7 @@ def test_render_refuses_rejected_policies(tmp_path: Path) -> None:
 
 
 def test_node_states_from_another_operator_version_are_read_with_a_note(tmp_path: Path) -> None:
-    text = (EXAMPLES / "node-states.yaml").read_text().replace(
+    text = scenario.NODE_STATES_FILE.read_text().replace(
         "status:\n", "spec:\n  dpConfigVersion: \"42\"\nstatus:\n"
     )
     states = write(tmp_path, "states.yaml", text)

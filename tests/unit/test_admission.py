@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import scenario
 from vdpa_operator.api.admission import (
     DEFAULT_NAMESPACE,
     ClusterView,
@@ -939,21 +940,7 @@ def test_problem_str_keeps_the_upstream_message_first() -> None:
 
 # --- whole-policy validation against a cluster (dynamicValidateSriovNetworkNodePolicy) ------------------------
 
-SEED: dict[str, Any] = {
-    "apiVersion": "sriovnetwork.openshift.io/v1",
-    "kind": "SriovNetworkNodePolicy",
-    "metadata": {"name": "vdpa-policy", "namespace": NS},
-    "spec": {
-        "nodeSelector": {"feature.node.kubernetes.io/network-sriov.capable": "true"},
-        "resourceName": "mlxnics",
-        "priority": 10,
-        "numVfs": 2,
-        "nicSelector": {"vendor": "15b3", "deviceID": "101d", "rootDevices": ["0000:65:00.0", "0000:65:00.1"]},
-        "deviceType": "netdevice",
-        "eSwitchMode": "switchdev",
-        "vdpaType": "virtio",
-    },
-}
+SEED: dict[str, Any] = scenario.seed_policy_raw()
 
 
 def seed(**changes: Any) -> dict[str, Any]:

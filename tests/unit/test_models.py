@@ -4,16 +4,16 @@ and wrong types are reported with their path."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+import scenario
 from vdpa_operator import yamlio
 from vdpa_operator.api.decoding import DecodeError, decode
 from vdpa_operator.api.models import SriovNetworkNodeState, VirtualFunction
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = scenario.EXAMPLES
 
 FULL_NODE_STATE: dict[str, Any] = {
     "apiVersion": "sriovnetwork.openshift.io/v1",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import scenario
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import (
     LabelSelector,
@@ -70,17 +71,7 @@ def node_state(name: str = "worker-0", interfaces: list[dict[str, Any]] | None =
 
 
 def policy(name: str, namespace: str = NS, **spec: Any) -> SriovNetworkNodePolicy:
-    body: dict[str, Any] = {
-        "resourceName": "mlxnics",
-        "nodeSelector": {SRIOV_CAPABLE: "true"},
-        "priority": 10,
-        "numVfs": 2,
-        "nicSelector": {"vendor": "15b3", "deviceID": "101d", "rootDevices": ["0000:65:00.0", "0000:65:00.1"]},
-        "deviceType": "netdevice",
-        "eSwitchMode": "switchdev",
-        "vdpaType": "virtio",
-        "isRdma": False,
-    }
+    body: dict[str, Any] = {**scenario.seed_policy_raw()["spec"], "isRdma": False}
     body.update(spec)
     return SriovNetworkNodePolicy.model_validate(
         {"metadata": {"name": name, "namespace": namespace}, "spec": body}, by_name=False

@@ -3,32 +3,22 @@ reasons, or refused as unreadable input — nothing else."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vdpa_operator import yamlio
+import scenario
 from vdpa_operator.api import admission
 from vdpa_operator.api.decoding import DecodeError, decode
-from vdpa_operator.api.kube import Node
-from vdpa_operator.api.models import SriovNetworkNodePolicy, SriovNetworkNodeState
+from vdpa_operator.api.models import SriovNetworkNodePolicy
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.api.review import review_all
 from vdpa_operator.render import cluster as render_cluster
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NS = admission.DEFAULT_NAMESPACE
-
-
-def _load(name: str) -> list[Any]:
-    docs = yamlio.parse_documents((EXAMPLES / name).read_text(), name)
-    return [decode(d.value).obj for d in docs]
-
-
-STATES = tuple(s for s in _load("node-states.yaml") if isinstance(s, SriovNetworkNodeState))
-NODES = tuple(n for n in _load("nodes.yaml") if isinstance(n, Node))
+STATES = scenario.example_node_states()
+NODES = scenario.example_nodes()
 
 junk = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 300), st.text(max_size=8), st.lists(st.integers(), max_size=2)
