@@ -6,18 +6,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the targets need; installed only when running as root and missing.
-DEB_PACKAGES := python3-venv
+# iproute2/ethtool/openvswitch-switch: the host adapter's integration tests (and oracles in tests);
+# qemu-system-x86 … bc: the real-kernel tier (tests/kernel), which builds netdevsim/vdpa_sim modules.
+DEB_PACKAGES := python3-venv iproute2 ethtool kmod udev openvswitch-switch \
+  qemu-system-x86 busybox-static cpio gcc-12 make libc6-dev bc xz-utils
 
 .PHONY: demo test lint typecheck unit bench crds setup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages: $$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  fi; \
 	fi
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,106 @@
+"""Reading and writing sysfs attribute files under a configurable root.
+
+The root defaults to `/sys`; tests point it at a generated tree and the simulated host points it at the tree
+it maintains (overriding `write` so that writes have the kernel's side effects). All other sysfs-reading
+code in `host.linux` goes through one `Sysfs` object, so the same code reads the real kernel and the model.
+
+Paths are given relative to the root (`bus/pci/devices/0000:65:00.0/sriov_numvfs`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vdpa_operator.host.errors import error_from_os_error
+
+_ABSENT = {errno.ENOENT, errno.ENODEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTDIR}
+"""errno values that mean "this attribute does not apply here" when reading (veth gives EOPNOTSUPP for
+phys_port_name, a missing file ENOENT)."""
+
+
+class Sysfs:
+    def __init__(self, root: str | os.PathLike[str] = "/sys") -> None:
+        self.root = Path(root)
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def read(self, rel: str) -> str:
+        """The attribute's text without the trailing newline; HostError on failure."""
+        try:
+            return self.path(rel).read_text().rstrip("\n")
+        except OSError as exc:
+            raise error_from_os_error(exc, "read", str(self.path(rel))) from exc
+
+    def read_optional(self, rel: str) -> str | None:
+        """None when the attribute is absent or not supported by the device."""
+        try:
+            return self.path(rel).read_text().rstrip("\n")
+        except OSError as exc:
+            if exc.errno in _ABSENT:
+                return None
+            raise error_from_os_error(exc, "read", str(self.path(rel))) from exc
+
+    def read_int(
+        self, rel: str, *, retries: int = 0, delay: float = 0.05, sleep: Callable[[float], None] = time.sleep
+    ) -> int:
+        """An integer attribute. Some drivers briefly return an empty file right after a change, so reads
+        that come back empty are retried `retries` times."""
+        for attempt in range(retries + 1):
+            text = self.read(rel).strip()
+            if text:
+                try:
+                    return int(text, 0)
+                except ValueError as exc:
+                    raise error_from_os_error(OSError(errno.EINVAL, f"not an integer: {text!r}"), "parse",
+                                              str(self.path(rel))) from exc
+            if attempt < retries:
+                sleep(delay)
+        raise error_from_os_error(OSError(errno.ENODATA, "empty"), "read", str(self.path(rel)))
+
+    def write(self, rel: str, value: str) -> None:
+        """Write `value` in one write(2), as `echo value > file` does; HostError with the kernel's errno."""
+        path = self.path(rel)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise error_from_os_error(exc, f"write {value!r} to", str(path)) from exc
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.path(rel))
+
+    def listdir(self, rel: str) -> list[str]:
+        """Sorted entries; [] when the directory does not exist."""
+        try:
+            return sorted(os.listdir(self.path(rel)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise error_from_os_error(exc, "list", str(self.path(rel))) from exc
+
+    def link_name(self, rel: str) -> str | None:
+        """Basename of a symlink's target (`driver` → `mlx5_core`); None when there is no link."""
+        try:
+            return os.path.basename(os.readlink(self.path(rel)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink
+                return None
+            raise error_from_os_error(exc, "readlink", str(self.path(rel))) from exc
+
+    def resolve(self, rel: str) -> Path:
+        """The real path behind `rel` (symlinks followed), as `readlink -f` prints it."""
+        return self.path(rel).resolve()
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the root (for paths obtained from `resolve`)."""
+        return str(path.relative_to(self.root.resolve()))

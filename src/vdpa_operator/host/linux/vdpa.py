@@ -1,0 +1,276 @@
+"""`Vdpa` on the real kernel: the `vdpa` generic netlink family for devices, `/sys/bus/vdpa` for binding.
+
+Two halves:
+
+- `VdpaSysfs` reads and changes the binding through a `Sysfs` object only, so the simulated host reuses it on
+  its own tree (its `Sysfs` subclass gives writes the kernel's side effects).
+- `GenlVdpa` adds the netlink half (management devices, devices, create, delete; wire format in
+  `genl.vdpa_proto`) and delegates binding to `VdpaSysfs`.
+
+sysfs layout read here (research/dataplane.md §2; `<root>` is the Sysfs root, normally /sys)::
+
+    <root>/bus/vdpa/devices/<name>            -> ../../../devices/.../<VF PCI>/<name>   (mlx5: parent is the VF)
+                                              -> ../../../devices/<name>                (vdpa_sim: no parent)
+    <root>/bus/vdpa/devices/<name>/driver     -> .../bus/vdpa/drivers/<virtio_vdpa|vhost_vdpa>  (absent: unbound)
+    <root>/bus/vdpa/devices/<name>/driver_override
+    <root>/bus/vdpa/devices/<name>/vhost-vdpa-<N>/      bound to vhost_vdpa: char device <dev_root>/vhost-vdpa-<N>
+    <resolved dir or its parent>/virtio<N>/             bound to virtio_vdpa: the virtio device; its parent is
+                                                        the vdpa *DMA* device — the VF for mlx5, the vdpa device
+                                                        itself for vdpa_sim (newer kernels may change it: both
+                                                        places are searched)
+    <root>/bus/virtio/devices/virtio<N>/net/<ifname>    the virtio_net netdev (absent once moved to another netns)
+    <root>/bus/vdpa/drivers/<driver>/{bind,unbind}
+
+Rebinding follows upstream `BindDriverByBusAndDevice` (pkg/host/internal/kernel): unbind from the current
+driver, set `driver_override`, write the device to the new driver's `bind`, clear the override. The override is
+cleared with "\\n" (the kernel's `driver_set_override` clears on an empty or newline-only write; upstream's
+zero-length write never reaches the kernel's store function).
+
+DEV_NEW with config attributes the management device does not support fails with EOPNOTSUPP ("All provided
+attributes are not supported"); like upstream (which retries without `max_vqp` for older mlx5), `create`
+retries once without any config attribute and logs what it dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from vdpa_operator.host.errors import (
+    DeviceNotFound,
+    HostError,
+    KernelModuleMissing,
+    error_from_errno,
+)
+from vdpa_operator.host.linux.genl import FamilyNotFound, GenlCommandError
+from vdpa_operator.host.linux.genl import vdpa_proto as proto
+from vdpa_operator.host.linux.sysfs import Sysfs
+from vdpa_operator.host.types import VdpaBinding, VdpaConfig, VdpaDevice, VdpaDriver, VdpaMgmtDev
+
+logger = logging.getLogger(__name__)
+
+_VIRTIO_RE = re.compile(r"virtio\d+")
+_VHOST_RE = re.compile(r"vhost-vdpa-\d+")
+_FAMILY_HINT = ("load the vdpa kernel modules (modprobe vdpa, and the NIC's vdpa driver such as mlx5_vdpa); "
+                "the vdpa netlink family is only visible from the host network namespace (hostNetwork: true)")
+
+
+def _devices(name: str) -> str:
+    return f"bus/vdpa/devices/{name}"
+
+
+class VdpaSysfs:
+    """The sysfs half of `Vdpa`: which driver a device is bound to, what that gives consumers, rebinding."""
+
+    def __init__(self, sysfs: Sysfs, dev_root: Path = Path("/dev")) -> None:
+        self.sysfs = sysfs
+        self.dev_root = Path(dev_root)
+
+    def _require_device(self, name: str, op: str) -> None:
+        if not self.sysfs.exists(_devices(name)):
+            raise DeviceNotFound(op, f"vdpa device {name}", errno.ENODEV,
+                                 detail=f"{self.sysfs.path(_devices(name))} does not exist")
+
+    def driver(self, name: str) -> str | None:
+        """Basename of `bus/vdpa/devices/<name>/driver`; None when unbound (or the device does not exist)."""
+        return self.sysfs.link_name(f"{_devices(name)}/driver")
+
+    def binding(self, name: str) -> VdpaBinding:
+        op = "read binding of"
+        self._require_device(name, op)
+        driver = self.driver(name)
+        if driver == VdpaDriver.VIRTIO:
+            return VdpaBinding(driver=driver, virtio_netdev=self._virtio_netdev(name, op))
+        if driver == VdpaDriver.VHOST:
+            return VdpaBinding(driver=driver, vhost_chardev=self._vhost_chardev(name, op))
+        return VdpaBinding(driver=driver)
+
+    def _virtio_netdev(self, name: str, op: str) -> str | None:
+        """The netdev of the device's `virtioN` child; None when the virtio device or its netdev is not (or no
+        longer) visible from here, e.g. after the netdev was moved into a pod's namespace."""
+        device_dir = self.sysfs.resolve(_devices(name))
+        candidates: list[str] = []
+        for directory in (device_dir, device_dir.parent):
+            try:
+                rel = self.sysfs.relative(directory)
+            except ValueError:  # the parent of a device directly under the root
+                continue
+            found = [entry for entry in self.sysfs.listdir(rel) if _VIRTIO_RE.fullmatch(entry)]
+            if found:
+                candidates = found
+                break
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            raise HostError(op, f"vdpa device {name}",
+                            detail=f"several virtio devices next to it: {', '.join(candidates)}",
+                            hint="cannot tell which belongs to this vdpa device; check `ethtool -i` bus-info")
+        netdevs = self.sysfs.listdir(f"bus/virtio/devices/{candidates[0]}/net")
+        if len(netdevs) > 1:
+            raise HostError(op, f"vdpa device {name}",
+                            detail=f"{candidates[0]} has several netdevs: {', '.join(netdevs)}")
+        return netdevs[0] if netdevs else None
+
+    def _vhost_chardev(self, name: str, op: str) -> str | None:
+        children = [entry for entry in self.sysfs.listdir(_devices(name)) if _VHOST_RE.fullmatch(entry)]
+        if not children:
+            return None
+        if len(children) > 1:
+            raise HostError(op, f"vdpa device {name}",
+                            detail=f"several vhost-vdpa children: {', '.join(children)}")
+        chardev = self.dev_root / children[0]
+        if not os.path.exists(chardev):
+            raise DeviceNotFound(op, f"vdpa device {name}", errno.ENOENT,
+                                 detail=f"sysfs shows {children[0]} but {chardev} does not exist",
+                                 hint=f"is devtmpfs mounted at {self.dev_root} (mount the host's /dev)?")
+        return str(chardev)
+
+    def bind(self, name: str, driver: str) -> None:
+        """Bind `name` to `driver` on the vdpa bus (upstream `BindDriverByBusAndDevice`); nothing to do when it
+        is already bound to it. KernelModuleMissing when the driver is not loaded (checked before unbinding,
+        so a missing module never leaves the device unbound)."""
+        op = f"bind to {driver}"
+        target = f"vdpa device {name}"
+        self._require_device(name, op)
+        current = self.driver(name)
+        if current == driver:
+            logger.debug("vdpa %s already bound to %s", name, driver)
+            return
+        if not self.sysfs.exists(f"bus/vdpa/drivers/{driver}"):
+            raise KernelModuleMissing(op, target, errno.ENOENT,
+                                      detail=f"{self.sysfs.path(f'bus/vdpa/drivers/{driver}')} does not exist",
+                                      hint=f"load the kernel module: modprobe {driver}")
+        if current is not None:
+            self.sysfs.write(f"bus/vdpa/drivers/{current}/unbind", name)
+        override = f"{_devices(name)}/driver_override"
+        has_override = self.sysfs.exists(override)
+        if has_override:
+            self.sysfs.write(override, driver)
+        try:
+            self.sysfs.write(f"bus/vdpa/drivers/{driver}/bind", name)
+        finally:
+            if has_override:
+                self.sysfs.write(override, "\n")
+        logger.info("vdpa %s: bound to %s (was %s)", name, driver, current or "unbound")
+
+
+class GenlVdpa:
+    """The `Vdpa` Protocol on the real kernel. Stateless apart from its sysfs root; each netlink operation
+    opens its own socket."""
+
+    def __init__(self, sysfs: Sysfs, dev_root: Path = Path("/dev")) -> None:
+        self.sysfs_half = VdpaSysfs(sysfs, dev_root)
+
+    # --- netlink -----------------------------------------------------------------------------------------------
+
+    def mgmtdevs(self) -> Sequence[VdpaMgmtDev]:
+        try:
+            with proto.VdpaSocket() as sock:
+                replies = sock.request(proto.mgmtdev_get(), dump=True)
+            return sorted((proto.parse_mgmtdev(reply) for reply in replies), key=str)
+        except FamilyNotFound:
+            return []
+        except (GenlCommandError, ValueError) as exc:
+            raise _host_error(exc, "list vdpa management devices", "on this host") from exc
+
+    def devices(self) -> Sequence[VdpaDevice]:
+        try:
+            with proto.VdpaSocket() as sock:
+                replies = sock.request(proto.dev_get(), dump=True)
+            return sorted((proto.parse_device(reply) for reply in replies), key=lambda device: device.name)
+        except FamilyNotFound:
+            return []
+        except (GenlCommandError, ValueError) as exc:
+            raise _host_error(exc, "list vdpa devices", "on this host") from exc
+
+    def get(self, name: str) -> VdpaDevice | None:
+        try:
+            with proto.VdpaSocket() as sock:
+                return self._get(sock, name)
+        except FamilyNotFound:
+            return None
+        except (GenlCommandError, ValueError) as exc:
+            raise _host_error(exc, "get vdpa device", name) from exc
+
+    @staticmethod
+    def _get(sock: proto.VdpaSocket, name: str) -> VdpaDevice | None:
+        try:
+            replies = sock.request(proto.dev_get(name))
+        except GenlCommandError as exc:
+            if exc.errno in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise
+        return proto.parse_device(replies[0]) if replies else None
+
+    def create(self, name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = proto.NO_CONFIG) -> VdpaDevice:
+        op, target = "create vdpa device", f"{name} on {mgmtdev}"
+        try:
+            request = proto.dev_new(name, mgmtdev, config)
+        except ValueError as exc:
+            raise _host_error(exc, op, target) from exc
+        try:
+            with proto.VdpaSocket() as sock:
+                try:
+                    sock.request(request)
+                except GenlCommandError as exc:
+                    if exc.errno != errno.EOPNOTSUPP or config.is_empty():
+                        raise
+                    logger.warning("%s %s: the kernel does not support %s (%s); retrying without them",
+                                   op, target, _config_names(config), exc)
+                    sock.request(proto.dev_new(name, mgmtdev))
+                device = self._get(sock, name)
+        except FamilyNotFound as exc:
+            raise KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=str(exc)) from exc
+        except (GenlCommandError, ValueError) as exc:
+            raise _host_error(exc, op, target) from exc
+        if device is None:
+            raise DeviceNotFound(op, target, errno.ENODEV, detail="created, but DEV_GET does not find it")
+        logger.info("vdpa %s: created on %s", name, mgmtdev)
+        return device
+
+    def delete(self, name: str, *, missing_ok: bool = True) -> None:
+        op, target = "delete vdpa device", name
+        try:
+            with proto.VdpaSocket() as sock:
+                sock.request(proto.dev_del(name))
+        except FamilyNotFound as exc:
+            if missing_ok:
+                return
+            raise KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=str(exc)) from exc
+        except GenlCommandError as exc:
+            if missing_ok and exc.errno in (errno.ENODEV, errno.ENOENT):
+                return
+            raise _host_error(exc, op, target) from exc
+        logger.info("vdpa %s: deleted", name)
+
+    # --- sysfs -------------------------------------------------------------------------------------------------
+
+    def binding(self, name: str) -> VdpaBinding:
+        return self.sysfs_half.binding(name)
+
+    def bind(self, name: str, driver: VdpaDriver) -> None:
+        self.sysfs_half.bind(name, driver)
+
+
+def _config_names(config: VdpaConfig) -> str:
+    """The config attributes of a DEV_NEW request, as `vdpa dev add` spells them."""
+    names = [key for key, value in (("mac", config.mac), ("mtu", config.mtu), ("max_vqp", config.max_vqp))
+             if value is not None]
+    return ", ".join(names)
+
+
+def _host_error(exc: GenlCommandError | ValueError, op: str, target: str) -> HostError:
+    """The one translation from wire-layer failures to HostError (ValueError: a request the kernel's
+    policy would reject, reported as EINVAL)."""
+    if isinstance(exc, ValueError):
+        return error_from_errno(errno.EINVAL, op, target, detail=str(exc))
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = "the management device allows no more vdpa devices (mlx5: one per VF)"
+    elif exc.errno == errno.EPERM:
+        hint = "creating and deleting vdpa devices needs CAP_NET_ADMIN"
+    return error_from_errno(exc.errno, op, target, hint=hint, detail=exc.extack)
