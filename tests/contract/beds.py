@@ -44,6 +44,8 @@ class VdpaBed(Protocol):
     """A vDPA management device that can carry the device `device_name`."""
 
     mgmtdev: VdpaMgmtDev
+    other_mgmtdev: VdpaMgmtDev
+    """A second management device, or the same one where it takes several devices."""
     device_name: str
 
     def prepare(self) -> None:

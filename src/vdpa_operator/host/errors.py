@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 
-
 _PREFERRED_NAMES = {errno_mod.EOPNOTSUPP: "EOPNOTSUPP", errno_mod.EDEADLK: "EDEADLK"}
 """Python names errno 95 ENOTSUP; the kernel and iproute2 say EOPNOTSUPP."""
 

@@ -1,0 +1,345 @@
+"""Render the simulated host's state as a sysfs tree (and `/dev` nodes) on disk, in the kernel's layout.
+
+`render(state)` computes every directory, attribute file, symlink and char device the state implies;
+`sync(root, state)` makes `<root>/sys` and `<root>/dev` match it with the fewest changes, writing attribute
+files atomically (temp file + rename) so a concurrent reader never sees half a value. Creation goes in the
+kernel's order — a device directory and its attributes before the links that point at it — and removal in
+reverse, so readers polling the tree (the wait-for-physfn loop) see states the kernel could show too.
+
+Layout (what the Linux adapter's `SysfsPci`, `VdpaSysfs` and `RtnlLinks.switch_port` read unchanged):
+
+    sys/devices/pci0000:64/0000:64:00.0/<PF>/{vendor,device,class,driver_override,sriov_*,virtfnN→../<VF>}
+    sys/devices/…/<PF>/net/<pf netdev>/, …/<PF>/net/<representor>/      (representors: parent = PF, ≥ 5.8)
+    sys/devices/…/<VF>/{physfn→../<PF>,net/<vf netdev>/,<vdpa name>/,virtio<N>/net/<ifname>/}
+    sys/devices/…/<VF>/<vdpa name>/{driver→,driver_override,vhost-vdpa-<minor>/dev}
+    sys/devices/virtual/net/lo/
+    sys/bus/pci/{devices/<addr>→,drivers/<drv>/{bind,unbind,<addr>→},drivers_probe,drivers_autoprobe}
+    sys/bus/vdpa/{devices/<name>→,drivers/<drv>/{bind,unbind},drivers_probe,drivers_autoprobe}   (module vdpa)
+    sys/bus/virtio/{devices/virtio<N>→,drivers/virtio_net/}
+    sys/class/net/<ifname>→  (netdevs of the node's own netns only: sysfs hides other namespaces' netdevs)
+    sys/module/<name>/initstate
+    dev/vhost-vdpa-<minor>   (a char device when running as root, else a plain file holding major:minor)
+
+Left out: attributes no reader here needs (resource, config, msi_irqs, power/, uevent contents).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from vdpa_operator.host.sim.state import (
+    CX6DX_VF,
+    PCI_DRIVER_MODULES,
+    VDPA_BUS_DRIVERS,
+    Netdev,
+    PciFn,
+    State,
+    carrier,
+    oper_state,
+    switch_port,
+)
+
+RO, RW, WO = 0o444, 0o644, 0o200
+MANAGED = ("sys", "dev")
+
+
+@dataclass(frozen=True)
+class Dir:
+    pass
+
+
+@dataclass(frozen=True)
+class File:
+    content: str
+    mode: int = RO
+
+
+@dataclass(frozen=True)
+class Symlink:
+    target: str
+    """Relative, as the kernel's sysfs links are."""
+
+
+@dataclass(frozen=True)
+class CharDev:
+    major: int
+    minor: int
+
+
+Entry = Dir | File | Symlink | CharDev
+
+
+class _Tree:
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+
+    def dir(self, path: str) -> None:
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            self.entries.setdefault("/".join(parts[:i]), Dir())
+
+    def file(self, path: str, content: str, mode: int = RO) -> None:
+        self.dir(os.path.dirname(path))
+        self.entries[path] = File(content, mode)
+
+    def link(self, path: str, target: str) -> None:
+        """A symlink at `path` pointing at the tree path `target`, stored relative."""
+        self.dir(os.path.dirname(path))
+        self.entries[path] = Symlink(_relative(target, os.path.dirname(path)))
+
+    def chardev(self, path: str, major: int, minor: int) -> None:
+        self.dir(os.path.dirname(path))
+        self.entries[path] = CharDev(major, minor)
+
+
+def _relative(target: str, start: str) -> str:
+    """`os.path.relpath` for the tree's normalised relative paths, without its filesystem calls."""
+    t, s = target.split("/"), start.split("/")
+    common = 0
+    while common < min(len(t), len(s)) and t[common] == s[common]:
+        common += 1
+    return "/".join([".."] * (len(s) - common) + t[common:]) or "."
+
+
+def function_dir(fn: PciFn) -> str:
+    return f"sys/devices/{fn.parent}/{fn.address}"
+
+
+def render(state: State) -> dict[str, Entry]:
+    t = _Tree()
+    for path in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/module",
+                 "sys/bus/virtio/devices", "sys/bus/virtio/drivers", "sys/kernel/iommu_groups", "dev"):
+        t.dir(path)
+    t.file("sys/bus/pci/drivers_probe", "", WO)
+    t.file("sys/bus/pci/drivers_autoprobe", f"{int(state.pci_autoprobe)}\n", RW)
+    for module in state.modules:
+        t.file(f"sys/module/{module}/initstate", "live\n")
+    _pci(t, state)
+    _vdpa(t, state)
+    for nd in state.netdevs:
+        if nd.netns is None:
+            _netdev(t, state, nd)
+    return t.entries
+
+
+def _pci(t: _Tree, state: State) -> None:
+    for driver, module in PCI_DRIVER_MODULES.items():
+        if module in state.modules:
+            t.file(f"sys/bus/pci/drivers/{driver}/bind", "", WO)
+            t.file(f"sys/bus/pci/drivers/{driver}/unbind", "", WO)
+            t.link(f"sys/bus/pci/drivers/{driver}/module", f"sys/module/{module}")
+    for group, fn in enumerate(sorted(state.pci.values(), key=lambda f: f.address)):
+        d = function_dir(fn)
+        t.file(f"{d}/vendor", f"0x{fn.vendor}\n")
+        t.file(f"{d}/device", f"0x{fn.device}\n")
+        t.file(f"{d}/class", f"{fn.class_code}\n")
+        t.file(f"{d}/subsystem_vendor", f"0x{fn.vendor}\n")
+        t.file(f"{d}/numa_node", "0\n")
+        t.file(f"{d}/driver_override", f"{fn.driver_override or '(null)'}\n", RW)
+        t.dir(f"sys/kernel/iommu_groups/{group}/devices")
+        t.link(f"sys/kernel/iommu_groups/{group}/devices/{fn.address}", d)
+        t.link(f"{d}/iommu_group", f"sys/kernel/iommu_groups/{group}")
+        t.link(f"{d}/subsystem", "sys/bus/pci")
+        t.link(f"sys/bus/pci/devices/{fn.address}", d)
+        if fn.driver is not None:
+            t.link(f"{d}/driver", f"sys/bus/pci/drivers/{fn.driver}")
+            t.link(f"sys/bus/pci/drivers/{fn.driver}/{fn.address}", d)
+        pf = state.pfs.get(fn.address)
+        if pf is not None:
+            t.file(f"{d}/sriov_totalvfs", f"{pf.totalvfs}\n")
+            t.file(f"{d}/sriov_numvfs", f"{pf.numvfs}\n", RW)
+            t.file(f"{d}/sriov_offset", f"{pf.offset}\n")
+            t.file(f"{d}/sriov_stride", f"{pf.stride}\n")
+            t.file(f"{d}/sriov_vf_device", f"{CX6DX_VF}\n")
+            t.file(f"{d}/sriov_drivers_autoprobe", f"{int(pf.drivers_autoprobe)}\n", RW)
+        if fn.pf is not None:
+            t.link(f"{d}/physfn", f"{function_dir(state.pci[fn.pf])}")
+            t.link(f"{function_dir(state.pci[fn.pf])}/virtfn{fn.vf_index}", d)
+
+
+def _vdpa(t: _Tree, state: State) -> None:
+    if "virtio_net" in state.modules:
+        t.file("sys/bus/virtio/drivers/virtio_net/bind", "", WO)
+        t.file("sys/bus/virtio/drivers/virtio_net/unbind", "", WO)
+    if "vdpa" not in state.modules:
+        return
+    t.dir("sys/bus/vdpa/devices")
+    t.dir("sys/bus/vdpa/drivers")
+    t.file("sys/bus/vdpa/drivers_probe", "", WO)
+    t.file("sys/bus/vdpa/drivers_autoprobe", f"{int(state.vdpa_autoprobe)}\n", RW)
+    for driver in VDPA_BUS_DRIVERS:
+        if driver in state.modules:
+            t.file(f"sys/bus/vdpa/drivers/{driver}/bind", "", WO)
+            t.file(f"sys/bus/vdpa/drivers/{driver}/unbind", "", WO)
+            t.link(f"sys/bus/vdpa/drivers/{driver}/module", f"sys/module/{driver}")
+    for dev in state.vdpa.values():
+        vf_dir = function_dir(state.pci[dev.vf])
+        d = f"{vf_dir}/{dev.name}"
+        t.file(f"{d}/driver_override", f"{dev.driver_override or '(null)'}\n", RW)
+        t.link(f"{d}/subsystem", "sys/bus/vdpa")
+        t.link(f"sys/bus/vdpa/devices/{dev.name}", d)
+        if dev.driver is not None:
+            t.link(f"{d}/driver", f"sys/bus/vdpa/drivers/{dev.driver}")
+            t.link(f"sys/bus/vdpa/drivers/{dev.driver}/{dev.name}", d)
+        if dev.vhost_minor is not None:
+            child = f"vhost-vdpa-{dev.vhost_minor}"
+            t.file(f"{d}/{child}/dev", f"{state.config.vhost_major}:{dev.vhost_minor}\n")
+            t.chardev(f"dev/{child}", state.config.vhost_major, dev.vhost_minor)
+        if dev.virtio is not None:
+            # NOTE: mlx5's vdpa DMA device is the VF, so virtio<N> sits next to the vdpa device (dataplane §2.2).
+            v = f"{vf_dir}/virtio{dev.virtio}"
+            t.file(f"{v}/device", "0x0001\n")
+            t.file(f"{v}/vendor", "0x15b3\n")
+            t.file(f"{v}/status", "0x0000000f\n")
+            t.link(f"{v}/subsystem", "sys/bus/virtio")
+            if "virtio_net" in state.modules:
+                t.link(f"{v}/driver", "sys/bus/virtio/drivers/virtio_net")
+            t.dir(f"{v}/net")
+            t.link(f"sys/bus/virtio/devices/virtio{dev.virtio}", v)
+
+
+def netdev_dir(state: State, nd: Netdev) -> str:
+    if nd.kind == "loopback" or nd.pci is None:
+        return f"sys/devices/virtual/net/{nd.name}"
+    d = function_dir(state.pci[nd.pci])
+    if nd.kind == "virtio":
+        return f"{d}/virtio{nd.virtio}/net/{nd.name}"
+    return f"{d}/net/{nd.name}"
+
+
+def _netdev(t: _Tree, state: State, nd: Netdev) -> None:
+    d = netdev_dir(state, nd)
+    loopback = nd.kind == "loopback"
+    t.file(f"{d}/address", f"{'00:00:00:00:00:00' if loopback else nd.mac}\n")
+    t.file(f"{d}/broadcast", "00:00:00:00:00:00\n" if loopback else "ff:ff:ff:ff:ff:ff\n")
+    t.file(f"{d}/addr_len", "6\n")
+    t.file(f"{d}/mtu", f"{nd.mtu}\n", RW)
+    t.file(f"{d}/ifindex", f"{nd.ifindex}\n")
+    t.file(f"{d}/iflink", f"{nd.ifindex}\n")
+    t.file(f"{d}/type", "772\n" if loopback else "1\n")
+    t.file(f"{d}/flags", f"0x{(0x8 if loopback else 0x1002) | int(nd.up):x}\n", RW)
+    t.file(f"{d}/operstate", f"{oper_state(state, nd)}\n")
+    if nd.up:
+        t.file(f"{d}/carrier", f"{int(carrier(state, nd))}\n", RW)
+    if nd.kind == "pf" and carrier(state, nd):
+        t.file(f"{d}/speed", "100000\n")
+    port = switch_port(state, nd)
+    if port is not None:
+        t.file(f"{d}/phys_port_name", f"{port.port_name}\n")
+        t.file(f"{d}/phys_switch_id", f"{port.switch_id}\n")
+    t.link(f"{d}/subsystem", "sys/class/net")
+    if not loopback:
+        t.link(f"{d}/device", os.path.dirname(os.path.dirname(d)))
+    t.link(f"sys/class/net/{nd.name}", d)
+
+
+# --- applying ---------------------------------------------------------------------------------------------------
+
+
+def _kind(path: Path) -> Entry | None:
+    """What is at `path` now, as an Entry without content (File("") for files), or None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return Symlink(os.readlink(path))
+    if stat.S_ISDIR(st.st_mode):
+        return Dir()
+    if stat.S_ISCHR(st.st_mode):
+        return CharDev(os.major(st.st_rdev), os.minor(st.st_rdev))
+    return File("")
+
+
+def _existing(root: Path) -> set[str]:
+    found: set[str] = set()
+    for top in MANAGED:
+        base = root / top
+        if not base.exists():
+            continue
+        found.add(top)
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            rel = os.path.relpath(dirpath, root)
+            found.update(f"{rel}/{name}" for name in dirnames + filenames)
+    return found
+
+
+def _same(path: Path, want: Entry, have: Entry) -> bool:
+    if isinstance(want, File):
+        if not isinstance(have, File):
+            return False
+        try:
+            return path.read_text() == want.content
+        except OSError:
+            return False
+    if isinstance(want, CharDev) and not _can_mknod():
+        return isinstance(have, File) and path.read_text() == f"{want.major}:{want.minor}\n"
+    return want == have
+
+
+def _can_mknod() -> bool:
+    return os.geteuid() == 0
+
+
+def sync(root: Path, state: State, previous: State | None = None) -> None:
+    """Make `<root>/sys` and `<root>/dev` show `state`. With `previous` (the state the tree shows now), only
+    the difference between the two renderings is applied; without it the tree on disk is compared in full
+    (attaching after a crash)."""
+    desired = render(state)
+    if previous is not None:
+        before = render(previous)
+        stale = [p for p in before if p not in desired]
+        changed = [p for p in desired if p in before and before[p] != desired[p]]
+        missing = [p for p in desired if p not in before or p in changed]
+    else:
+        existing = _existing(root)
+        stale = [p for p in existing if p not in desired]
+        changed = [p for p in desired if p in existing and not _same(root / p, desired[p], _kind(root / p) or Dir())]
+        missing = [p for p in desired if not os.path.lexists(root / p) or p in changed]
+    # Removal: links first (nothing points into a directory that is going), then the rest deepest first.
+    for path in sorted(stale, key=lambda p: (not isinstance(_kind(root / p), Symlink), -p.count("/"))):
+        _remove(root / path)
+    for path in changed:
+        if not isinstance(desired[path], File) or not isinstance(_kind(root / path), File):
+            _remove(root / path)
+    # Creation: directories and attributes before the links that point at them (device_add order).
+    for path in sorted(missing, key=lambda p: (isinstance(desired[p], Symlink), p.count("/"), p)):
+        _create(root / path, desired[path])
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _create(path: Path, entry: Entry) -> None:
+    if isinstance(entry, Dir):
+        path.mkdir(exist_ok=True)
+    elif isinstance(entry, File):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(entry.content)
+        os.chmod(tmp, entry.mode)
+        os.replace(tmp, path)
+    elif isinstance(entry, Symlink):
+        if os.path.lexists(path):
+            path.unlink()
+        os.symlink(entry.target, path)
+    else:
+        if _can_mknod():
+            try:
+                os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(entry.major, entry.minor))
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EACCES):
+                    raise
+        path.write_text(f"{entry.major}:{entry.minor}\n")
