@@ -15,7 +15,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the overlay's (host /tmp read-only below, tmpfs above): a checkout under /tmp must stay visible.
 OUT=$(sed -n 's/.*kbed\.out=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p "$OUT"
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out "$OUT"; then
