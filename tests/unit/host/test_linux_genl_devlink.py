@@ -12,13 +12,24 @@ import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
+from unit.host.genl_scaffold import (
+    ScriptedSocket,
+    family_registered,
+    nla,
+    scripted_socket,
+    strz,
+    u8,
+    u16,
+    u32,
+    uapi_enum,
+)
 from vdpa_operator.host.errors import DeviceBusy, DeviceNotFound, InvalidArgument, KernelModuleMissing
 from vdpa_operator.host.linux.devlink import GenlDevlink
-from vdpa_operator.host.linux.genl import FamilyNotFound, GenlCommandError, decode, encode
+from vdpa_operator.host.linux.genl import GenlCommandError, decode, encode
 from vdpa_operator.host.linux.genl import devlink_proto as proto
 from vdpa_operator.host.types import DevlinkHandle, DevlinkParam, DevlinkPort, EswitchMode, PortFlavour
 
@@ -38,26 +49,6 @@ NLA_STRING, NLA_FLAG, NLA_U8, NLA_U16, NLA_U32 = 5, 6, 1, 2, 3  # devlink PARAM_
 PF = DevlinkHandle("pci", "0000:65:00.0")
 
 
-def nla(kind: int, payload: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
-
-
-def strz(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
-def u8(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack("=B", value))
-
-
-def u16(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack("=H", value))
-
-
-def u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack("=I", value))
-
-
 def nest(kind: int, *attrs: bytes, flag: int = 0) -> bytes:
     return nla(kind | flag, b"".join(attrs))
 
@@ -69,25 +60,6 @@ def handle(h: DevlinkHandle = PF) -> tuple[bytes, bytes]:
 def message(cmd: int, *attrs: bytes, flags: int = NLM_F_REQUEST | NLM_F_ACK, seq: int = 0) -> bytes:
     body = struct.pack("=BBH", cmd, 1, 0) + b"".join(attrs)
     return struct.pack("=IHHII", 16 + len(body), FAMILY, flags, seq, 0) + body
-
-
-def uapi_enum(header: str, name: str) -> dict[str, int]:
-    """Values of `enum name` in a uapi header (implicit numbering, `= OTHER` aliases, `#define`s skipped)."""
-    body_match = re.search(r"enum " + name + r" \{(.*?)\n\};", header, re.S)
-    assert body_match, f"enum {name} not found"
-    body = re.sub(r"/\*.*?\*/", "", body_match.group(1), flags=re.S)
-    body = re.sub(r"#define[^\n]*", "", body.replace("\\\n", " "))
-    values: dict[str, int] = {}
-    value = 0
-    for item in (part.strip() for part in body.split(",")):
-        if not item:
-            continue
-        key, _, expr = (part.strip() for part in item.partition("="))
-        if expr:
-            value = eval(re.sub(r"[A-Za-z_]\w*", lambda m: str(values[m.group(0)]), expr), {})
-        values[key] = value
-        value += 1
-    return values
 
 
 # --- requests --------------------------------------------------------------------------------------------------
@@ -259,33 +231,9 @@ def test_ids_agree_with_pyroute2_where_pyroute2_defines_them() -> None:
 # --- the adapter against a scripted socket ---------------------------------------------------------------------
 
 
-class ScriptedSocket:
-    """Stands in for `DevlinkSocket`: records requests, answers from a script of replies or errors."""
-
-    script: ClassVar[list[Any]] = []
-    requests: ClassVar[list[tuple[bytes, bool]]] = []
-
-    def __enter__(self) -> ScriptedSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def request(self, msg: Any, *, dump: bool = False) -> list[Any]:
-        self.requests.append((encode(msg, family_id=FAMILY), dump))
-        answer = self.script.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return list(decode(proto.DevlinkMsg, answer)) if answer else []
-
-
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedSocket]]:
-    ScriptedSocket.script = []
-    ScriptedSocket.requests = []
-    monkeypatch.setattr(proto, "DevlinkSocket", ScriptedSocket)
-    yield ScriptedSocket
-    assert ScriptedSocket.script == [], "not every scripted answer was used"
+    yield from scripted_socket(monkeypatch, proto, "DevlinkSocket", FAMILY)
 
 
 def test_eswitch_mode_reads_the_mode(scripted: type[ScriptedSocket]) -> None:
@@ -344,15 +292,7 @@ def test_set_param_of_a_missing_param_says_so(scripted: type[ScriptedSocket]) ->
 # --- this host: no devlink family ------------------------------------------------------------------------------
 
 
-def devlink_family_registered() -> bool:
-    try:
-        with proto.DevlinkSocket():
-            return True
-    except FamilyNotFound:
-        return False
-
-
-no_devlink_family = pytest.mark.skipif(devlink_family_registered(),
+no_devlink_family = pytest.mark.skipif(family_registered(proto.DevlinkSocket),
                                        reason="the devlink family is registered on this host")
 
 

@@ -14,10 +14,10 @@ import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
+from unit.host.genl_scaffold import ScriptedSocket, family_registered, nla, scripted_socket, strz, u16, u32, uapi_enum
 from vdpa_operator.host.errors import (
     AlreadyExists,
     DeviceNotFound,
@@ -26,7 +26,7 @@ from vdpa_operator.host.errors import (
     NoSpace,
     NotSupported,
 )
-from vdpa_operator.host.linux.genl import FamilyNotFound, GenlCommandError, decode, encode
+from vdpa_operator.host.linux.genl import GenlCommandError, decode, encode
 from vdpa_operator.host.linux.genl import vdpa_proto as proto
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.linux.vdpa import GenlVdpa
@@ -45,22 +45,6 @@ A_MAC, A_STATUS, A_MAX_VQP, A_MTU, A_NEG_FEATURES, A_MGMT_MAX_VQS, A_SUPP_FEATUR
 A_FEATURES = 20
 
 
-def nla(kind: int, payload: bytes) -> bytes:
-    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
-
-
-def strz(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
-def u16(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack("=H", value))
-
-
-def u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack("=I", value))
-
-
 def u64(kind: int, value: int) -> bytes:
     return nla(kind, struct.pack("=Q", value))
 
@@ -77,25 +61,6 @@ def message(cmd: int, *attrs: bytes, flags: int = NLM_F_REQUEST | NLM_F_ACK, seq
 
 def done() -> bytes:
     return struct.pack("=IHHIIi", 20, NLMSG_DONE, NLM_F_MULTI, 0, 0, 0)
-
-
-def uapi_enum(header: str, name: str) -> dict[str, int]:
-    """Values of `enum name` in a uapi header (implicit numbering, `= OTHER` aliases, `#define`s skipped)."""
-    body_match = re.search(r"enum " + name + r" \{(.*?)\n\};", header, re.S)
-    assert body_match, f"enum {name} not found"
-    body = re.sub(r"/\*.*?\*/", "", body_match.group(1), flags=re.S)
-    body = re.sub(r"#define[^\n]*", "", body.replace("\\\n", " "))
-    values: dict[str, int] = {}
-    value = 0
-    for item in (part.strip() for part in body.split(",")):
-        if not item:
-            continue
-        key, _, expr = (part.strip() for part in item.partition("="))
-        if expr:
-            value = eval(re.sub(r"[A-Za-z_]\w*", lambda m: str(values[m.group(0)]), expr), {})
-        values[key] = value
-        value += 1
-    return values
 
 
 # --- requests --------------------------------------------------------------------------------------------------
@@ -260,33 +225,9 @@ def test_ids_match_the_installed_uapi_header() -> None:
 # --- the adapter against a scripted socket ---------------------------------------------------------------------
 
 
-class ScriptedSocket:
-    """Stands in for `VdpaSocket`: records requests, answers from a script of replies or errors."""
-
-    script: ClassVar[list[Any]] = []
-    requests: ClassVar[list[tuple[bytes, bool]]] = []
-
-    def __enter__(self) -> ScriptedSocket:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def request(self, msg: Any, *, dump: bool = False) -> list[Any]:
-        self.requests.append((encode(msg, family_id=FAMILY), dump))
-        answer = self.script.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return list(decode(proto.VdpaMsg, answer)) if answer else []
-
-
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedSocket]]:
-    ScriptedSocket.script = []
-    ScriptedSocket.requests = []
-    monkeypatch.setattr(proto, "VdpaSocket", ScriptedSocket)
-    yield ScriptedSocket
-    assert ScriptedSocket.script == [], "not every scripted answer was used"
+    yield from scripted_socket(monkeypatch, proto, "VdpaSocket", FAMILY)
 
 
 @pytest.fixture
@@ -385,15 +326,8 @@ def test_devices_and_mgmtdevs_are_sorted(scripted: type[ScriptedSocket], vdpa: G
 # --- this host: no vdpa family ---------------------------------------------------------------------------------
 
 
-def vdpa_family_registered() -> bool:
-    try:
-        with proto.VdpaSocket():
-            return True
-    except FamilyNotFound:
-        return False
-
-
-no_vdpa_family = pytest.mark.skipif(vdpa_family_registered(), reason="the vdpa family is registered on this host")
+no_vdpa_family = pytest.mark.skipif(family_registered(proto.VdpaSocket),
+                                    reason="the vdpa family is registered on this host")
 
 
 @no_vdpa_family

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.errors import DeviceBusy, DeviceNotFound, InvalidArgument, NotSupported
 from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
@@ -26,27 +27,6 @@ PF0 = pci_address("0000:65:00.0")
 PF1 = pci_address("0000:65:00.1")
 H0 = DevlinkHandle.pci(PF0)
 H1 = DevlinkHandle.pci(PF1)
-
-
-@pytest.fixture
-def kernel(tmp_path: Path) -> SimKernel:
-    return SimKernel.create(tmp_path / "host", real_netdevs=False)
-
-
-@pytest.fixture
-def host(kernel: SimKernel) -> Host:
-    return sim_host(kernel)
-
-
-def to_switchdev(host: Host, numvfs: int, pf: str = PF0) -> None:
-    """Upstream's mlx5 order (§4.5): VFs in legacy, unbind them, switchdev, rebind."""
-    host.pci.set_numvfs(pci_address(pf), numvfs)
-    vfs = host.pci.list_vfs(pci_address(pf))
-    for vf in vfs:
-        host.pci.unbind(vf.address)
-    host.devlink.set_eswitch_mode(DevlinkHandle.pci(pci_address(pf)), EswitchMode.SWITCHDEV)
-    for vf in vfs:
-        host.pci.bind_default(vf.address)
 
 
 def test_eswitch_starts_legacy(host: Host) -> None:

@@ -4,10 +4,10 @@ renames, moves, MTU/MAC limits, addresses and routes, the VF administrative MAC,
 from __future__ import annotations
 
 import errno
-from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.errors import (
     AlreadyExists,
     DeviceNotFound,
@@ -16,11 +16,9 @@ from vdpa_operator.host.errors import (
     NotSupported,
 )
 from vdpa_operator.host.port import Host
-from vdpa_operator.host.sim import SimKernel, sim_host
+from vdpa_operator.host.sim import SimKernel
 from vdpa_operator.host.types import (
     Address,
-    DevlinkHandle,
-    EswitchMode,
     Route,
     VdpaConfig,
     VdpaMgmtDev,
@@ -32,25 +30,9 @@ NAME = "vdpa:0000:65:00.4"
 POD = "/var/run/netns/pod-a"
 
 
-@pytest.fixture
-def kernel(tmp_path: Path) -> SimKernel:
-    return SimKernel.create(tmp_path / "host", real_netdevs=False)
-
-
-@pytest.fixture
-def host(kernel: SimKernel) -> Host:
-    return sim_host(kernel)
-
-
 def virtio_netdev(host: Host, mac: str = "00:e8:ca:11:22:44") -> str:
     host.modules.load("virtio_vdpa")
-    host.pci.set_numvfs(PF0, 4)
-    vfs = host.pci.list_vfs(PF0)
-    for vf in vfs:
-        host.pci.unbind(vf.address)
-    host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF0), EswitchMode.SWITCHDEV)
-    for vf in vfs:
-        host.pci.bind_default(vf.address)
+    to_switchdev(host)
     host.vdpa.create(NAME, VdpaMgmtDev("pci", "0000:65:00.4"), VdpaConfig(mac=mac))
     netdev = host.vdpa.binding(NAME).virtio_netdev
     assert netdev is not None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.linux.modules import KernelModules
 from vdpa_operator.host.linux.pci import SysfsPci
 from vdpa_operator.host.linux.rtnl import RtnlLinks
@@ -15,8 +16,6 @@ from vdpa_operator.host.linux.vdpa import VdpaSysfs
 from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
 from vdpa_operator.host.types import (
-    DevlinkHandle,
-    EswitchMode,
     VdpaBinding,
     VdpaDriver,
     VdpaMgmtDev,
@@ -28,22 +27,11 @@ NAME = "vdpa:0000:65:00.4"
 
 
 @pytest.fixture
-def kernel(tmp_path: Path) -> SimKernel:
-    return SimKernel.create(tmp_path / "host", real_netdevs=False)
-
-
-@pytest.fixture
 def host(kernel: SimKernel) -> Host:
     host = sim_host(kernel)
     host.modules.load("virtio_vdpa")
     host.modules.load("vhost_vdpa")
-    host.pci.set_numvfs(PF0, 4)
-    vfs = host.pci.list_vfs(PF0)
-    for vf in vfs:
-        host.pci.unbind(vf.address)
-    host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF0), EswitchMode.SWITCHDEV)
-    for vf in vfs:
-        host.pci.bind_default(vf.address)
+    to_switchdev(host)
     host.vdpa.create(NAME, VdpaMgmtDev("pci", "0000:65:00.4"))
     return host
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.errors import (
     DeviceBusy,
     DeviceNotFound,
@@ -26,16 +27,6 @@ from vdpa_operator.host.types import DevlinkHandle, EswitchMode, VdpaMgmtDev, pc
 
 PF0 = pci_address("0000:65:00.0")
 PF1 = pci_address("0000:65:00.1")
-
-
-@pytest.fixture
-def kernel(tmp_path: Path) -> SimKernel:
-    return SimKernel.create(tmp_path / "host", real_netdevs=False)
-
-
-@pytest.fixture
-def host(kernel: SimKernel) -> Host:
-    return sim_host(kernel)
 
 
 @pytest.fixture
@@ -293,16 +284,3 @@ def test_writing_a_netdev_mtu_attribute_changes_the_mtu(host: Host, sysfs: SimSy
     assert sysfs.read("class/net/ens1f0/mtu") == "9000"
     with pytest.raises(InvalidArgument):
         sysfs.write("class/net/ens1f0/mtu", "10000")
-
-
-# --- helpers --------------------------------------------------------------------------------------------------
-
-
-def to_switchdev(host: Host, numvfs: int) -> None:
-    host.pci.set_numvfs(PF0, numvfs)
-    vfs = host.pci.list_vfs(PF0)
-    for vf in vfs:
-        host.pci.unbind(vf.address)
-    host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF0), EswitchMode.SWITCHDEV)
-    for vf in vfs:
-        host.pci.bind_default(vf.address)

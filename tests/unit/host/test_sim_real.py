@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
 from vdpa_operator.host.sim.realnet import create_netns, remove_netns
-from vdpa_operator.host.types import Address, DevlinkHandle, EswitchMode, VdpaConfig, VdpaMgmtDev, pci_address
+from vdpa_operator.host.types import Address, VdpaConfig, VdpaMgmtDev, pci_address
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces and veths")
 
@@ -50,13 +51,7 @@ def real(tmp_path: Path) -> Iterator[RealBed]:
         kernel = SimKernel.create(tmp_path / "host", node_netns=node, real_netdevs=True)
         host = sim_host(kernel)
         host.modules.load("virtio_vdpa")
-        host.pci.set_numvfs(PF0, 4)
-        vfs = host.pci.list_vfs(PF0)
-        for vf in vfs:
-            host.pci.unbind(vf.address)
-        host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF0), EswitchMode.SWITCHDEV)
-        for vf in vfs:
-            host.pci.bind_default(vf.address)
+        to_switchdev(host)
         yield RealBed(kernel, host, node, names)
     finally:
         for name in reversed(names):

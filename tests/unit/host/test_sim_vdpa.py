@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import sim_kernel, to_switchdev
 from vdpa_operator.host.errors import (
     AlreadyExists,
     DeviceBusy,
@@ -24,8 +25,6 @@ from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
 from vdpa_operator.host.sim.sysfs import SimSysfs
 from vdpa_operator.host.types import (
-    DevlinkHandle,
-    EswitchMode,
     VdpaBinding,
     VdpaConfig,
     VdpaDevice,
@@ -41,29 +40,14 @@ MGMT = VdpaMgmtDev("pci", VF)
 
 
 def make(tmp_path: Path, **options: object) -> tuple[SimKernel, Host]:
-    kernel = SimKernel.create(tmp_path / "host", real_netdevs=False, **options)  # type: ignore[arg-type]
+    kernel = sim_kernel(tmp_path, **options)
     return kernel, sim_host(kernel)
-
-
-def prepare(host: Host, numvfs: int = 4) -> None:
-    host.pci.set_numvfs(PF0, numvfs)
-    vfs = host.pci.list_vfs(PF0)
-    for vf in vfs:
-        host.pci.unbind(vf.address)
-    host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF0), EswitchMode.SWITCHDEV)
-    for vf in vfs:
-        host.pci.bind_default(vf.address)
-
-
-@pytest.fixture
-def kernel(tmp_path: Path) -> SimKernel:
-    return make(tmp_path)[0]
 
 
 @pytest.fixture
 def host(kernel: SimKernel) -> Host:
     host = sim_host(kernel)
-    prepare(host)
+    to_switchdev(host)
     return host
 
 
@@ -80,7 +64,7 @@ def test_no_mgmtdev_in_legacy_or_for_unbound_vfs_or_without_mlx5_vdpa(tmp_path: 
     kernel, host = make(tmp_path)
     host.pci.set_numvfs(PF0, 2)
     assert host.vdpa.mgmtdevs() == []  # legacy
-    prepare(host, 2)
+    to_switchdev(host, 2)
     host.pci.unbind(pci_address("0000:65:00.2"))
     assert [m.name for m in host.vdpa.mgmtdevs()] == ["0000:65:00.3"]
     kernel.unload_module("mlx5_vdpa")
@@ -89,7 +73,7 @@ def test_no_mgmtdev_in_legacy_or_for_unbound_vfs_or_without_mlx5_vdpa(tmp_path: 
 
 def test_without_the_vdpa_module_there_is_no_vdpa_at_all(tmp_path: Path) -> None:
     kernel, host = make(tmp_path, modules=("mlx5_core",))
-    prepare(host)
+    to_switchdev(host)
     assert (host.vdpa.mgmtdevs(), host.vdpa.devices(), host.vdpa.get(NAME)) == ([], [], None)
     host.vdpa.delete(NAME)
     with pytest.raises(KernelModuleMissing):
@@ -152,7 +136,7 @@ def test_duplicate_name_on_another_vf_is_eexist(host: Host) -> None:
 
 def test_config_the_mgmtdev_lacks_is_retried_without(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     kernel, host = make(tmp_path, vdpa_config_attrs=("mac",))
-    prepare(host)
+    to_switchdev(host)
     with pytest.raises(Exception) as direct:
         kernel.vdpa_dev_new(NAME, MGMT, VdpaConfig(max_vqp=32))
     assert getattr(direct.value, "errno", None) == errno.EOPNOTSUPP
@@ -164,7 +148,7 @@ def test_config_the_mgmtdev_lacks_is_retried_without(tmp_path: Path, caplog: pyt
 
 def test_mac_only_config_is_kept_on_a_mac_only_mgmtdev(tmp_path: Path) -> None:
     _kernel, host = make(tmp_path, vdpa_config_attrs=("mac",))
-    prepare(host)
+    to_switchdev(host)
     host.modules.load("virtio_vdpa")
     host.vdpa.create(NAME, MGMT, VdpaConfig(mac="00:e8:ca:11:22:44"))
     netdev = host.vdpa.binding(NAME).virtio_netdev
@@ -195,7 +179,7 @@ def test_without_a_bus_driver_a_new_device_stays_unbound_until_one_loads(host: H
 def test_autoprobe_binds_the_first_loaded_bus_driver(tmp_path: Path) -> None:
     for first, second in (("virtio_vdpa", "vhost_vdpa"), ("vhost_vdpa", "virtio_vdpa")):
         _kernel, host = make(tmp_path / first)
-        prepare(host)
+        to_switchdev(host)
         host.modules.load(first)
         host.modules.load(second)
         host.vdpa.create(NAME, MGMT)
@@ -325,7 +309,7 @@ def test_unprivileged_the_vhost_node_is_a_plain_file(tmp_path: Path, monkeypatch
     kernel = SimKernel.create(tmp_path / "host")
     assert kernel.config.real_netdevs is False
     host = sim_host(kernel)
-    prepare(host)
+    to_switchdev(host)
     host.modules.load("vhost_vdpa")
     host.vdpa.create(NAME, MGMT)
     chardev = host.vdpa.binding(NAME).vhost_chardev

@@ -1,11 +1,13 @@
 """`Vdpa` on the real kernel: the `vdpa` generic netlink family for devices, `/sys/bus/vdpa` for binding.
 
-Two halves:
+Two halves, each shared with the simulated host:
 
 - `VdpaSysfs` reads and changes the binding through a `Sysfs` object only, so the simulated host reuses it on
   its own tree (its `Sysfs` subclass gives writes the kernel's side effects).
-- `GenlVdpa` adds the netlink half (management devices, devices, create, delete; wire format in
-  `genl.vdpa_proto`) and delegates binding to `VdpaSysfs`.
+- `KernelVdpa` is the netlink half's policy (management devices, devices, create, delete) over a
+  `VdpaTransport` that only speaks the genl commands; it delegates binding to `VdpaSysfs`. `GenlVdpa` is
+  `KernelVdpa` over `GenlVdpaTransport` (wire format in `genl.vdpa_proto`); the sim's `SimVdpa` is the same
+  policy over its kernel model.
 
 sysfs layout read here (research/dataplane.md §2; `<root>` is the Sysfs root, normally /sys)::
 
@@ -39,6 +41,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from vdpa_operator.host.errors import (
     DeviceNotFound,
@@ -46,9 +49,10 @@ from vdpa_operator.host.errors import (
     KernelModuleMissing,
     error_from_errno,
 )
-from vdpa_operator.host.linux.genl import FamilyNotFound, GenlCommandError
+from vdpa_operator.host.linux.genl import GenlCommandError
 from vdpa_operator.host.linux.genl import vdpa_proto as proto
 from vdpa_operator.host.linux.sysfs import Sysfs
+from vdpa_operator.host.port import NO_CONFIG
 from vdpa_operator.host.types import VdpaBinding, VdpaConfig, VdpaDevice, VdpaDriver, VdpaMgmtDev
 
 logger = logging.getLogger(__name__)
@@ -158,73 +162,116 @@ class VdpaSysfs:
         logger.info("vdpa %s: bound to %s (was %s)", name, driver, current or "unbound")
 
 
-class GenlVdpa:
-    """The `Vdpa` Protocol on the real kernel. Stateless apart from its sysfs root; each netlink operation
-    opens its own socket."""
+class VdpaTransport(Protocol):
+    """The `vdpa` genl commands' semantics, without policy: one call per command, kernel values in and out.
+    Every kernel answer other than success is a `GenlCommandError` (errno, extack, `family_missing` when the
+    family is not registered); a request the attribute policy would reject raises ValueError before it is
+    sent. `GenlVdpaTransport` speaks to the kernel; the simulated host has one over its kernel model."""
 
-    def __init__(self, sysfs: Sysfs, dev_root: Path = Path("/dev")) -> None:
-        self.sysfs_half = VdpaSysfs(sysfs, dev_root)
+    def mgmtdev_list(self) -> Sequence[VdpaMgmtDev]:
+        """VDPA_CMD_MGMTDEV_GET, dump."""
+        ...
 
-    # --- netlink -----------------------------------------------------------------------------------------------
+    def dev_list(self) -> Sequence[VdpaDevice]:
+        """VDPA_CMD_DEV_GET, dump."""
+        ...
+
+    def dev_get(self, name: str) -> VdpaDevice | None:
+        """VDPA_CMD_DEV_GET for one device (ENODEV when it does not exist); None when no reply came back."""
+        ...
+
+    def dev_new(self, name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = NO_CONFIG) -> None:
+        """VDPA_CMD_DEV_NEW."""
+        ...
+
+    def dev_del(self, name: str) -> None:
+        """VDPA_CMD_DEV_DEL."""
+        ...
+
+
+class GenlVdpaTransport:
+    """`VdpaTransport` over the kernel's `vdpa` family; each command opens its own socket."""
+
+    def mgmtdev_list(self) -> Sequence[VdpaMgmtDev]:
+        with proto.VdpaSocket() as sock:
+            replies = sock.request(proto.mgmtdev_get(), dump=True)
+        return [proto.parse_mgmtdev(reply) for reply in replies]
+
+    def dev_list(self) -> Sequence[VdpaDevice]:
+        with proto.VdpaSocket() as sock:
+            replies = sock.request(proto.dev_get(), dump=True)
+        return [proto.parse_device(reply) for reply in replies]
+
+    def dev_get(self, name: str) -> VdpaDevice | None:
+        with proto.VdpaSocket() as sock:
+            replies = sock.request(proto.dev_get(name))
+        return proto.parse_device(replies[0]) if replies else None
+
+    def dev_new(self, name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = NO_CONFIG) -> None:
+        request = proto.dev_new(name, mgmtdev, config)  # ValueError here: nothing reaches the kernel
+        with proto.VdpaSocket() as sock:
+            sock.request(request)
+
+    def dev_del(self, name: str) -> None:
+        with proto.VdpaSocket() as sock:
+            sock.request(proto.dev_del(name))
+
+
+class KernelVdpa:
+    """The `Vdpa` Protocol over any `VdpaTransport`: the policy both adapters share (sorting, the missing
+    family, the EOPNOTSUPP retry, the read-back after create, `missing_ok`, errno → HostError with hints),
+    with binding delegated to `VdpaSysfs`."""
+
+    def __init__(self, transport: VdpaTransport, sysfs_half: VdpaSysfs) -> None:
+        self.transport = transport
+        self.sysfs_half = sysfs_half
+
+    # --- genl --------------------------------------------------------------------------------------------------
 
     def mgmtdevs(self) -> Sequence[VdpaMgmtDev]:
         try:
-            with proto.VdpaSocket() as sock:
-                replies = sock.request(proto.mgmtdev_get(), dump=True)
-            return sorted((proto.parse_mgmtdev(reply) for reply in replies), key=str)
-        except FamilyNotFound:
-            return []
+            return sorted(self.transport.mgmtdev_list(), key=str)
         except (GenlCommandError, ValueError) as exc:
+            if _family_missing(exc):
+                return []
             raise _host_error(exc, "list vdpa management devices", "on this host") from exc
 
     def devices(self) -> Sequence[VdpaDevice]:
         try:
-            with proto.VdpaSocket() as sock:
-                replies = sock.request(proto.dev_get(), dump=True)
-            return sorted((proto.parse_device(reply) for reply in replies), key=lambda device: device.name)
-        except FamilyNotFound:
-            return []
+            return sorted(self.transport.dev_list(), key=lambda device: device.name)
         except (GenlCommandError, ValueError) as exc:
+            if _family_missing(exc):
+                return []
             raise _host_error(exc, "list vdpa devices", "on this host") from exc
 
     def get(self, name: str) -> VdpaDevice | None:
         try:
-            with proto.VdpaSocket() as sock:
-                return self._get(sock, name)
-        except FamilyNotFound:
-            return None
+            return self._get(name)
         except (GenlCommandError, ValueError) as exc:
+            if _family_missing(exc):
+                return None
             raise _host_error(exc, "get vdpa device", name) from exc
 
-    @staticmethod
-    def _get(sock: proto.VdpaSocket, name: str) -> VdpaDevice | None:
+    def _get(self, name: str) -> VdpaDevice | None:
         try:
-            replies = sock.request(proto.dev_get(name))
+            return self.transport.dev_get(name)
         except GenlCommandError as exc:
-            if exc.errno in (errno.ENODEV, errno.ENOENT):
+            if _no_such_device(exc):
                 return None
             raise
-        return proto.parse_device(replies[0]) if replies else None
 
-    def create(self, name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = proto.NO_CONFIG) -> VdpaDevice:
+    def create(self, name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = NO_CONFIG) -> VdpaDevice:
         op, target = "create vdpa device", f"{name} on {mgmtdev}"
         try:
-            request = proto.dev_new(name, mgmtdev, config)
-        except ValueError as exc:
-            raise _host_error(exc, op, target) from exc
-        try:
-            with proto.VdpaSocket() as sock:
-                try:
-                    sock.request(request)
-                except GenlCommandError as exc:
-                    if exc.errno != errno.EOPNOTSUPP or config.is_empty():
-                        raise
-                    logger.warning("%s %s: the kernel does not support %s (%s); retrying without them",
-                                   op, target, _config_names(config), exc)
-                    sock.request(proto.dev_new(name, mgmtdev))
-                device = self._get(sock, name)
-        except FamilyNotFound as exc:
-            raise KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=str(exc)) from exc
+            try:
+                self.transport.dev_new(name, mgmtdev, config)
+            except GenlCommandError as exc:
+                if exc.errno != errno.EOPNOTSUPP or exc.family_missing or config.is_empty():
+                    raise
+                logger.warning("%s %s: the kernel does not support %s (%s); retrying without them",
+                               op, target, _config_names(config), exc)
+                self.transport.dev_new(name, mgmtdev)
+            device = self._get(name)
         except (GenlCommandError, ValueError) as exc:
             raise _host_error(exc, op, target) from exc
         if device is None:
@@ -235,14 +282,9 @@ class GenlVdpa:
     def delete(self, name: str, *, missing_ok: bool = True) -> None:
         op, target = "delete vdpa device", name
         try:
-            with proto.VdpaSocket() as sock:
-                sock.request(proto.dev_del(name))
-        except FamilyNotFound as exc:
-            if missing_ok:
-                return
-            raise KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=str(exc)) from exc
-        except GenlCommandError as exc:
-            if missing_ok and exc.errno in (errno.ENODEV, errno.ENOENT):
+            self.transport.dev_del(name)
+        except (GenlCommandError, ValueError) as exc:
+            if missing_ok and (_family_missing(exc) or _no_such_device(exc)):
                 return
             raise _host_error(exc, op, target) from exc
         logger.info("vdpa %s: deleted", name)
@@ -256,6 +298,22 @@ class GenlVdpa:
         self.sysfs_half.bind(name, driver)
 
 
+class GenlVdpa(KernelVdpa):
+    """The `Vdpa` Protocol on the real kernel. Stateless apart from its sysfs root; each netlink operation
+    opens its own socket."""
+
+    def __init__(self, sysfs: Sysfs, dev_root: Path = Path("/dev")) -> None:
+        super().__init__(GenlVdpaTransport(), VdpaSysfs(sysfs, dev_root))
+
+
+def _family_missing(exc: Exception) -> bool:
+    return isinstance(exc, GenlCommandError) and exc.family_missing
+
+
+def _no_such_device(exc: Exception) -> bool:
+    return isinstance(exc, GenlCommandError) and not exc.family_missing and exc.errno in (errno.ENODEV, errno.ENOENT)
+
+
 def _config_names(config: VdpaConfig) -> str:
     """The config attributes of a DEV_NEW request, as `vdpa dev add` spells them."""
     names = [key for key, value in (("mac", config.mac), ("mtu", config.mtu), ("max_vqp", config.max_vqp))
@@ -264,10 +322,12 @@ def _config_names(config: VdpaConfig) -> str:
 
 
 def _host_error(exc: GenlCommandError | ValueError, op: str, target: str) -> HostError:
-    """The one translation from wire-layer failures to HostError (ValueError: a request the kernel's
+    """The one translation from transport failures to HostError (ValueError: a request the kernel's
     policy would reject, reported as EINVAL)."""
     if isinstance(exc, ValueError):
         return error_from_errno(errno.EINVAL, op, target, detail=str(exc))
+    if exc.family_missing:
+        return KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=exc.extack)
     hint = ""
     if exc.errno == errno.ENOSPC:
         hint = "the management device allows no more vdpa devices (mlx5: one per VF)"

@@ -3,9 +3,9 @@
 Why this layer exists: pyroute2's `GenericNetlinkSocket` resolves a family through nlctrl
 (`CTRL_CMD_GETFAMILY`) but reports a family that is not registered as a bare `NetlinkError(ENOENT)` — the same
 errno a command can return for a missing object — and logs it at error level on the root logger. Here that one
-case becomes `FamilyNotFound`, every other kernel error becomes `GenlCommandError(errno, extack)`, and the
-adapters (`host.linux.vdpa`, `host.linux.devlink`) map those to `HostError`s. No pyroute2 type leaves this
-package.
+case becomes `FamilyNotFound` (a `GenlCommandError` with `family_missing` set), every other kernel error
+becomes `GenlCommandError(errno, extack)`, and the adapters (`host.linux.vdpa`, `host.linux.devlink`) map
+those to `HostError`s. No pyroute2 type leaves this package.
 
 Every message on the wire (host byte order; NLAs padded to 4 bytes, their length field unpadded)::
 
@@ -45,23 +45,30 @@ __all__ = [
 ]
 
 
-class FamilyNotFound(Exception):
-    """The generic netlink family is not registered: its module is not loaded, or (for families with
-    `netnsok = false`, such as vdpa) this process is not in the initial network namespace."""
-
-    def __init__(self, family: str) -> None:
-        super().__init__(f"generic netlink family {family!r} is not registered")
-        self.family = family
-
-
 class GenlCommandError(Exception):
-    """The kernel answered a request with a negative errno; `extack` is its message, "" when it sent none."""
+    """The kernel answered a request with a negative errno; `extack` is its message, "" when it sent none.
+    `family_missing` is true when the family itself is not registered (see `FamilyNotFound`); other models of
+    a genl family (the simulated kernel) raise this type with the flag set instead of the subclass."""
 
-    def __init__(self, code: int, extack: str = "") -> None:
+    def __init__(self, code: int, extack: str = "", *, family_missing: bool = False) -> None:
         self.errno = abs(code)
         self.extack = extack
+        self.family_missing = family_missing
         text = os.strerror(self.errno)
         super().__init__(f"{text}: {extack}" if extack else text)
+
+
+class FamilyNotFound(GenlCommandError):
+    """The generic netlink family is not registered: its module is not loaded, or (for families with
+    `netnsok = false`, such as vdpa) this process is not in the initial network namespace. nlctrl answers
+    ENOENT; `extack` (and `str()`) is the sentence saying which family."""
+
+    def __init__(self, family: str) -> None:
+        super().__init__(errno.ENOENT, f"generic netlink family {family!r} is not registered", family_missing=True)
+        self.family = family
+
+    def __str__(self) -> str:
+        return self.extack
 
 
 def _from_netlink_error(exc: Any) -> GenlCommandError:
