@@ -86,6 +86,9 @@ class KernelModuleMissing(HostError):
     """A kernel interface is absent: a genl family not registered, a driver directory missing."""
 
 
+MODULE_MISSING_HINT = "install the kernel modules package that provides it"
+
+
 class HostTimeout(HostError):
     """A kernel-side wait ran past its deadline (VFs not appearing, a netdev not showing up)."""
 
@@ -109,6 +112,11 @@ _ERRNO_CLASSES: dict[int, type[HostError]] = {
     errno_mod.ETIMEDOUT: HostTimeout,
 }
 # NOTE: on Linux ENOTSUP == EOPNOTSUPP (95), so one entry covers both.
+
+
+def netdev_target(name: str, netns: str | None) -> str:
+    """A netdev as messages name it: `eth0`, or `eth0 (netns pod-a)` outside the adapter's own namespace."""
+    return name if netns is None else f"{name} (netns {netns})"
 
 
 def error_from_errno(errno: int | None, op: str, target: str, hint: str = "", detail: str = "") -> HostError:

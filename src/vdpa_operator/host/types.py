@@ -51,6 +51,7 @@ class VdpaDriver(enum.StrEnum):
 
 VDPA_DRIVER_FOR_TYPE = {"virtio": VdpaDriver.VIRTIO, "vhost": VdpaDriver.VHOST}
 """The policy's `vdpaType` → the vdpa bus driver that gives it (upstream `pkg/host/internal/vdpa`)."""
+_TYPE_FOR_DRIVER: dict[str, str] = {driver.value: vdpa_type for vdpa_type, driver in VDPA_DRIVER_FOR_TYPE.items()}
 
 
 # --- PCI / SR-IOV -----------------------------------------------------------------------------------------------
@@ -164,13 +165,6 @@ class DevlinkHandle:
     def pci(cls, address: PciAddress) -> DevlinkHandle:
         return cls("pci", address)
 
-    @classmethod
-    def parse(cls, text: str) -> DevlinkHandle:
-        bus, sep, name = text.partition("/")
-        if not sep or not bus or not name or "/" in name:
-            raise ValueError(f"{text!r} is not a devlink handle (expected BUS/NAME, e.g. pci/0000:65:00.0)")
-        return cls(bus, name)
-
     def __str__(self) -> str:
         return f"{self.bus}/{self.name}"
 
@@ -274,8 +268,7 @@ class VdpaBinding:
     @property
     def vdpa_type(self) -> str:
         """`virtio`, `vhost` or "" — the NodeState's `vdpaType` (upstream `DiscoverVDPAType`)."""
-        types: dict[str, str] = {VdpaDriver.VIRTIO: "virtio", VdpaDriver.VHOST: "vhost"}
-        return types.get(self.driver or "", "")
+        return _TYPE_FOR_DRIVER.get(self.driver or "", "")
 
 
 # --- OVS --------------------------------------------------------------------------------------------------------

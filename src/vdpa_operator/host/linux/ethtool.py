@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import logging
 import os
 import socket
@@ -37,7 +38,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vdpa_operator.host.errors import HostError, InvalidArgument, NotSupported, error_from_errno, error_from_os_error
+from vdpa_operator.host.errors import (
+    HostError,
+    InvalidArgument,
+    NotSupported,
+    error_from_errno,
+    error_from_os_error,
+    netdev_target,
+)
 from vdpa_operator.host.linux.rtnl import netns_path
 from vdpa_operator.host.types import DriverInfo, Netns
 
@@ -98,7 +106,7 @@ class IoctlEthtool:
         that name."""
         op = f"read feature {feature} of"
         with _socket(netns, op, name) as sock:
-            bit = _feature_bit(sock, name, feature, op, netns)
+            bit = _feature_bit(_feature_names(sock, name, op, netns), feature)
             if bit is None:
                 return None
             return _feature_state(sock, name, bit, op, netns).active
@@ -109,9 +117,10 @@ class IoctlEthtool:
         driver did not apply the request."""
         word = "on" if enabled else "off"
         op = f"turn {feature} {word} for"
-        target = _where(name, netns)
+        target = netdev_target(name, netns)
         with _socket(netns, op, name) as sock:
-            bit = _feature_bit(sock, name, feature, op, netns)
+            names = _feature_names(sock, name, op, netns)
+            bit = _feature_bit(names, feature)
             if bit is None:
                 raise NotSupported(op, target, errno.EOPNOTSUPP, detail=f"the kernel has no feature {feature!r}")
             state = _feature_state(sock, name, bit, op, netns)
@@ -121,7 +130,7 @@ class IoctlEthtool:
             if not state.available or state.never_changed:
                 raise NotSupported(op, target, errno.EOPNOTSUPP, detail=f"{feature} is fixed {_onoff(state.active)} "
                                    "for this device")
-            words = _words(_feature_count(sock, name, op, netns))
+            words = _words(len(names))
             blocks = [0] * (2 * words)
             blocks[2 * (bit // 32)] = 1 << (bit % 32)  # valid
             blocks[2 * (bit // 32) + 1] = (1 << (bit % 32)) if enabled else 0  # requested
@@ -140,10 +149,6 @@ class IoctlEthtool:
 # --- ioctl plumbing ---------------------------------------------------------------------------------------------
 
 
-def _where(name: str, netns: Netns) -> str:
-    return name if netns is None else f"{name} (netns {netns})"
-
-
 def _onoff(value: bool) -> str:
     return "on" if value else "off"
 
@@ -160,13 +165,13 @@ def _ioctl(sock: socket.socket, name: str, buf: ctypes.Array[ctypes.c_char], op:
     """SIOCETHTOOL with `buf` as ifr_data; the ioctl's return value (ETHTOOL_F_* flags for SFEATURES)."""
     encoded = name.encode()
     if not encoded or len(encoded) >= IFNAMSIZ or b"\0" in encoded:
-        raise InvalidArgument(op, _where(name, netns), errno.EINVAL,
+        raise InvalidArgument(op, netdev_target(name, netns), errno.EINVAL,
                               detail="the ethtool ioctl takes an interface name of 1 to 15 bytes")
     ifreq = bytearray(struct.pack("16sP", encoded, ctypes.addressof(buf)).ljust(IFREQ_SIZE, b"\0"))
     try:
         return int(fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq))
     except OSError as exc:
-        raise error_from_os_error(exc, op, _where(name, netns)) from exc
+        raise error_from_os_error(exc, op, netdev_target(name, netns)) from exc
 
 
 def _feature_count(sock: socket.socket, name: str, op: str, netns: Netns) -> int:
@@ -174,18 +179,22 @@ def _feature_count(sock: socket.socket, name: str, op: str, netns: Netns) -> int
     _ioctl(sock, name, buf, op, netns)
     _, _, mask, count = struct.unpack("=IIQI", buf.raw[:20])
     if not mask & (1 << ETH_SS_FEATURES):
-        raise NotSupported(op, _where(name, netns), errno.EOPNOTSUPP, detail="the kernel has no feature strings")
+        raise NotSupported(op, netdev_target(name, netns), errno.EOPNOTSUPP, detail="the kernel has no feature strings")
     return int(count)
 
 
-def _feature_bit(sock: socket.socket, name: str, feature: str, op: str, netns: Netns) -> int | None:
-    """The bit of `feature` (kernel or legacy `ethtool -k` name) in the feature words; None when unknown."""
+def _feature_names(sock: socket.socket, name: str, op: str, netns: Netns) -> list[str]:
+    """The kernel's feature names, by bit (ETH_SS_FEATURES strings)."""
     count = _feature_count(sock, name, op, netns)
     buf = ctypes.create_string_buffer(struct.pack("=III", ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count)
                                       + bytes(count * ETH_GSTRING_LEN))
     _ioctl(sock, name, buf, op, netns)
     data = buf.raw[12: 12 + count * ETH_GSTRING_LEN]
-    names = [_cstr(data[i * ETH_GSTRING_LEN: (i + 1) * ETH_GSTRING_LEN]) for i in range(count)]
+    return [_cstr(data[i * ETH_GSTRING_LEN: (i + 1) * ETH_GSTRING_LEN]) for i in range(count)]
+
+
+def _feature_bit(names: list[str], feature: str) -> int | None:
+    """The bit of `feature` (kernel or legacy `ethtool -k` name) in the feature words; None when unknown."""
     wanted = LEGACY_FEATURE_NAMES.get(feature, feature)
     return names.index(wanted) if wanted in names else None
 
@@ -211,11 +220,14 @@ def _socket(netns: Netns, op: str, name: str) -> Iterator[socket.socket]:
         sock.close()
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """Loaded on first use: only a netns other than the caller's needs setns."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 

@@ -11,16 +11,13 @@ from pathlib import Path
 from vdpa_operator.host.linux.devlink import GenlDevlink
 from vdpa_operator.host.linux.ethtool import IoctlEthtool
 from vdpa_operator.host.linux.modules import KernelModules
-from vdpa_operator.host.linux.ovsdb import connect_ovs
+from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE, connect_ovs
 from vdpa_operator.host.linux.pci import SysfsPci
 from vdpa_operator.host.linux.rtnl import RtnlLinks
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.linux.udev import UdevRuleFiles
 from vdpa_operator.host.linux.vdpa import GenlVdpa
 from vdpa_operator.host.port import Host
-
-DEFAULT_OVSDB_REMOTE = "unix:/var/run/openvswitch/db.sock"
-"""Upstream's `--ovs-socket-path` default."""
 
 
 def linux_host(
@@ -29,7 +26,7 @@ def linux_host(
     dev_root: str | Path = "/dev",
     proc_root: str | Path = "/proc",
     udev_rules_dir: str | Path = "/etc/udev/rules.d",
-    ovsdb_remote: str | None = DEFAULT_OVSDB_REMOTE,
+    ovsdb_remote: str | None = DEFAULT_REMOTE,
 ) -> Host:
     """The Host of the machine this process runs on. `ovsdb_remote=None` (or an absent socket) gives no Ovs."""
     sysfs = Sysfs(sysfs_root)

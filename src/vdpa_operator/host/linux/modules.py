@@ -18,7 +18,13 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from vdpa_operator.host.errors import HostError, HostTimeout, KernelModuleMissing, error_from_os_error
+from vdpa_operator.host.errors import (
+    MODULE_MISSING_HINT,
+    HostError,
+    HostTimeout,
+    KernelModuleMissing,
+    error_from_os_error,
+)
 from vdpa_operator.host.linux.sysfs import Sysfs
 
 logger = logging.getLogger(__name__)
@@ -80,7 +86,7 @@ class KernelModules:
         if "not found" in stderr:
             # modprobe: FATAL: Module x not found in directory /lib/modules/<release>
             raise KernelModuleMissing(op, module, errno.ENOENT, detail=stderr,
-                                      hint="install the kernel modules package that provides it")
+                                      hint=MODULE_MISSING_HINT)
         raise HostError(op, module, detail=stderr or f"{' '.join(command)} exited {result.returncode}")
 
     def _proc_state(self, module: str) -> str | None:

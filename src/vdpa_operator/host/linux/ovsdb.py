@@ -49,6 +49,7 @@ from vdpa_operator.host.types import OvsPort
 logger = logging.getLogger(__name__)
 
 DEFAULT_REMOTE = "unix:/var/run/openvswitch/db.sock"
+"""Upstream's `--ovs-socket-path` default."""
 _CONNECT_HINT = ("start Open vSwitch (systemctl start openvswitch-switch: ovsdb-server and ovs-vswitchd), "
                  "or point the OVSDB remote at its socket")
 _VSWITCHD_HINT = ("the change was committed to OVSDB, but ovs-vswitchd did not apply it in time: "
@@ -173,17 +174,17 @@ class OvsdbOvs:
     # --- bridges -----------------------------------------------------------------------------------------------
 
     def bridges(self) -> Sequence[str]:
-        def read(api: Any) -> list[str]:
-            with self._rows(api) as tables:
-                return sorted(str(row.name) for row in tables["Bridge"].rows.values())
+        return self._run("list bridges of", "Open_vSwitch", self._bridge_names)
 
-        return self._run("list bridges of", "Open_vSwitch", read)
+    def _bridge_names(self, api: Any) -> list[str]:
+        with self._rows(api) as tables:
+            return sorted(str(row.name) for row in tables["Bridge"].rows.values())
 
     def add_bridge(self, name: str, *, datapath_type: str = "", may_exist: bool = True) -> None:
         op, target = "add OVS bridge", name
 
         def write(api: Any) -> None:
-            if not may_exist and name in self.bridges():
+            if not may_exist and name in self._bridge_names(api):
                 raise AlreadyExists(op, target, errno.EEXIST, detail="a bridge of that name exists")
             self._commit(api, api.add_br(name, may_exist=True, datapath_type=datapath_type or None))
 
@@ -191,17 +192,23 @@ class OvsdbOvs:
         logger.info("OVS bridge %s added (datapath_type %s)", name, datapath_type or "system")
 
     def delete_bridge(self, name: str, *, missing_ok: bool = True) -> None:
-        op, target = "delete OVS bridge", name
+        self._delete("bridge", name, missing_ok, lambda api: name in self._bridge_names(api),
+                     lambda api: api.del_br(name, if_exists=True))
+
+    def _delete(self, kind: str, name: str, missing_ok: bool, exists: Callable[[Any], bool],
+                command: Callable[[Any], Any]) -> None:
+        """Delete OVS `kind` `name` with `command`; absent: nothing when `missing_ok`, else DeviceNotFound."""
+        op = f"delete OVS {kind}"
 
         def write(api: Any) -> None:
-            if name not in self.bridges():
+            if not exists(api):
                 if missing_ok:
                     return
-                raise DeviceNotFound(op, target, errno.ENOENT, detail="no bridge of that name")
-            self._commit(api, api.del_br(name, if_exists=True))
-            logger.info("OVS bridge %s deleted", name)
+                raise DeviceNotFound(op, name, errno.ENOENT, detail=f"no {kind} of that name")
+            self._commit(api, command(api))
+            logger.info("OVS %s %s deleted", kind, name)
 
-        self._run(op, target, write)
+        self._run(op, name, write)
 
     # --- ports -------------------------------------------------------------------------------------------------
 
@@ -250,7 +257,7 @@ class OvsdbOvs:
                 if ids:
                     self._commit(api, api.db_set("Interface", name, ("external_ids", ids)))
                 return
-            if bridge not in self.bridges():
+            if bridge not in self._bridge_names(api):
                 raise DeviceNotFound(op, target, errno.ENOENT, detail="no bridge of that name")
             columns: dict[str, Any] = {"external_ids": ids} if ids else {}
             self._commit(api, api.add_port(bridge, name, may_exist=False, **columns))
@@ -266,14 +273,5 @@ class OvsdbOvs:
                     logger.warning("OVS cannot open interface %s yet: %s", name, iface.error[0])
 
     def delete_port(self, name: str, *, missing_ok: bool = True) -> None:
-        op, target = "delete OVS port", name
-
-        def write(api: Any) -> None:
-            if self._port_bridge(api, name) is None:
-                if missing_ok:
-                    return
-                raise DeviceNotFound(op, target, errno.ENOENT, detail="no port of that name")
-            self._commit(api, api.del_port(name, if_exists=True))
-            logger.info("OVS port %s deleted", name)
-
-        self._run(op, target, write)
+        self._delete("port", name, missing_ok, lambda api: self._port_bridge(api, name) is not None,
+                     lambda api: api.del_port(name, if_exists=True))

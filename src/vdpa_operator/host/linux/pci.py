@@ -74,9 +74,10 @@ class SysfsPci:
                 continue
             address = PciAddress(name)
             try:
-                if network_only and not self._class_code(address).startswith(NETWORK_CLASS_PREFIX):
+                class_code = self._class_code(address)
+                if network_only and not class_code.startswith(NETWORK_CLASS_PREFIX):
                     continue
-                functions.append(self._function(address))
+                functions.append(self._function(address, class_code))
             except DeviceNotFound:
                 # NOTE: VFs come and go while sriov_numvfs changes; one that vanished mid-listing is not an error.
                 logger.debug("PCI function %s disappeared while listing", address)
@@ -99,7 +100,7 @@ class SysfsPci:
     def list_vfs(self, pf: PciAddress) -> Sequence[Vf]:
         self._require(pf, "list VFs of")
         return [
-            Vf(index=index, address=vf, driver=self.sysfs.link_name(f"{DEVICES}/{vf}/driver"))
+            Vf(index=index, address=vf, driver=self.driver(vf))
             for index, vf in self._virtfns(pf)
         ]
 
@@ -179,21 +180,19 @@ class SysfsPci:
             raise KernelModuleMissing(op, driver, errno.ENOENT, hint=f"load the kernel module that provides {driver}")
         if current is not None:
             self.unbind(address)
-        self._set_driver_override(address, driver)
-        try:
-            self.sysfs.write(f"{DRIVERS}/{driver}/bind", address)
-        except HostError as exc:
-            # NOTE: bind_store fails for a device that is bound already (EBUSY from __driver_probe_device on
-            # current kernels, ENODEV on older ones). Losing that race to the driver we wanted is success.
-            if self.driver(address) == driver:
-                logger.debug("%s was bound to %s concurrently", address, driver)
-            elif driver == "vfio-pci" and not self.sysfs.exists(f"{DEVICES}/{address}/iommu_group"):
-                hint = "the function has no iommu_group: enable the IOMMU (intel_iommu=on iommu=pt)"
-                raise error_from_errno(exc.errno, exc.op, exc.target, hint=hint, detail=exc.detail) from exc
-            else:
-                raise
-        finally:
-            self._set_driver_override(address, None)
+        with self.sysfs.driver_override(f"{DEVICES}/{address}", driver):
+            try:
+                self.sysfs.write(f"{DRIVERS}/{driver}/bind", address)
+            except HostError as exc:
+                # NOTE: bind_store fails for a device that is bound already (EBUSY from __driver_probe_device on
+                # current kernels, ENODEV on older ones). Losing that race to the driver we wanted is success.
+                if self.driver(address) == driver:
+                    logger.debug("%s was bound to %s concurrently", address, driver)
+                elif driver == "vfio-pci" and not self.sysfs.exists(f"{DEVICES}/{address}/iommu_group"):
+                    hint = "the function has no iommu_group: enable the IOMMU (intel_iommu=on iommu=pt)"
+                    raise error_from_errno(exc.errno, exc.op, exc.target, hint=hint, detail=exc.detail) from exc
+                else:
+                    raise
         logger.info("bound %s to %s", address, driver)
 
     def bind_default(self, address: PciAddress) -> None:
@@ -204,21 +203,13 @@ class SysfsPci:
             return
         if current is not None:
             self.unbind(address)
-        self._set_driver_override(address, None)
+        self.sysfs.set_driver_override(f"{DEVICES}/{address}", None)
         self.sysfs.write(DRIVERS_PROBE, address)
         logger.info("probed %s for its default driver (now %s)", address, self.driver(address) or "unbound")
 
     def driver(self, address: PciAddress) -> str | None:
         """The bound driver's name; None when unbound."""
         return self.sysfs.link_name(f"{DEVICES}/{address}/driver")
-
-    def _set_driver_override(self, address: PciAddress, driver: str | None) -> None:
-        """Write (or with None clear) `driver_override`; devices without the attribute are skipped, as upstream."""
-        path = f"{DEVICES}/{address}/driver_override"
-        if not self.sysfs.exists(path):
-            return
-        # A lone newline clears the override (the kernel strips it and stores nothing).
-        self.sysfs.write(path, driver if driver is not None else "\n")
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -229,15 +220,16 @@ class SysfsPci:
     def _class_code(self, address: PciAddress) -> str:
         return self.sysfs.read(f"{DEVICES}/{address}/class").strip().lower()
 
-    def _function(self, address: PciAddress) -> PciFunction:
+    def _function(self, address: PciAddress, class_code: str | None = None) -> PciFunction:
+        """`class_code` when the caller has read it already (one read of `class` per function)."""
         base = f"{DEVICES}/{address}"
         physfn = self.sysfs.link_name(f"{base}/physfn")
         return PciFunction(
             address=address,
             vendor=_hex_id(self.sysfs.read(f"{base}/vendor")),
             device=_hex_id(self.sysfs.read(f"{base}/device")),
-            class_code=self._class_code(address),
-            driver=self.sysfs.link_name(f"{base}/driver"),
+            class_code=class_code if class_code is not None else self._class_code(address),
+            driver=self.driver(address),
             physfn=pci_address(physfn) if physfn else None,
             netdevs=tuple(self.sysfs.listdir(f"{base}/net")),
         )

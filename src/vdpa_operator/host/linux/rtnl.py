@@ -26,7 +26,7 @@ from typing import Any
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from vdpa_operator.host.errors import DeviceNotFound, error_from_errno, error_from_os_error
+from vdpa_operator.host.errors import DeviceNotFound, error_from_errno, error_from_os_error, netdev_target
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.types import Address, Link, Netns, Route, SwitchPort
 
@@ -45,10 +45,6 @@ LINK_TYPES = {1: "ether", 32: "infiniband", 772: "loopback", 65534: "none"}
 def netns_path(netns: str) -> str:
     """A netns name (`ip netns` style) or a path (`/proc/<pid>/ns/net`, CNI_NETNS) → the file to open."""
     return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
-
-
-def _where(name: str, netns: Netns) -> str:
-    return name if netns is None else f"{name} (netns {netns})"
 
 
 def _ns(netns: Netns) -> str:
@@ -100,7 +96,7 @@ class RtnlLinks:
             ipr.close()
 
     def _get(self, ipr: Any, name: str, netns: Netns, op: str = "get link") -> Any:
-        with _errors(op, _where(name, netns)):
+        with _errors(op, netdev_target(name, netns)):
             (msg,) = ipr.link("get", **_name_key(name))
         return msg
 
@@ -126,7 +122,7 @@ class RtnlLinks:
     def addresses(self, name: str, netns: Netns = None) -> Sequence[Address]:
         with self._ipr(netns) as ipr:
             index = self._index(ipr, name, netns, "list addresses of")
-            with _errors("list addresses of", _where(name, netns)):
+            with _errors("list addresses of", netdev_target(name, netns)):
                 messages = ipr.addr("dump", index=index)
         return [
             Address(msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"), int(msg["prefixlen"]))
@@ -162,10 +158,8 @@ class RtnlLinks:
         return SwitchPort(port_name=port.strip(), switch_id=switch.strip())
 
     def vf_macs(self, pf: str, netns: Netns = None) -> Mapping[int, str]:
-        with self._ipr(netns) as ipr:
-            index = self._index(ipr, pf, netns, "list VFs of")
-            with _errors("list VFs of", _where(pf, netns)):
-                (msg,) = ipr.link("get", index=index, ext_mask=1)  # RTEXT_FILTER_VF
+        with self._ipr(netns) as ipr, _errors("list VFs of", netdev_target(pf, netns)):
+            (msg,) = ipr.link("get", ext_mask=1, **_name_key(pf))  # RTEXT_FILTER_VF
         vflist = msg.get_attr("IFLA_VFINFO_LIST")
         if vflist is None:
             return {}
@@ -194,16 +188,16 @@ class RtnlLinks:
     def _set(self, name: str, netns: Netns, op: str, **changes: Any) -> None:
         with self._ipr(netns) as ipr:
             index = self._index(ipr, name, netns, op)
-            with _errors(op, _where(name, netns)):
+            with _errors(op, netdev_target(name, netns)):
                 ipr.link("set", index=index, **changes)
-        logger.info("%s %s", op, _where(name, netns))
+        logger.info("%s %s", op, netdev_target(name, netns))
 
     def rename(self, name: str, new_name: str, netns: Netns = None) -> None:
         op = f"rename to {new_name}"
         with self._ipr(netns) as ipr:
             msg = self._get(ipr, name, netns, op)
             index, was_up = int(msg["index"]), bool(msg["flags"] & IFF_UP)
-            with _errors(op, _where(name, netns)):
+            with _errors(op, netdev_target(name, netns)):
                 if was_up:
                     ipr.link("set", index=index, state="down")
                 try:
@@ -211,7 +205,7 @@ class RtnlLinks:
                 finally:
                     if was_up:
                         ipr.link("set", index=index, state="up")
-        logger.info("renamed %s to %s", _where(name, netns), new_name)
+        logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
     def move_to_netns(self, name: str, target: str, netns: Netns = None) -> None:
         op = f"move to netns {target}"
@@ -223,23 +217,23 @@ class RtnlLinks:
         try:
             with self._ipr(netns) as ipr:
                 index = self._index(ipr, name, netns, op)
-                with _errors(op, _where(name, netns)):
+                with _errors(op, netdev_target(name, netns)):
                     ipr.link("set", index=index, net_ns_fd=fd)
         finally:
             os.close(fd)
-        logger.info("moved %s to netns %s", _where(name, netns), target)
+        logger.info("moved %s to netns %s", netdev_target(name, netns), target)
 
     def add_address(self, name: str, address: Address, netns: Netns = None) -> None:
         op = f"add address {address} to"
         with self._ipr(netns) as ipr:
             index = self._index(ipr, name, netns, op)
-            with _errors(op, _where(name, netns)):
+            with _errors(op, netdev_target(name, netns)):
                 ipr.addr("add", index=index, address=address.address, prefixlen=address.prefixlen)
-        logger.info("added address %s to %s", address, _where(name, netns))
+        logger.info("added address %s to %s", address, netdev_target(name, netns))
 
     def add_route(self, route: Route, netns: Netns = None) -> None:
         op = f"add route {route.dst}" + (f" via {route.gateway}" if route.gateway else "")
-        op, target = (f"{op} on", _where(route.dev, netns)) if route.dev else (f"{op} in", _ns(netns))
+        op, target = (f"{op} on", netdev_target(route.dev, netns)) if route.dev else (f"{op} in", _ns(netns))
         spec: dict[str, Any] = {"dst": route.dst}
         if route.gateway:
             spec["gateway"] = route.gateway

@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vdpa_operator.host.errors import error_from_os_error
@@ -66,13 +67,17 @@ class Sysfs:
         """Write `value` in one write(2), as `echo value > file` does; HostError with the kernel's errno."""
         path = self.path(rel)
         try:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
+            self._write_file(path, value)
         except OSError as exc:
             raise error_from_os_error(exc, f"write {value!r} to", str(path)) from exc
+
+    def _write_file(self, path: Path, value: str) -> None:
+        """The raw write(2); OSError carries the kernel's errno. The simulated host overrides only this."""
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
 
     def exists(self, rel: str) -> bool:
         return os.path.lexists(self.path(rel))
@@ -100,6 +105,24 @@ class Sysfs:
     def resolve(self, rel: str) -> Path:
         """The real path behind `rel` (symlinks followed), as `readlink -f` prints it."""
         return self.path(rel).resolve()
+
+    def set_driver_override(self, device: str, driver: str | None) -> None:
+        """Write (or with None clear) `<device>/driver_override`; devices without the attribute are skipped, as
+        upstream does. A lone newline clears it (the kernel's `driver_set_override` strips it and stores
+        nothing; upstream's zero-length write never reaches the store function)."""
+        path = f"{device}/driver_override"
+        if self.exists(path):
+            self.write(path, driver if driver is not None else "\n")
+
+    @contextmanager
+    def driver_override(self, device: str, driver: str) -> Iterator[None]:
+        """`driver_override` set to `driver` for the block and cleared after it, failed or not: the middle
+        step of upstream's `BindDriverByBusAndDevice` on any bus (`device` is `bus/<bus>/devices/<name>`)."""
+        self.set_driver_override(device, driver)
+        try:
+            yield
+        finally:
+            self.set_driver_override(device, None)
 
     def relative(self, path: Path) -> str:
         """`path` relative to the root (for paths obtained from `resolve`)."""

@@ -24,9 +24,8 @@ sysfs layout read here (research/dataplane.md §2; `<root>` is the Sysfs root, n
     <root>/bus/vdpa/drivers/<driver>/{bind,unbind}
 
 Rebinding follows upstream `BindDriverByBusAndDevice` (pkg/host/internal/kernel): unbind from the current
-driver, set `driver_override`, write the device to the new driver's `bind`, clear the override. The override is
-cleared with "\\n" (the kernel's `driver_set_override` clears on an empty or newline-only write; upstream's
-zero-length write never reaches the kernel's store function).
+driver, set `driver_override`, write the device to the new driver's `bind`, clear the override
+(`Sysfs.driver_override`, shared with the PCI bus).
 
 DEV_NEW with config attributes the management device does not support fails with EOPNOTSUPP ("All provided
 attributes are not supported"); like upstream (which retries without `max_vqp` for older mlx5), `create`
@@ -150,15 +149,8 @@ class VdpaSysfs:
                                       hint=f"load the kernel module: modprobe {driver}")
         if current is not None:
             self.sysfs.write(f"bus/vdpa/drivers/{current}/unbind", name)
-        override = f"{_devices(name)}/driver_override"
-        has_override = self.sysfs.exists(override)
-        if has_override:
-            self.sysfs.write(override, driver)
-        try:
+        with self.sysfs.driver_override(_devices(name), driver):
             self.sysfs.write(f"bus/vdpa/drivers/{driver}/bind", name)
-        finally:
-            if has_override:
-                self.sysfs.write(override, "\n")
         logger.info("vdpa %s: bound to %s (was %s)", name, driver, current or "unbound")
 
 

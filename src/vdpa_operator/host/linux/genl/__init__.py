@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
@@ -36,12 +36,15 @@ from pyroute2.netlink.generic import (  # type: ignore[import-untyped]
     GenericNetlinkSocket,
 )
 
+M = TypeVar("M")
+
 __all__ = [
     "FamilyNotFound",
     "GenlCommandError",
     "GenlSocket",
     "decode",
     "encode",
+    "message",
 ]
 
 
@@ -132,6 +135,16 @@ class GenlSocket(GenericNetlinkSocket):  # type: ignore[misc]
             return [reply for reply in replies if isinstance(reply, self.message_class)]
         except NetlinkError as exc:
             raise _from_netlink_error(exc) from exc
+
+
+def message(message_class: type[M], cmd: int, attrs: list[tuple[str, Any]], version: int = 1) -> M:
+    """A request of a family: `cmd` with `attrs` (NLA names as in `message_class.nla_map`)."""
+    msg = message_class()
+    fields: Any = msg  # a pyroute2 genlmsg: untyped, indexed by field name
+    fields["cmd"] = cmd
+    fields["version"] = version
+    fields["attrs"] = attrs
+    return msg
 
 
 def encode(msg: Any, *, family_id: int, flags: int = NLM_F_REQUEST | NLM_F_ACK, seq: int = 0, pid: int = 0,

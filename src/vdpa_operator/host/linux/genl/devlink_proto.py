@@ -57,7 +57,7 @@ from typing import Any
 
 from pyroute2.netlink import genlmsg, nla  # type: ignore[import-untyped]
 
-from vdpa_operator.host.linux.genl import GenlSocket
+from vdpa_operator.host.linux.genl import GenlSocket, message
 from vdpa_operator.host.types import DevlinkHandle, DevlinkParam, DevlinkPort, EswitchMode, PortFlavour
 
 DEVLINK_GENL_NAME = "devlink"
@@ -205,11 +205,7 @@ class DevlinkSocket(GenlSocket):
 
 
 def _msg(cmd: int, attrs: list[tuple[str, Any]]) -> DevlinkMsg:
-    msg = DevlinkMsg()
-    msg["cmd"] = cmd
-    msg["version"] = DEVLINK_GENL_VERSION
-    msg["attrs"] = attrs
-    return msg
+    return message(DevlinkMsg, cmd, attrs, DEVLINK_GENL_VERSION)
 
 
 def _handle(handle: DevlinkHandle) -> list[tuple[str, Any]]:

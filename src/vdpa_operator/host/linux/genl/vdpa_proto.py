@@ -46,7 +46,7 @@ from typing import Any
 
 from pyroute2.netlink import genlmsg  # type: ignore[import-untyped]
 
-from vdpa_operator.host.linux.genl import GenlSocket
+from vdpa_operator.host.linux.genl import GenlSocket, message
 from vdpa_operator.host.types import VdpaConfig, VdpaDevice, VdpaMgmtDev
 
 VDPA_GENL_NAME = "vdpa"
@@ -129,11 +129,7 @@ class VdpaSocket(GenlSocket):
 
 
 def _msg(cmd: int, attrs: list[tuple[str, Any]]) -> VdpaMsg:
-    msg = VdpaMsg()
-    msg["cmd"] = cmd
-    msg["version"] = VDPA_GENL_VERSION
-    msg["attrs"] = attrs
-    return msg
+    return message(VdpaMsg, cmd, attrs, VDPA_GENL_VERSION)
 
 
 def _handle_attrs(mgmtdev: VdpaMgmtDev) -> list[tuple[str, Any]]:
