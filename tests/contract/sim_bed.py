@@ -15,9 +15,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from contract.beds import OVS_KERNEL_DATAPATH
+from unit.host.sim_setup import to_switchdev
 from vdpa_operator.host.port import Host, Ovs
 from vdpa_operator.host.sim import SimKernel, sim_host
-from vdpa_operator.host.types import DevlinkHandle, EswitchMode, VdpaMgmtDev, pci_address, vdpa_name
+from vdpa_operator.host.types import DevlinkHandle, VdpaMgmtDev, pci_address, vdpa_name
 
 PF = pci_address("0000:65:00.0")
 VF = pci_address("0000:65:00.4")
@@ -56,13 +57,7 @@ class SimVdpaBed:
     def prepare(self) -> None:
         for module in ("virtio_vdpa", "vhost_vdpa"):
             self.host.modules.load(module)
-        self.host.pci.set_numvfs(PF, 4, timeout=10.0)
-        vfs = self.host.pci.list_vfs(PF)
-        for vf in vfs:
-            self.host.pci.unbind(vf.address)
-        self.host.devlink.set_eswitch_mode(DevlinkHandle.pci(PF), EswitchMode.SWITCHDEV)
-        for vf in vfs:
-            self.host.pci.bind_default(vf.address)
+        to_switchdev(self.host, 4, PF)
 
 
 class SimBed:

@@ -28,10 +28,14 @@ def to_switchdev(bed: Bed, numvfs: int) -> None:
 
 
 def test_numvfs_creates_and_removes_vfs(bed: Bed) -> None:
+    """The bed makes the VFs its own way (on the kernel bed: netdevsim's sysfs, not the adapter); the adapter
+    has to see them, in the PF's IFLA_VFINFO_LIST."""
     bed.switch.set_numvfs(3)
     assert bed.switch.numvfs() == 3
+    assert sorted(bed.host.links.vf_macs(bed.switch.pf_netdev)) == [0, 1, 2]
     bed.switch.set_numvfs(0)
     assert bed.switch.numvfs() == 0
+    assert not bed.host.links.vf_macs(bed.switch.pf_netdev)
 
 
 def test_vfs_are_pci_functions_linked_to_their_pf(bed: Bed) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unit.host.sim_setup import to_switchdev
+from unit.host.sim_setup import sim_kernel, to_switchdev
 from vdpa_operator.host.errors import DeviceBusy, DeviceNotFound, InvalidArgument, NotSupported
 from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
@@ -43,7 +43,7 @@ def test_switchdev_with_bound_vfs_is_ebusy(host: Host) -> None:
 
 def test_switchdev_with_bound_vfs_is_allowed_when_the_rule_is_off(tmp_path: Path) -> None:
     """mlx5 6.1 itself has no such check; the knob models kernels/firmware that take any order."""
-    host = sim_host(SimKernel.create(tmp_path / "h", switchdev_requires_unbound_vfs=False, real_netdevs=False))
+    host = sim_host(sim_kernel(tmp_path, switchdev_requires_unbound_vfs=False))
     host.pci.set_numvfs(PF0, 2)
     host.devlink.set_eswitch_mode(H0, EswitchMode.SWITCHDEV)
     assert host.devlink.eswitch_mode(H0) == EswitchMode.SWITCHDEV
@@ -59,6 +59,8 @@ def test_switchdev_with_zero_vfs_then_vfs_get_representors_at_once(host: Host) -
 def test_same_mode_again_is_nothing_to_do(host: Host) -> None:
     host.pci.set_numvfs(PF0, 1)
     host.devlink.set_eswitch_mode(H0, EswitchMode.LEGACY)  # bound VFs do not matter for legacy
+    assert host.devlink.eswitch_mode(H0) == EswitchMode.LEGACY
+    assert [vf.driver for vf in host.pci.list_vfs(PF0)] == ["mlx5_core"]
 
 
 def test_representors_look_like_mlx5s(host: Host, kernel: SimKernel) -> None:
@@ -165,7 +167,7 @@ def test_unknown_param_reads_as_none(host: Host) -> None:
 
 
 def test_smfs_without_the_capability_is_eopnotsupp(tmp_path: Path) -> None:
-    host = sim_host(SimKernel.create(tmp_path / "h", smfs_supported=False, real_netdevs=False))
+    host = sim_host(sim_kernel(tmp_path, smfs_supported=False))
     with pytest.raises(NotSupported):
         host.devlink.set_param(H0, "flow_steering_mode", "smfs", "runtime")
 

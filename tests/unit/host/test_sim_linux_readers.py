@@ -38,6 +38,10 @@ def host(kernel: SimKernel) -> Host:
 
 def test_plain_sysfs_pci_sees_what_the_sim_host_sees(kernel: SimKernel, host: Host) -> None:
     plain = SysfsPci(Sysfs(kernel.sys_root))
+    model = kernel.snapshot()  # host.pci is SysfsPci on the same tree too: compare both with the model as well
+    assert [f.address for f in plain.list_functions()] == sorted(model.pci)
+    assert [(f.address, f.driver) for f in plain.list_functions()] == [
+        (fn.address, fn.driver) for fn in sorted(model.pci.values(), key=lambda fn: fn.address)]
     assert plain.list_functions() == host.pci.list_functions()
     assert plain.list_vfs(PF0) == host.pci.list_vfs(PF0)
     assert plain.sriov(PF0) == host.pci.sriov(PF0)

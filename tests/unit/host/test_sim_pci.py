@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unit.host.sim_setup import to_switchdev
+from unit.host.sim_setup import sim_kernel, to_switchdev
 from vdpa_operator.host.errors import (
     DeviceBusy,
     DeviceNotFound,
@@ -81,7 +81,7 @@ def test_vf_addresses_follow_routing_id_arithmetic(host: Host, sysfs: SimSysfs) 
 
 def test_vf_offsets_carry_into_the_bus_number(tmp_path: Path) -> None:
     pfs = (PfSpec("0000:b1:00.0", "enp177s0f0", totalvfs=200), PfSpec("0000:b1:00.1", "enp177s0f1", totalvfs=200))
-    host = sim_host(SimKernel.create(tmp_path / "h", [NicSpec(pfs)], real_netdevs=False))
+    host = sim_host(sim_kernel(tmp_path, nics=[NicSpec(pfs)]))
     host.pci.set_numvfs(pci_address("0000:b1:00.1"), 200)
     vfs = host.pci.list_vfs(pci_address("0000:b1:00.1"))
     assert (vfs[0].address, vfs[53].address, vfs[54].address, vfs[-1].address) == (
@@ -89,8 +89,8 @@ def test_vf_offsets_carry_into_the_bus_number(tmp_path: Path) -> None:
 
 
 def test_netdev_names_and_macs_are_deterministic(tmp_path: Path) -> None:
-    a = sim_host(SimKernel.create(tmp_path / "a", real_netdevs=False))
-    b = sim_host(SimKernel.create(tmp_path / "b", real_netdevs=False))
+    a = sim_host(sim_kernel(tmp_path / "a"))
+    b = sim_host(sim_kernel(tmp_path / "b"))
     assert [(link.name, link.mac) for link in a.links.list()] == [(link.name, link.mac) for link in b.links.list()]
 
 
@@ -157,7 +157,7 @@ def test_zero_removes_vfs_their_netdevs_representors_and_vdpa_devices(host: Host
 
 
 def test_vfs_appear_late_with_vf_create_delay_and_the_wait_loop_sees_them(tmp_path: Path) -> None:
-    kernel = SimKernel.create(tmp_path / "h", vf_create_delay=0.3, real_netdevs=False)
+    kernel = sim_kernel(tmp_path, vf_create_delay=0.3)
     sysfs = SimSysfs(kernel)
     sysfs.write("bus/pci/devices/0000:65:00.0/sriov_numvfs", "2")
     assert sysfs.read("bus/pci/devices/0000:65:00.0/sriov_numvfs") == "2"
@@ -171,7 +171,7 @@ def test_vfs_appear_late_with_vf_create_delay_and_the_wait_loop_sees_them(tmp_pa
 
 def test_delayed_vfs_appear_without_anyone_asking(tmp_path: Path) -> None:
     """A timer materialises them, so a reader that never goes through SimSysfs sees them too."""
-    kernel = SimKernel.create(tmp_path / "h", vf_create_delay=0.1, real_netdevs=False)
+    kernel = sim_kernel(tmp_path, vf_create_delay=0.1)
     kernel.write_sriov_numvfs(PF0, "1")
     deadline = time.monotonic() + 5
     while not (kernel.sys_root / "bus/pci/devices/0000:65:00.2/physfn").exists():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from unit.host.sim_setup import sim_kernel
 from vdpa_operator.host.errors import DeviceBusy, HostError, KernelModuleMissing, NoSpace
 from vdpa_operator.host.sim import SimKernel, sim_host
 from vdpa_operator.host.sim.faults import OPS
@@ -24,7 +25,7 @@ PF0 = pci_address("0000:65:00.0")
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    SimKernel.create(tmp_path / "host", real_netdevs=False)
+    sim_kernel(tmp_path)
     return tmp_path / "host"
 
 
@@ -95,6 +96,22 @@ def test_a_restarted_process_rebuilds_the_tree(root: Path) -> None:
     shutil.rmtree(root / "sys")  # what a crash mid-render might leave, at worst
     host = sim_host(SimKernel.open(root))
     assert [vf.address for vf in host.pci.list_vfs(PF0)] == ["0000:65:00.2", "0000:65:00.3"]
+
+
+def test_reads_do_not_rewrite_the_state(root: Path) -> None:
+    """A read never commits: not even one that meets a pod netns's lo, which is only stored once changed."""
+    kernel = SimKernel.open(root)
+    host = sim_host(kernel)
+    before = (root / "state.json").stat().st_mtime_ns, kernel.snapshot().generation
+    host.links.get("lo", netns="pod-a")
+    host.links.addresses("lo", netns="pod-a")
+    host.links.list("pod-a")
+    host.pci.list_functions()
+    host.devlink.ports()
+    assert ((root / "state.json").stat().st_mtime_ns, kernel.snapshot().generation) == before
+    host.links.set_up("lo", netns="pod-a")
+    assert kernel.snapshot().generation == before[1] + 1
+    assert host.links.get("lo", netns="pod-a").admin_up
 
 
 def test_state_round_trips_through_json(root: Path) -> None:

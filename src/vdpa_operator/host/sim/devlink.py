@@ -7,7 +7,7 @@ import errno
 import logging
 from collections.abc import Sequence
 
-from vdpa_operator.host.sim.kernel import KernelError, SimKernel, host_error
+from vdpa_operator.host.sim.kernel import KernelError, SimKernel, host_error, host_errors
 from vdpa_operator.host.types import DevlinkHandle, DevlinkParam, DevlinkPort, EswitchMode
 
 logger = logging.getLogger(__name__)
@@ -18,10 +18,8 @@ class SimDevlink:
         self.kernel = kernel
 
     def eswitch_mode(self, handle: DevlinkHandle) -> EswitchMode:
-        try:
+        with host_errors("get eswitch mode of", str(handle)):
             return EswitchMode(self.kernel.eswitch_mode(handle))
-        except KernelError as exc:
-            raise host_error(exc, "get eswitch mode of", str(handle)) from exc
 
     def set_eswitch_mode(self, handle: DevlinkHandle, mode: EswitchMode) -> None:
         try:
@@ -44,8 +42,6 @@ class SimDevlink:
             raise host_error(exc, f"get devlink param {name} of", str(handle)) from exc
 
     def set_param(self, handle: DevlinkHandle, name: str, value: str | int | bool, cmode: str) -> None:
-        try:
+        with host_errors(f"set devlink param {name}={value} ({cmode}) on", str(handle)):
             self.kernel.set_devlink_param(handle, name, value, cmode)
-        except KernelError as exc:
-            raise host_error(exc, f"set devlink param {name}={value} ({cmode}) on", str(handle)) from exc
         logger.info("devlink %s: param %s = %s (%s)", handle, name, value, cmode)

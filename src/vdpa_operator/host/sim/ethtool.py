@@ -5,7 +5,8 @@ feature name reads as absent (None)."""
 
 from __future__ import annotations
 
-from vdpa_operator.host.sim.kernel import KernelError, SimKernel, host_error
+from vdpa_operator.host.errors import netdev_target
+from vdpa_operator.host.sim.kernel import SimKernel, host_errors
 from vdpa_operator.host.types import DriverInfo, Netns
 
 
@@ -14,24 +15,13 @@ class SimEthtool:
         self.kernel = kernel
 
     def driver_info(self, name: str, netns: Netns = None) -> DriverInfo:
-        try:
+        with host_errors("get driver info of", netdev_target(name, netns)):
             return self.kernel.driver_info(name, netns)
-        except KernelError as exc:
-            raise host_error(exc, "get driver info of", _where(name, netns)) from exc
 
     def feature(self, name: str, feature: str, netns: Netns = None) -> bool | None:
-        try:
+        with host_errors(f"get feature {feature} of", netdev_target(name, netns)):
             return self.kernel.feature(name, feature, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"get feature {feature} of", _where(name, netns)) from exc
 
     def set_feature(self, name: str, feature: str, enabled: bool, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"set feature {feature} {'on' if enabled else 'off'} on", netdev_target(name, netns)):
             self.kernel.set_feature(name, feature, enabled, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"set feature {feature} {'on' if enabled else 'off'} on", _where(name, netns)) \
-                from exc
-
-
-def _where(name: str, netns: Netns) -> str:
-    return name if netns is None else f"{name} (netns {netns})"

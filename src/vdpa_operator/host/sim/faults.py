@@ -27,7 +27,7 @@ Operation names follow the kernel operation that fails, with the object they app
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from vdpa_operator.host.sim.state import Fault, State
@@ -77,6 +77,3 @@ class Faults:
     def clear(self, op: str | None = None) -> None:
         with self._transaction() as state:
             state.faults = [f for f in state.faults if op is not None and f.op != op]
-
-    def __iter__(self) -> Iterator[Fault]:
-        return iter(self.list())

@@ -105,12 +105,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vdpa_operator.host.errors import HostError, KernelModuleMissing, error_from_errno
+from vdpa_operator.host.linux.rtnl import netns_path
 from vdpa_operator.host.port import NO_CONFIG
 from vdpa_operator.host.sim import tree
 from vdpa_operator.host.sim.faults import Faults, take
@@ -132,6 +133,7 @@ from vdpa_operator.host.sim.state import (
     carrier,
     from_json,
     oper_state,
+    rep_of,
     switch_port,
     to_json,
 )
@@ -248,8 +250,8 @@ def canonical_netns(netns: str | None, node: str | None) -> str | None:
     """None for the node's own netns; a name becomes `/var/run/netns/<name>` (as `ip netns` resolves it)."""
     if netns is None:
         return None
-    path = os.path.normpath(netns) if "/" in netns else f"/var/run/netns/{netns}"
-    if node is not None and path == (os.path.normpath(node) if "/" in node else f"/var/run/netns/{node}"):
+    path = os.path.normpath(netns_path(netns))
+    if node is not None and path == os.path.normpath(netns_path(node)):
         return None
     return path
 
@@ -266,8 +268,7 @@ class SimKernel:
         self.dev_root = self.root / "dev"
         self._lock = threading.RLock()
         self._state: State | None = None
-        self._loaded = ""
-        self._loaded_data: dict[str, object] = {}
+        self._loaded: State | None = None
         self._real: RealNet | None = None
         self.faults = Faults(self._transaction)
 
@@ -308,7 +309,9 @@ class SimKernel:
             real_netdevs=real_netdevs,
         )
         state = State(config=config)
-        state.netdevs.append(Netdev(ifindex=1, name="lo", kind="loopback", mtu=65536, up=True, max_mtu=65536))
+        lo = _loopback(None)
+        lo.up = True
+        state.netdevs.append(lo)
         for module in modules:
             _load_module(state, module)
         for nic_index, nic in enumerate(config.nics):
@@ -370,14 +373,13 @@ class SimKernel:
 
     def _read_state(self) -> State:
         data = json.loads((self.root / STATE_FILE).read_text())
-        state = from_json(data)
-        self._loaded, self._loaded_data = _content(state), data
-        return state
+        self._loaded = from_json(data)  # an untouched copy: what the file and the tree on disk show
+        return from_json(data)
 
     def _commit(self, state: State) -> None:
-        if _content(state) == self._loaded:
+        previous = self._loaded
+        if state == previous:  # the generation only moves here, so equal means unchanged
             return
-        previous = from_json(self._loaded_data)  # what the tree on disk shows: every commit renders its state
         state.generation += 1
         self._write_state(state)
         tree.sync(self.root, state, previous)
@@ -386,7 +388,6 @@ class SimKernel:
         tmp = self.root / f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}"
         tmp.write_text(json.dumps(to_json(state), sort_keys=True, indent=1))
         os.replace(tmp, self.root / STATE_FILE)
-        self._loaded = _content(state)
         marker = self.root / PENDING_MARKER
         if any(pf.pending_numvfs for pf in state.pfs.values()):
             marker.touch()
@@ -413,16 +414,11 @@ class SimKernel:
 
     # --- modules ---------------------------------------------------------------------------------------------
 
-    def modules(self) -> list[str]:
-        with self._transaction() as state:
-            return list(state.modules)
-
     def is_loaded(self, module: str) -> bool:
         with self._transaction() as state:
-            return module.replace("-", "_") in state.modules
+            return module in state.modules
 
     def load_module(self, module: str) -> None:
-        module = module.replace("-", "_")
         with self._transaction() as state:
             if module in state.modules:
                 return
@@ -503,43 +499,64 @@ class SimKernel:
                 raise KernelError(E.EINVAL)
             state.pfs[pf_address].drivers_autoprobe = value
 
-    def write_pci_driver_override(self, address: str, text: str) -> None:
-        with self._transaction() as state:
-            fn = state.pci.get(address)
-            if fn is None:
-                raise KernelError(E.ENODEV)
-            fn.driver_override = _override(text)
+    # --- the driver core, one for both buses (drivers/base/{bus,dd}.c; rules 5 and 21) ----------------------
 
-    def write_pci_bind(self, driver: str, address: str) -> None:
+    def write_bind(self, bus: str, driver: str, name: str) -> None:
+        """`bus/<bus>/drivers/<driver>/bind`."""
         with self._transaction() as state:
-            self._fault(state, "pci_bind", address)
-            fn = state.pci.get(address)
-            if fn is None or not _pci_matches(fn, driver):
+            self._fault(state, f"{bus}_bind", name)
+            dev = _bus_devices(state, bus).get(name)
+            if dev is None or not _matches(state, dev, driver):
                 raise KernelError(E.ENODEV)
-            if fn.driver is not None:
-                raise KernelError(E.EBUSY, f"{address} is bound to {fn.driver}")
-            self._pci_attach(state, fn, driver)
+            if dev.driver is not None:
+                raise KernelError(E.EBUSY, f"{name} is bound to {dev.driver}")
+            if isinstance(dev, PciFn):
+                self._pci_attach(state, dev, driver)
+            else:
+                self._vdpa_attach(state, dev, driver)
 
-    def write_pci_unbind(self, driver: str, address: str) -> None:
+    def write_unbind(self, bus: str, driver: str, name: str) -> None:
+        """`bus/<bus>/drivers/<driver>/unbind`."""
         with self._transaction() as state:
-            self._fault(state, "pci_unbind", address)
-            fn = state.pci.get(address)
-            if fn is None or fn.driver != driver:
+            self._fault(state, _UNBIND_FAULT[bus], name)
+            dev = _bus_devices(state, bus).get(name)
+            if dev is None or dev.driver != driver:
                 raise KernelError(E.ENODEV)
-            self._pci_detach(state, fn)
+            if isinstance(dev, PciFn):
+                self._pci_detach(state, dev)
+            else:
+                self._vdpa_detach(state, dev)
 
-    def write_pci_probe(self, address: str) -> None:
+    def write_driver_override(self, bus: str, name: str, text: str) -> None:
+        """`<device>/driver_override` of a PCI function or a vdpa device."""
         with self._transaction() as state:
-            self._fault(state, "pci_bind", address)
-            fn = state.pci.get(address)
-            if fn is None:
+            dev = _bus_devices(state, bus).get(name)
+            if dev is None:
                 raise KernelError(E.ENODEV)
-            if fn.driver is None:
-                self._pci_probe(state, fn)
+            dev.driver_override = _override(text)
 
-    def write_pci_autoprobe(self, text: str) -> None:
+    def write_probe(self, bus: str, name: str) -> None:
+        """`bus/<bus>/drivers_probe`: unknown → ENODEV, bound → nothing, else the first matching driver."""
         with self._transaction() as state:
-            state.pci_autoprobe = not text.startswith("0")  # `drivers_autoprobe_store`: only a leading 0 disables
+            if bus == "pci":
+                self._fault(state, "pci_bind", name)
+            dev = _bus_devices(state, bus).get(name)
+            if dev is None:
+                raise KernelError(E.ENODEV)
+            if dev.driver is None:
+                if isinstance(dev, PciFn):
+                    self._pci_probe(state, dev)
+                else:
+                    self._vdpa_probe(state, dev)
+
+    def write_autoprobe(self, bus: str, text: str) -> None:
+        """`bus/<bus>/drivers_autoprobe` (`drivers_autoprobe_store`: only a leading 0 disables)."""
+        with self._transaction() as state:
+            enabled = not text.startswith("0")
+            if bus == "pci":
+                state.pci_autoprobe = enabled
+            else:
+                state.vdpa_autoprobe = enabled
 
     # --- PCI: driver core ------------------------------------------------------------------------------------
 
@@ -624,7 +641,7 @@ class SimKernel:
             if fn.driver is not None:
                 self._pci_detach(state, fn)
             del state.pci[fn.address]
-        for rep in [n for n in state.netdevs if n.kind == "rep" and n.pci == pf.address]:
+        for rep in _reps(state, pf.address):
             self._remove_netdev(state, rep)
         pf.numvfs, pf.pending_numvfs, pf.pending_at, pf.vf_macs = 0, 0, 0.0, {}
 
@@ -677,14 +694,14 @@ class SimKernel:
             for dev in [d for d in state.vdpa.values() if d.vf == fn.address]:
                 self._vdpa_remove(state, dev)
             fn.vnet = False
-        for rep in [n for n in state.netdevs if n.kind == "rep" and n.pci == pf.address]:
+        for rep in _reps(state, pf.address):
             self._remove_netdev(state, rep)
         uplink = _netdev_of(state, "pf", pf.address)
         if uplink is not None:
             uplink.hw_tc = False
 
     def _add_rep(self, state: State, pf: PfState, index: int) -> None:
-        if any(n.kind == "rep" and n.pci == pf.address and n.vf == index for n in state.netdevs):
+        if any(rep.vf == index for rep in _reps(state, pf.address)):
             return
         name = f"{_pf_name(state, pf)}_{index}"
         if _find(state, None, name) is not None:
@@ -707,8 +724,7 @@ class SimKernel:
                     ports.append(DevlinkPort(dl, pf.vhca_id << 16 | UPLINK_VPORT, PortFlavour.PHYSICAL,
                                              netdev=_visible_name(uplink), number=pf.pfnum))
                     if pf.eswitch == "switchdev":
-                        for rep in sorted((n for n in state.netdevs if n.kind == "rep" and n.pci == fn.address),
-                                          key=lambda n: n.vf or 0):
+                        for rep in sorted(_reps(state, fn.address), key=lambda n: n.vf or 0):
                             vf = rep.vf or 0
                             ports.append(DevlinkPort(dl, pf.vhca_id << 16 | (vf + 1), PortFlavour.PCI_VF,
                                                      netdev=_visible_name(rep), pfnum=pf.pfnum, vfnum=vf))
@@ -828,43 +844,6 @@ class SimKernel:
 
     # --- vdpa: bus -----------------------------------------------------------------------------------------------
 
-    def write_vdpa_bind(self, driver: str, name: str) -> None:
-        with self._transaction() as state:
-            self._fault(state, "vdpa_bind", name)
-            dev = state.vdpa.get(name)
-            if dev is None or driver not in state.modules or dev.driver_override not in (None, driver):
-                raise KernelError(E.ENODEV)
-            if dev.driver is not None:
-                raise KernelError(E.EBUSY, f"{name} is bound to {dev.driver}")
-            self._vdpa_attach(state, dev, driver)
-
-    def write_vdpa_unbind(self, driver: str, name: str) -> None:
-        with self._transaction() as state:
-            self._fault(state, "vdpa_bind", name)
-            dev = state.vdpa.get(name)
-            if dev is None or dev.driver != driver:
-                raise KernelError(E.ENODEV)
-            self._vdpa_detach(state, dev)
-
-    def write_vdpa_driver_override(self, name: str, text: str) -> None:
-        with self._transaction() as state:
-            dev = state.vdpa.get(name)
-            if dev is None:
-                raise KernelError(E.ENODEV)
-            dev.driver_override = _override(text)
-
-    def write_vdpa_probe(self, name: str) -> None:
-        with self._transaction() as state:
-            dev = state.vdpa.get(name)
-            if dev is None:
-                raise KernelError(E.ENODEV)
-            if dev.driver is None:
-                self._vdpa_probe(state, dev)
-
-    def write_vdpa_autoprobe(self, text: str) -> None:
-        with self._transaction() as state:
-            state.vdpa_autoprobe = not text.startswith("0")
-
     def _vdpa_probe(self, state: State, dev: VdpaDev) -> None:
         """The first loaded bus driver that matches (load order = registration order)."""
         for driver in [m for m in state.modules if m in VDPA_BUS_DRIVERS]:
@@ -877,17 +856,15 @@ class SimKernel:
             logger.debug("sim: probe of vdpa %s by %s failed (injected); left unbound", dev.name, driver)
             return
         if driver == "virtio_vdpa":
-            used = {n.virtio for n in state.netdevs if n.virtio is not None}
-            dev.virtio = min(set(range(len(used) + 1)) - used)
+            dev.virtio = _lowest_free(d.virtio for d in state.vdpa.values())
             netdev = Netdev(ifindex=0, name=_free_name(state, None, "eth"), kind="virtio",
                             mac=dev.mac or local_mac("virtio", dev.name), mtu=dev.mtu, max_mtu=dev.mtu,
-                            pci=dev.vf, vdpa=dev.name, virtio=dev.virtio)
+                            pci=dev.vf, vdpa=dev.name)
             _add_netdev(state, netdev)
             if state.config.real_netdevs:
                 self._real_pair_create(state, netdev)
         else:
-            used = {d.vhost_minor for d in state.vdpa.values() if d.vhost_minor is not None}
-            dev.vhost_minor = min(set(range(len(used) + 1)) - used)
+            dev.vhost_minor = _lowest_free(d.vhost_minor for d in state.vdpa.values())
         dev.driver = driver
 
     def _vdpa_detach(self, state: State, dev: VdpaDev) -> None:
@@ -902,12 +879,15 @@ class SimKernel:
     def _ns(self, state: State, netns: str | None) -> str | None:
         return canonical_netns(netns, state.config.node_netns)
 
-    def _get(self, state: State, name: str, netns: str | None) -> Netdev:
+    def _get(self, state: State, name: str, netns: str | None, *, change: bool = False) -> Netdev:
+        """The netdev `name` in `netns`. Every netns has its lo: a pod's is stored once something changes it
+        (`change`); a read gets a transient one, so reading never rewrites the state."""
         ns = self._ns(state, netns)
         nd = _find(state, ns, name)
         if nd is None and name == "lo" and ns is not None:
-            nd = Netdev(ifindex=1, name="lo", kind="loopback", netns=ns, mtu=65536, max_mtu=65536)
-            state.netdevs.append(nd)  # every netns has its lo; stored once something reads or changes it
+            nd = _loopback(ns)
+            if change:
+                state.netdevs.append(nd)
         if nd is None:
             where = f" in netns {netns}" if netns else ""
             raise KernelError(E.ENODEV, f"no netdev {name}{where}")
@@ -918,16 +898,11 @@ class SimKernel:
             ns = self._ns(state, netns)
             found = [_link_value(state, n) for n in state.netdevs if n.netns == ns]
             if not any(n.kind == "loopback" and n.netns == ns for n in state.netdevs):
-                found.append(_link_value(state, Netdev(ifindex=1, name="lo", kind="loopback", netns=ns,
-                                                       mtu=65536, max_mtu=65536)))
+                found.append(_link_value(state, _loopback(ns)))
             return sorted(found, key=lambda link: link.index)
 
     def link(self, name: str, netns: str | None = None) -> Link:
         with self._transaction() as state:
-            ns = self._ns(state, netns)
-            nd = _find(state, ns, name)
-            if nd is None and name == "lo":
-                return _link_value(state, Netdev(ifindex=1, name="lo", kind="loopback", netns=ns, mtu=65536))
             return _link_value(state, self._get(state, name, netns))
 
     def addresses(self, name: str, netns: str | None = None) -> list[Address]:
@@ -973,7 +948,7 @@ class SimKernel:
     def set_feature(self, name: str, feature: str, enabled: bool, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "feature_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             if feature != "hw-tc-offload" or nd.hw_tc is None:
                 raise KernelError(E.EOPNOTSUPP, f"{name} has no changeable feature {feature}")
             nd.hw_tc = enabled
@@ -983,7 +958,7 @@ class SimKernel:
     def set_link_up(self, name: str, up: bool, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             if nd.up == up:
                 return
             if nd.real:
@@ -995,7 +970,7 @@ class SimKernel:
     def set_link_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             if not nd.min_mtu <= mtu <= nd.max_mtu:
                 raise KernelError(E.EINVAL, f"mtu {mtu} outside [{nd.min_mtu}, {nd.max_mtu}]")
             if nd.real:
@@ -1005,7 +980,7 @@ class SimKernel:
     def set_link_mac(self, name: str, mac: str, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             mac = mac.lower()
             if nd.kind in ("rep", "loopback"):
                 raise KernelError(E.EOPNOTSUPP, f"{name} cannot change its MAC address")
@@ -1018,7 +993,7 @@ class SimKernel:
     def rename_link(self, name: str, new_name: str, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             if new_name == nd.name:
                 return
             if not ifname_ok(new_name):
@@ -1034,7 +1009,7 @@ class SimKernel:
     def move_link(self, name: str, target: str, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             dest = self._ns(state, target)
             if dest == nd.netns:
                 return
@@ -1052,7 +1027,7 @@ class SimKernel:
     def add_address(self, name: str, address: Address, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "link_set", name)
-            nd = self._get(state, name, netns)
+            nd = self._get(state, name, netns, change=True)
             try:
                 iface = ipaddress.ip_interface(f"{address.address}/{address.prefixlen}")
             except ValueError as exc:
@@ -1073,7 +1048,7 @@ class SimKernel:
                 gateway = ipaddress.ip_address(route.gateway) if route.gateway else None
             except ValueError as exc:
                 raise KernelError(E.EINVAL, f"Invalid prefix for given prefix length: {exc}") from exc
-            dev = self._get(state, route.dev, netns) if route.dev else None
+            dev = self._get(state, route.dev, netns, change=True) if route.dev else None
             if gateway is not None:
                 via = _route_lookup(state, ns, gateway, dev)
                 if via is None:
@@ -1094,7 +1069,7 @@ class SimKernel:
     def set_vf_mac(self, pf_name: str, vf: int, mac: str, netns: str | None = None) -> None:
         with self._transaction() as state:
             self._fault(state, "vf_mac_set", pf_name)
-            nd = self._get(state, pf_name, netns)
+            nd = self._get(state, pf_name, netns, change=True)
             if nd.kind != "pf" or nd.pci is None:
                 raise KernelError(E.EOPNOTSUPP, f"{pf_name} has no VFs (not an SR-IOV PF netdev)")
             pf = state.pfs[nd.pci]
@@ -1144,8 +1119,7 @@ class SimKernel:
 
     def _real_pair_create(self, state: State, virtio: Netdev, *, recreate: bool = False) -> None:
         """The virtio netdev and its VF's representor become the two ends of one veth in the node netns."""
-        fn = state.pci[virtio.pci or ""]
-        rep = next((n for n in state.netdevs if n.kind == "rep" and n.pci == fn.pf and n.vf == fn.vf_index), None)
+        rep = rep_of(state, virtio)
         if rep is None or rep.netns is not None:
             return
         node = state.config.node_netns or ""
@@ -1153,22 +1127,13 @@ class SimKernel:
         virtio.real = rep.real = True
 
     def _real_pair_delete(self, state: State, virtio: Netdev) -> None:
-        fn = state.pci.get(virtio.pci or "")
-        rep = next((n for n in state.netdevs if fn is not None and n.kind == "rep" and n.pci == fn.pf
-                    and n.vf == fn.vf_index), None)
+        rep = rep_of(state, virtio)
         self._real_links().delete(virtio.name, self._real_ns(state, virtio.netns))
         if rep is not None:
             rep.real = False
 
 
 # --- state helpers (no kernel object needed) ----------------------------------------------------------------------
-
-
-def _content(state: State) -> str:
-    """The state without its generation counter, for "did anything change"."""
-    data = to_json(state)
-    data.pop("generation")
-    return json.dumps(data, sort_keys=True)
 
 
 _U16_RE = re.compile(r"^\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
@@ -1209,6 +1174,26 @@ def _pci_matches(fn: PciFn, driver: str) -> bool:
     if fn.driver_override is not None:
         return fn.driver_override == driver
     return driver == "mlx5_core" and fn.vendor == MELLANOX and fn.device in (CX6DX_PF, CX6DX_VF)
+
+
+_UNBIND_FAULT = {"pci": "pci_unbind", "vdpa": "vdpa_bind"}
+"""The fault op an unbind consumes (see `faults.py`)."""
+
+
+def _bus_devices(state: State, bus: str) -> dict[str, PciFn] | dict[str, VdpaDev]:
+    if bus == "pci":
+        return state.pci
+    if bus == "vdpa":
+        return state.vdpa
+    raise KernelError(E.ENOENT, f"no bus {bus}")
+
+
+def _matches(state: State, dev: PciFn | VdpaDev, driver: str) -> bool:
+    """Whether `driver` may bind `dev`: `driver_override` decides alone when set; else the PCI id table, or on
+    the vdpa bus any loaded bus driver."""
+    if isinstance(dev, PciFn):
+        return _pci_matches(dev, driver)
+    return driver in state.modules and dev.driver_override in (None, driver)
 
 
 def _load_module(state: State, module: str) -> list[str]:
@@ -1268,8 +1253,22 @@ def _pf_name(state: State, pf: PfState) -> str:
     return nd.name if nd is not None else pf.netdev
 
 
+def _reps(state: State, pf: str) -> list[Netdev]:
+    return [n for n in state.netdevs if n.kind == "rep" and n.pci == pf]
+
+
 def _netdev_of(state: State, kind: str, pci: str) -> Netdev | None:
     return next((n for n in state.netdevs if n.kind == kind and n.pci == pci), None)
+
+
+def _lowest_free(used: Iterable[int | None]) -> int:
+    """The lowest index not in `used` (an IDA's `ida_alloc`)."""
+    taken = {i for i in used if i is not None}
+    return min(set(range(len(taken) + 1)) - taken)
+
+
+def _loopback(ns: str | None) -> Netdev:
+    return Netdev(ifindex=1, name="lo", kind="loopback", netns=ns, mtu=65536, max_mtu=65536)
 
 
 def _visible_name(nd: Netdev | None) -> str | None:
@@ -1357,3 +1356,14 @@ def host_error(exc: KernelError, op: str, target: str, hint: str = "") -> HostEr
     if isinstance(exc, FamilyMissing):
         return KernelModuleMissing(op, target, hint=hint, detail=exc.detail)
     return error_from_errno(exc.errno, op, target, hint=hint, detail=exc.detail)
+
+
+@contextmanager
+def host_errors(op: str, target: str, hint: str = "") -> Iterator[None]:
+    """`host_error` around a call into the model: what the sim adapters wrap each operation in."""
+    try:
+        yield
+    except KernelError as exc:
+        raise host_error(exc, op, target, hint) from exc
+
+

@@ -7,7 +7,8 @@ from __future__ import annotations
 import errno
 import logging
 
-from vdpa_operator.host.errors import KernelModuleMissing
+from vdpa_operator.host.errors import MODULE_MISSING_HINT, KernelModuleMissing
+from vdpa_operator.host.linux.modules import module_name
 from vdpa_operator.host.sim.kernel import KernelError, SimKernel, host_error
 
 logger = logging.getLogger(__name__)
@@ -18,15 +19,15 @@ class SimModules:
         self.kernel = kernel
 
     def is_loaded(self, name: str) -> bool:
-        return self.kernel.is_loaded(name)
+        return self.kernel.is_loaded(module_name(name))
 
     def load(self, name: str) -> None:
-        module = name.strip().replace("-", "_")
+        module = module_name(name)
         try:
             self.kernel.load_module(module)
         except KernelError as exc:
             if exc.errno == errno.ENOENT:
                 raise KernelModuleMissing("load kernel module", module, errno.ENOENT, detail=exc.detail,
-                                          hint="install the kernel modules package that provides it") from exc
+                                          hint=MODULE_MISSING_HINT) from exc
             raise host_error(exc, "load kernel module", module) from exc
         logger.info("loaded kernel module %s", module)

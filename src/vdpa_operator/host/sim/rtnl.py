@@ -12,15 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from vdpa_operator.host.errors import DeviceNotFound
-from vdpa_operator.host.sim.kernel import KernelError, SimKernel, host_error
+from vdpa_operator.host.errors import DeviceNotFound, netdev_target
+from vdpa_operator.host.sim.kernel import SimKernel, host_errors
 from vdpa_operator.host.types import Address, Link, Netns, Route, SwitchPort
 
 logger = logging.getLogger(__name__)
-
-
-def _where(name: str, netns: Netns) -> str:
-    return name if netns is None else f"{name} (netns {netns})"
 
 
 class SimLinks:
@@ -31,10 +27,8 @@ class SimLinks:
         return self.kernel.links(netns)
 
     def get(self, name: str, netns: Netns = None) -> Link:
-        try:
+        with host_errors("get link", netdev_target(name, netns)):
             return self.kernel.link(name, netns)
-        except KernelError as exc:
-            raise host_error(exc, "get link", _where(name, netns)) from exc
 
     def find(self, name: str, netns: Netns = None) -> Link | None:
         try:
@@ -43,56 +37,39 @@ class SimLinks:
             return None
 
     def set_up(self, name: str, up: bool = True, netns: Netns = None) -> None:
-        state = "up" if up else "down"
-        try:
+        with host_errors(f"set {'up' if up else 'down'}", netdev_target(name, netns)):
             self.kernel.set_link_up(name, up, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"set {state}", _where(name, netns)) from exc
 
     def set_mtu(self, name: str, mtu: int, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"set mtu {mtu} on", netdev_target(name, netns)):
             self.kernel.set_link_mtu(name, mtu, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"set mtu {mtu} on", _where(name, netns)) from exc
 
     def set_mac(self, name: str, mac: str, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"set mac {mac} on", netdev_target(name, netns)):
             self.kernel.set_link_mac(name, mac, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"set mac {mac} on", _where(name, netns)) from exc
 
     def rename(self, name: str, new_name: str, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"rename to {new_name}", netdev_target(name, netns)):
             self.kernel.rename_link(name, new_name, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"rename to {new_name}", _where(name, netns)) from exc
-        logger.info("renamed %s to %s", _where(name, netns), new_name)
+        logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
     def move_to_netns(self, name: str, target: str, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"move to netns {target}", netdev_target(name, netns)):
             self.kernel.move_link(name, target, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"move to netns {target}", _where(name, netns)) from exc
-        logger.info("moved %s to netns %s", _where(name, netns), target)
+        logger.info("moved %s to netns %s", netdev_target(name, netns), target)
 
     def add_address(self, name: str, address: Address, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"add address {address} to", netdev_target(name, netns)):
             self.kernel.add_address(name, address, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"add address {address} to", _where(name, netns)) from exc
 
     def addresses(self, name: str, netns: Netns = None) -> Sequence[Address]:
-        try:
+        with host_errors("list addresses of", netdev_target(name, netns)):
             return self.kernel.addresses(name, netns)
-        except KernelError as exc:
-            raise host_error(exc, "list addresses of", _where(name, netns)) from exc
 
     def add_route(self, route: Route, netns: Netns = None) -> None:
         op = f"add route {route.dst}" + (f" via {route.gateway}" if route.gateway else "")
-        try:
+        with host_errors(op, netdev_target(route.dev, netns) if route.dev else (netns or "the host netns")):
             self.kernel.add_route(route, netns)
-        except KernelError as exc:
-            raise host_error(exc, op, _where(route.dev, netns) if route.dev else (netns or "the host netns")) from exc
 
     def routes(self, netns: Netns = None) -> Sequence[Route]:
         return self.kernel.routes(netns)
@@ -101,13 +78,9 @@ class SimLinks:
         return self.kernel.switch_port(name)
 
     def set_vf_mac(self, pf: str, vf: int, mac: str, netns: Netns = None) -> None:
-        try:
+        with host_errors(f"set mac {mac} of VF {vf} on", netdev_target(pf, netns)):
             self.kernel.set_vf_mac(pf, vf, mac, netns)
-        except KernelError as exc:
-            raise host_error(exc, f"set mac {mac} of VF {vf} on", _where(pf, netns)) from exc
 
     def vf_macs(self, pf: str, netns: Netns = None) -> Mapping[int, str]:
-        try:
+        with host_errors("list VFs of", netdev_target(pf, netns)):
             return self.kernel.vf_macs(pf, netns)
-        except KernelError as exc:
-            raise host_error(exc, "list VFs of", _where(pf, netns)) from exc

@@ -134,7 +134,7 @@ class Netdev:
     """The PCI function the netdev belongs to: PF for PF and representors, VF for VF and virtio netdevs."""
     vf: int | None = None
     vdpa: str | None = None
-    virtio: int | None = None
+    """Set for a virtio netdev: the vdpa device that gave it (whose `virtio` index names its `virtio<N>`)."""
     hw_tc: bool | None = None
     """`hw-tc-offload`; None when the netdev does not have the feature."""
     real: bool = False

@@ -19,7 +19,6 @@ import os
 import re
 from pathlib import Path
 
-from vdpa_operator.host.errors import error_from_os_error
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.sim.kernel import KernelError, SimKernel
 
@@ -34,38 +33,14 @@ class SimSysfs(Sysfs):
         super().__init__(kernel.sys_root)
         self.kernel = kernel
 
-    # Reads see time pass first (VFs whose creation was delayed appear when due), then read the tree.
-
-    def read(self, rel: str) -> str:
+    def path(self, rel: str) -> Path:
+        """Every access to the tree goes through here (`Sysfs` builds each path with it), so reads see time
+        pass first: VFs whose creation was delayed appear when due."""
         self.kernel.tick()
-        return super().read(rel)
+        return super().path(rel)
 
-    def read_optional(self, rel: str) -> str | None:
-        self.kernel.tick()
-        return super().read_optional(rel)
-
-    def exists(self, rel: str) -> bool:
-        self.kernel.tick()
-        return super().exists(rel)
-
-    def listdir(self, rel: str) -> list[str]:
-        self.kernel.tick()
-        return super().listdir(rel)
-
-    def link_name(self, rel: str) -> str | None:
-        self.kernel.tick()
-        return super().link_name(rel)
-
-    def resolve(self, rel: str) -> Path:
-        self.kernel.tick()
-        return super().resolve(rel)
-
-    def write(self, rel: str, value: str) -> None:
-        path = self.path(rel)
-        try:
-            self._dispatch(self._canonical(path), value)
-        except OSError as exc:
-            raise error_from_os_error(exc, f"write {value!r} to", str(path)) from exc
+    def _write_file(self, path: Path, value: str) -> None:
+        self._dispatch(self._canonical(path), value)
 
     def _canonical(self, path: Path) -> str:
         """The attribute's path relative to the root after following symlinks, as open(2) would."""
@@ -82,17 +57,14 @@ class SimSysfs(Sysfs):
         name = value[:-1] if value.endswith("\n") else value  # bus_find_device_by_name uses sysfs_streq
         if match := _BUS_DRIVER.match(rel):
             bus, driver, action = match.groups()
-            if bus == "pci":
-                (k.write_pci_bind if action == "bind" else k.write_pci_unbind)(driver, name)
-            else:
-                (k.write_vdpa_bind if action == "bind" else k.write_vdpa_unbind)(driver, name)
+            (k.write_bind if action == "bind" else k.write_unbind)(bus, driver, name)
             return
         if match := _BUS_ATTR.match(rel):
             bus, attr = match.groups()
             if attr == "drivers_probe":
-                (k.write_pci_probe if bus == "pci" else k.write_vdpa_probe)(name)
+                k.write_probe(bus, name)
             else:
-                (k.write_pci_autoprobe if bus == "pci" else k.write_vdpa_autoprobe)(value)
+                k.write_autoprobe(bus, value)
             return
         if match := _NETDEV_MTU.match(rel):
             try:
@@ -103,18 +75,12 @@ class SimSysfs(Sysfs):
             return
         if match := _DEVICE_ATTR.match(rel):
             device, attr = match.groups()
-            subsystem = os.path.basename(os.readlink(self.root / os.path.dirname(rel) / "subsystem")) \
-                if os.path.islink(self.root / os.path.dirname(rel) / "subsystem") else ""
-            if subsystem == "pci" and attr == "sriov_numvfs":
-                k.write_sriov_numvfs(device, value)
+            subsystem = self.link_name(f"{os.path.dirname(rel)}/subsystem")
+            if subsystem in ("pci", "vdpa") and attr == "driver_override":
+                k.write_driver_override(subsystem, device, value)
                 return
-            if subsystem == "pci" and attr == "sriov_drivers_autoprobe":
-                k.write_sriov_autoprobe(device, value)
-                return
-            if subsystem == "pci" and attr == "driver_override":
-                k.write_pci_driver_override(device, value)
-                return
-            if subsystem == "vdpa" and attr == "driver_override":
-                k.write_vdpa_driver_override(device, value)
+            store = {"sriov_numvfs": k.write_sriov_numvfs, "sriov_drivers_autoprobe": k.write_sriov_autoprobe}
+            if subsystem == "pci" and attr in store:
+                store[attr](device, value)
                 return
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), rel)

@@ -208,7 +208,7 @@ def netdev_dir(state: State, nd: Netdev) -> str:
         return f"sys/devices/virtual/net/{nd.name}"
     d = function_dir(state.pci[nd.pci])
     if nd.kind == "virtio":
-        return f"{d}/virtio{nd.virtio}/net/{nd.name}"
+        return f"{d}/virtio{state.vdpa[nd.vdpa or ''].virtio}/net/{nd.name}"
     return f"{d}/net/{nd.name}"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from vdpa_operator.host.linux.genl import GenlCommandError
 from vdpa_operator.host.linux.vdpa import KernelVdpa, VdpaSysfs
@@ -59,6 +58,5 @@ class SimVdpaTransport:
 
 
 class SimVdpa(KernelVdpa):
-    def __init__(self, kernel: SimKernel, sysfs: SimSysfs, dev_root: Path) -> None:
-        super().__init__(SimVdpaTransport(kernel), VdpaSysfs(sysfs, dev_root))
-        self.kernel = kernel
+    def __init__(self, sysfs: SimSysfs) -> None:
+        super().__init__(SimVdpaTransport(sysfs.kernel), VdpaSysfs(sysfs, sysfs.kernel.dev_root))
