@@ -131,8 +131,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             counts[case.outcome] = counts.get(case.outcome, 0) + 1
         tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "no JUnit results"
         tr.write_line(
-            f"guest: wall {run.wall_seconds:.1f} s (uptime at job start {run.boot_seconds or 0:.1f} s,"
-            f" pytest {run.job_seconds or 0:.1f} s); rc {run.rc}; {tally}"
+            f"guest: wall {run.wall_seconds:.1f} s (uptime at job start {_seconds(run.boot_seconds)},"
+            f" pytest {_seconds(run.job_seconds)}); rc {run.rc}; {tally}"
         )
         if KEEP:
             tr.write_line(f"guest out dir kept: {run.out_dir}")
+
+
+def _seconds(value: float | None) -> str:
+    """A guest figure, or say it was not measured (no `timing` file) rather than print 0."""
+    return "not measured" if value is None else f"{value:.1f} s"

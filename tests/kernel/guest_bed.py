@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import itertools
 import json
 import os
 import shlex
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from contract.beds import (
     MLX5_ESWITCH_RULES,
@@ -34,6 +30,8 @@ from contract.beds import (
     VDPA_VF_PARENT,
     VF_NETDEVS,
 )
+from contract.wait import wait_until
+from integration.host.ovs_daemons import OvsDaemons, running_ovs
 from vdpa_operator.host.types import DevlinkHandle, VdpaMgmtDev
 
 if TYPE_CHECKING:
@@ -41,10 +39,9 @@ if TYPE_CHECKING:
 
 NETDEVSIM_BUS = Path("/sys/bus/netdevsim")
 DEBUGFS = Path("/sys/kernel/debug")
-NETNS_DIR = Path("/var/run/netns")
+"""Mounted by testbed/stage2.sh."""
 VDPA_DEVICE_NAME = "vdpa:0000:65:00.4"
 """What upstream would call the vDPA device of VF 0000:65:00.4 (`vdpa:<VF address>`); vdpa_sim accepts it."""
-OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 OVS_MIN_UPTIME = 11.0
 """ovs-vswitchd started earlier in a fresh guest runs 0 upcall handlers until uptime passes about 10 s
 (research note, gotcha c): traffic would be lost. We pass no traffic, but waiting costs nothing by the time
@@ -68,9 +65,9 @@ class ToolError(subprocess.CalledProcessError):
         return f"{shlex.join(self.cmd)} exited {self.returncode}: {said or '(no output)'}"
 
 
-def run(*argv: str, check: bool = True, env: Mapping[str, str] | None = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    if check and proc.returncode != 0:
+def run(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
         raise ToolError(proc.returncode, list(argv), proc.stdout, proc.stderr)
     return proc.stdout
 
@@ -81,15 +78,6 @@ def modprobe(*modules: str) -> None:
     for module in modules:
         if not Path("/sys/module", module).is_dir():
             run("modprobe", module)
-
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def uptime() -> float:
@@ -128,7 +116,7 @@ class NetdevsimSwitch:
         self.handle = DevlinkHandle("netdevsim", f"netdevsim{self.id}")
         self.device = NETDEVSIM_BUS / "devices" / f"netdevsim{self.id}"
         try:
-            names = wait_for(f"the netdev of {self.handle}", lambda: list((self.device / "net").glob("*")))
+            names = wait_until(lambda: list((self.device / "net").glob("*")), what=f"the netdev of {self.handle}")
             self.pf_netdev: str = names[0].name
             self.max_vfs = int(self._debugfs("max_vfs").read_text())
         except BaseException:
@@ -136,8 +124,6 @@ class NetdevsimSwitch:
             raise
 
     def _debugfs(self, name: str) -> Path:
-        if not (DEBUGFS / "netdevsim").is_dir():
-            run("mount", "-t", "debugfs", "debugfs", str(DEBUGFS), check=False)
         return DEBUGFS / "netdevsim" / f"netdevsim{self.id}" / name
 
     def numvfs(self) -> int:
@@ -184,81 +170,33 @@ class SimVdpa:
 # --- ovs: ovsdb-server + ovs-vswitchd on the kernel datapath ----------------------------------------------------
 
 
-class OvsDaemons:
-    """A private ovsdb-server and ovs-vswitchd (kernel datapath) with their own run directory."""
-
-    def __init__(self) -> None:
-        self.rundir = Path(tempfile.mkdtemp(prefix="kbed-ovs-", dir="/run"))
-        self.socket = self.rundir / "db.sock"
-        self.remote = f"unix:{self.socket}"
-        # Nothing of the system's /var/run/openvswitch or /etc/openvswitch is used.
-        self.env = {**os.environ, **{f"OVS_{d}DIR": str(self.rundir) for d in ("RUN", "DB", "LOG", "SYSCONF")}}
-        self.pids: list[int] = []
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _daemon(self, name: str, *args: str) -> None:
-        d = self.rundir
-        files = [f"--pidfile={d}/{name}.pid", f"--unixctl={d}/{name}.ctl", f"--log-file={d}/{name}.log"]
-        run(name, *args, *files, "--detach", "--no-chdir", env=self.env)
-        self.pids.append(int((d / f"{name}.pid").read_text()))
-
-    def _start(self) -> None:
-        modprobe("openvswitch")
-        run("ovsdb-tool", "create", str(self.rundir / "conf.db"), str(OVS_SCHEMA))
-        self._daemon("ovsdb-server", str(self.rundir / "conf.db"), f"--remote=punix:{self.socket}")
-        self.vsctl("--no-wait", "init")
-        if (wait := OVS_MIN_UPTIME - uptime()) > 0:
-            time.sleep(wait)
-        self._daemon("ovs-vswitchd", self.remote)
-
-    def vsctl(self, *args: str) -> str:
-        return run("ovs-vsctl", f"--db={self.remote}", "--timeout=10", *args)
-
-    def reset(self) -> None:
-        """What one bed leaves behind must not leak into the next: back to the state right after `init`."""
-        # One transaction (ovs-vsctl costs ~0.2 s under TCG). emer-reset drops controllers, managers, mirrors
-        # and the like but keeps bridges and the Open_vSwitch row's own keys; unreferenced bridges, ports and
-        # interfaces are garbage-collected, and ovs-vsctl waits until vswitchd has removed them.
-        self.vsctl("emer-reset", "--", "clear", "Open_vSwitch", ".", "bridges", "other_config", "external_ids")
-
-    def stop(self) -> None:
-        """SIGTERM by PID, SIGKILL after 5 s. The detached daemons are children of the guest's PID 1, a shell
-        that may never reap them, so a zombie counts as stopped."""
-        for pid in reversed(self.pids):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            try:
-                wait_for(f"pid {pid} to exit", functools.partial(_gone, pid), timeout=5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        self.pids.clear()
-        shutil.rmtree(self.rundir, ignore_errors=True)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
 _shared_ovs: OvsDaemons | None = None
 
 
 def shared_ovs() -> OvsDaemons:
     """One pair of daemons per guest pytest process: the contract `bed` fixture is per test and starting OVS
-    under TCG costs seconds. Each bed resets the database at teardown; the daemons stop at exit."""
+    under TCG costs seconds. The integration tier's private daemons (tests/integration/host/ovs_daemons.py),
+    with the openvswitch module loaded and vswitchd in the guest's own netns: the kernel datapath. Each bed
+    resets the database at teardown (`reset_ovs`); the daemons stop at exit."""
     global _shared_ovs
     if _shared_ovs is None:
-        _shared_ovs = OvsDaemons()
-        atexit.register(_shared_ovs.stop)
+        modprobe("openvswitch")
+        if (wait := OVS_MIN_UPTIME - uptime()) > 0:
+            time.sleep(wait)
+        stack = contextlib.ExitStack()
+        _shared_ovs = stack.enter_context(running_ovs(own_netns=False))
+        atexit.register(stack.close)
     return _shared_ovs
+
+
+def reset_ovs(daemons: OvsDaemons) -> None:
+    """What one bed leaves behind must not leak into the next: back to the state right after `init`."""
+    # One transaction (ovs-vsctl costs ~0.2 s under TCG). emer-reset drops controllers, managers, mirrors
+    # and the like but keeps bridges and the Open_vSwitch row's own keys; unreferenced bridges, ports and
+    # interfaces are garbage-collected, and ovs-vsctl waits until vswitchd has removed them.
+    daemons.vsctl(
+        "emer-reset", "--", "clear", "Open_vSwitch", ".", "bridges", "other_config", "external_ids", wait=True
+    )
 
 
 # --- the bed ----------------------------------------------------------------------------------------------------
@@ -308,12 +246,12 @@ class KernelBed:
         return self._ovs
 
     def new_netns(self) -> str:
-        from pyroute2 import netns
+        from vdpa_operator.host.sim.realnet import create_netns
 
         name = f"kbed-{os.getpid()}-{next(self._counter)}"
-        netns.create(name)
+        path = create_netns(name)
         self._netns.append(name)
-        return str(NETNS_DIR / name)
+        return path
 
     def close(self) -> None:
         """Undo everything, in dependency order; every step runs even when an earlier one fails, and the first
@@ -321,7 +259,7 @@ class KernelBed:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("close the OVSDB client", lambda: _close(self._ovs)),
             ("close the host's OVSDB client", lambda: _close(self._host.ovs if self._host else None)),
-            ("reset OVS", self._daemons.reset if self._daemons else lambda: None),
+            ("reset OVS", lambda: reset_ovs(self._daemons) if self._daemons else None),
             ("delete vDPA devices", self.vdpa.close),
             ("delete the netdevsim device", self.switch.close),
             ("remove network namespaces", self._remove_netns),
@@ -337,10 +275,10 @@ class KernelBed:
             raise RuntimeError("kernel bed teardown failed: " + "; ".join(errors))
 
     def _remove_netns(self) -> None:
-        from pyroute2 import netns
+        from vdpa_operator.host.sim.realnet import remove_netns
 
         while self._netns:
-            netns.remove(self._netns.pop())
+            remove_netns(self._netns.pop())
 
 
 def _close(obj: object) -> None:

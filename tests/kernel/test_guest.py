@@ -34,6 +34,8 @@ def test_guest_run_succeeded(guest_session: GuestSession, record_property: Calla
     ran = [c for c in cases if c.outcome != "skipped"]
     assert not bad, f"{len(bad)} of {len(cases)} guest tests failed:\n{describe(bad, detail_lines=3)}"
     assert ran, f"no guest test ran ({len(cases)} skipped); log ends:\n{_log_tail(guest_session)}"
+    unreported = sorted({c.classname or c.name for c in cases if not any(cases_of([c], f) for f in GUEST_FILES)})
+    assert not unreported, f"guest results that no test_guest_file[...] reports (GUEST_FILES misses them): {unreported}"
     assert run.rc == 0, f"the guest's pytest exited {run.rc}; its log ends:\n{_log_tail(guest_session)}"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -146,7 +147,9 @@ def check_host() -> None:
         raise TestbedUnavailable(f"missing Debian packages: {' '.join(missing)}")
 
 
+@functools.cache
 def inputs_digest() -> str:
+    """Read once per process: every stamp check (one or two per `ensure_built`, one per cached bed) needs it."""
     h = hashlib.sha256()
     for name in BUILD_INPUTS:
         h.update(name.encode() + b"\0" + (SCRIPTS / name).read_bytes() + b"\0")
