@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO := .demo
 # Debian packages the targets need; installed only when running as root and missing.
 # iproute2/ethtool/openvswitch-switch: the host adapter's integration tests (and oracles in tests);
 # qemu-system-x86 … bc: the real-kernel tier (tests/kernel), which builds netdevsim/vdpa_sim modules.
@@ -34,13 +35,27 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@echo "== vdpactl validate: the seed policy and NAD against a node with two ConnectX-6 Dx PFs"
 	$(BIN)/vdpactl validate -f examples/vdpa-policy.yaml -f examples/ovn-kubernetes-nad.yaml \
 	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml
 	@echo
 	@echo "== vdpactl render: what the operator writes for that node"
 	$(BIN)/vdpactl render -f examples/vdpa-policy.yaml \
-	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml
+	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml > $(DEMO)/rendered.yaml
+	@cat $(DEMO)/rendered.yaml
+	@echo
+	@echo "== vdpactl node discover: a simulated ConnectX-6 Dx host (fresh in $(DEMO)/sim-host), as the daemon sees it"
+	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node discover --host sim --node-name worker-0
+	@echo
+	@echo "== vdpactl node plan: the steps the node config daemon would run for worker-0's NodeState"
+	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
+	@echo
+	@echo "== vdpactl node apply: run them (progress on stderr), then the NodeState status the daemon reports"
+	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node apply --host sim -f $(DEMO)/rendered.yaml
+	@echo
+	@echo "== vdpactl node plan again: a converged node needs nothing"
+	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
@@ -51,9 +66,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/daemon_apply.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

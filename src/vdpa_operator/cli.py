@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from vdpa_operator import inputs, yamlio
+from vdpa_operator import cli_node, inputs, yamlio
 from vdpa_operator.api import admission, review
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import (
@@ -123,7 +123,11 @@ def _with_common(func: Any) -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vdpa-operator", prog_name="vdpactl")
 def main() -> None:
-    """vdpactl: validate, render and (later) run the vDPA SR-IOV operator."""
+    """vdpactl: validate, render and run the vDPA SR-IOV operator."""
+
+
+main.add_command(cli_node.node)
+main.add_command(cli_node.node_daemon)
 
 
 @main.command()

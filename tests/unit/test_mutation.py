@@ -9,12 +9,11 @@ import pytest
 
 from vdpa_operator.api.admission import (
     DEFAULT_NAMESPACE,
-    JsonPatchError,
     Operation,
     admit,
-    apply_json_patch,
     mutate_policy,
 )
+from vdpa_operator.api.jsonpatch import JsonPatchError, apply_json_patch
 from vdpa_operator.api.models import SriovNetworkNodePolicy
 
 PRIORITY_99 = {"op": "add", "path": "/spec/priority", "value": 99}
@@ -174,7 +173,7 @@ def test_apply_operations(ops: list[dict[str, Any]], expected: dict[str, Any]) -
         {"op": "add", "path": "/list/01", "value": 1},
         {"op": "add", "path": "/a/b", "value": 1},
         {"op": "add", "path": "no-slash", "value": 1},
-        {"op": "move", "path": "/a", "from": "/list"},
+        {"op": "move", "path": "/a", "from": "/missing"},
         {"op": "remove", "path": ""},
     ],
 )
@@ -247,3 +246,14 @@ def test_admit_rejection_still_carries_the_patch() -> None:
     assert not verdict.allowed
     assert list(verdict.patch) == [PRIORITY_99, IS_RDMA_FALSE]
     assert "vdpa requires the device to be configured in switchdev mode" in str(verdict.errors[0])
+
+
+def test_json_patch_move_copy_and_test() -> None:
+    """The rest of RFC 6902, which the embedded API server serves to clients (kubectl patch --type json)."""
+    doc = {"a": {"b": 1}, "list": [1, 2]}
+    ops = [{"op": "test", "path": "/a/b", "value": 1}, {"op": "copy", "from": "/a", "path": "/c"},
+           {"op": "move", "from": "/list/0", "path": "/list/-"}]
+    assert apply_json_patch(doc, ops) == {"a": {"b": 1}, "c": {"b": 1}, "list": [2, 1]}
+    assert doc == {"a": {"b": 1}, "list": [1, 2]}  # the input is left alone
+    with pytest.raises(JsonPatchError, match="testing value at /a/b failed"):
+        apply_json_patch(doc, [{"op": "test", "path": "/a/b", "value": 2}])

@@ -10,7 +10,6 @@ Everything here is pure: what the dynamic rules need from the cluster is passed 
 
 from __future__ import annotations
 
-import copy
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vdpa_operator.api import golang
+from vdpa_operator.api.jsonpatch import apply_json_patch
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.models import (
@@ -146,78 +146,6 @@ def mutate_policy(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
         # InfiniBand VFs need RDMA, except when passed to a VM (vfio-pci).
         ops.append({"op": "add", "path": "/spec/isRdma", "value": True})
     return ops
-
-
-class JsonPatchError(ValueError):
-    """A patch operation that cannot be applied to the document."""
-
-
-def _pointer_tokens(pointer: str) -> list[str]:
-    """RFC 6901: "/a~1b/c~0d" → ["a/b", "c~d"]."""
-    if pointer == "":
-        return []
-    if not pointer.startswith("/"):
-        raise JsonPatchError(f"JSON pointer {pointer!r} must start with '/'")
-    return [token.replace("~1", "/").replace("~0", "~") for token in pointer[1:].split("/")]
-
-
-def _list_index(container: list[Any], token: str, *, allow_end: bool) -> int:
-    if allow_end and token == "-":
-        return len(container)
-    if not re.fullmatch(r"0|[1-9][0-9]*", token):
-        raise JsonPatchError(f"{token!r} is not an array index")
-    index = int(token)
-    if index > len(container) or (index == len(container) and not allow_end):
-        raise JsonPatchError(f"array index {index} is out of range")
-    return index
-
-
-def _child(container: Any, token: str) -> Any:
-    if isinstance(container, dict):
-        if token not in container:
-            raise JsonPatchError(f"member {token!r} does not exist")
-        return container[token]
-    if isinstance(container, list):
-        return container[_list_index(container, token, allow_end=False)]
-    raise JsonPatchError(f"cannot descend into a {type(container).__name__} with {token!r}")
-
-
-def apply_json_patch(raw: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A deep copy of `raw` with RFC 6902 add/replace/remove operations applied in order."""
-    doc: Any = copy.deepcopy(dict(raw))
-    for op in ops:
-        kind, tokens = op.get("op"), _pointer_tokens(str(op.get("path", "")))
-        if kind not in ("add", "replace", "remove"):
-            raise JsonPatchError(f"unsupported patch operation {kind!r}")
-        if not tokens:
-            if kind == "remove":
-                raise JsonPatchError("cannot remove the whole document")
-            doc = copy.deepcopy(op["value"])
-            continue
-        parent = doc
-        for token in tokens[:-1]:
-            parent = _child(parent, token)
-        last = tokens[-1]
-        if isinstance(parent, dict):
-            if kind != "add" and last not in parent:
-                raise JsonPatchError(f"member {last!r} does not exist")
-            if kind == "remove":
-                del parent[last]
-            else:
-                parent[last] = copy.deepcopy(op["value"])
-        elif isinstance(parent, list):
-            index = _list_index(parent, last, allow_end=kind == "add")
-            if kind == "add":
-                parent.insert(index, copy.deepcopy(op["value"]))
-            elif kind == "replace":
-                parent[index] = copy.deepcopy(op["value"])
-            else:
-                del parent[index]
-        else:
-            raise JsonPatchError(f"cannot {kind} {last!r} in a {type(parent).__name__}")
-    if not isinstance(doc, dict):
-        raise JsonPatchError("the patched document is not an object")
-    return doc
 
 
 # --- Entry points -------------------------------------------------------------------------------------------

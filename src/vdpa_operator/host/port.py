@@ -124,6 +124,10 @@ class Links(Protocol):
         """`phys_port_name` + `phys_switch_id` from sysfs; None for netdevs that are not switch ports."""
         ...
 
+    def speed(self, name: str) -> int | None:
+        """`/sys/class/net/<if>/speed` in Mb/s; None when the driver does not know it (no carrier, virtual)."""
+        ...
+
     def set_vf_mac(self, pf: str, vf: int, mac: str, netns: Netns = None) -> None:
         """The administrative MAC of VF `vf`, set on the PF netdev (IFLA_VF_MAC)."""
         ...

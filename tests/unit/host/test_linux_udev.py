@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from vdpa_operator.host.errors import HostError, InvalidArgument
-from vdpa_operator.host.linux.udev import (
-    UdevRuleFiles,
-    nm_disable_rule,
-    pf_name_rule,
-    rule_filenames,
-    switchdev_rule,
-)
+from vdpa_operator.host.linux.udev import UdevRuleFiles
 from vdpa_operator.host.types import PciAddress
+from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
 
 PF = PciAddress("0000:65:00.0")
 

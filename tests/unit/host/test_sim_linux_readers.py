@@ -67,3 +67,13 @@ def test_kernel_modules_reads_sys_module(kernel: SimKernel, host: Host, tmp_path
     assert not modules.is_loaded("vfio_pci")
     host.modules.load("vfio_pci")
     assert modules.is_loaded("vfio_pci")
+
+
+def test_rtnl_speed_reads_what_the_sim_reports(kernel: SimKernel, host: Host) -> None:
+    """PFs with carrier show their speed; a PF that is down, VFs, representors and virtio netdevs show none."""
+    reader = RtnlLinks(Sysfs(kernel.sys_root))
+    assert host.links.speed("ens1f0") == 100000
+    host.links.set_up("ens1f1", False)
+    for name in ("ens1f0", "ens1f1", "ens1f0_3", "ens1f0v3", "eth0", "lo", "no-such-link"):
+        assert reader.speed(name) == host.links.speed(name), name
+    assert host.links.speed("ens1f1") is None

@@ -157,6 +157,15 @@ class RtnlLinks:
             return None
         return SwitchPort(port_name=port.strip(), switch_id=switch.strip())
 
+    def speed(self, name: str) -> int | None:
+        """Host netdevs only, like `switch_port`. The kernel answers EINVAL without carrier and -1 when unknown."""
+        text = self.sysfs.read_optional(f"class/net/{name}/speed")
+        try:
+            value = int(text) if text else -1
+        except ValueError:
+            return None
+        return value if value > 0 else None
+
     def vf_macs(self, pf: str, netns: Netns = None) -> Mapping[int, str]:
         with self._ipr(netns) as ipr, _errors("list VFs of", netdev_target(pf, netns)):
             (msg,) = ipr.link("get", ext_mask=1, **_name_key(pf))  # RTEXT_FILTER_VF

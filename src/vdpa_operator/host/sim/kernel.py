@@ -132,6 +132,7 @@ from vdpa_operator.host.sim.state import (
     VdpaDev,
     carrier,
     from_json,
+    link_speed,
     oper_state,
     rep_of,
     switch_port,
@@ -919,6 +920,12 @@ class SimKernel:
         with self._transaction() as state:
             nd = _find(state, None, name)
             return switch_port(state, nd) if nd is not None else None
+
+    def link_speed(self, name: str) -> int | None:
+        """What `speed` in the node's sysfs shows (node netns only)."""
+        with self._transaction() as state:
+            nd = _find(state, None, name)
+            return link_speed(state, nd) if nd is not None else None
 
     def vf_macs(self, pf_name: str, netns: str | None = None) -> dict[int, str]:
         with self._transaction() as state:

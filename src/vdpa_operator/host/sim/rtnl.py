@@ -77,6 +77,9 @@ class SimLinks:
     def switch_port(self, name: str) -> SwitchPort | None:
         return self.kernel.switch_port(name)
 
+    def speed(self, name: str) -> int | None:
+        return self.kernel.link_speed(name)
+
     def set_vf_mac(self, pf: str, vf: int, mac: str, netns: Netns = None) -> None:
         with host_errors(f"set mac {mac} of VF {vf} on", netdev_target(pf, netns)):
             self.kernel.set_vf_mac(pf, vf, mac, netns)

@@ -213,6 +213,16 @@ def carrier(state: State, nd: Netdev) -> bool:
     return True
 
 
+PF_SPEED_MBPS = 100000
+"""A ConnectX-6 Dx port with a 100G link."""
+
+
+def link_speed(state: State, nd: Netdev) -> int | None:
+    """`speed`: the PF's link speed while it has carrier; the kernel answers EINVAL otherwise, and VF,
+    representor and virtio netdevs here report none."""
+    return PF_SPEED_MBPS if nd.kind == "pf" and carrier(state, nd) else None
+
+
 def oper_state(state: State, nd: Netdev) -> str:
     """IFLA_OPERSTATE, lower case; lo reports `unknown` when up, as it has no carrier notion."""
     if nd.kind == "loopback":

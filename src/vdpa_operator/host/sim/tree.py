@@ -40,6 +40,7 @@ from vdpa_operator.host.sim.state import (
     PciFn,
     State,
     carrier,
+    link_speed,
     oper_state,
     switch_port,
 )
@@ -226,8 +227,9 @@ def _netdev(t: _Tree, state: State, nd: Netdev) -> None:
     t.file(f"{d}/operstate", f"{oper_state(state, nd)}\n")
     if nd.up:
         t.file(f"{d}/carrier", f"{int(carrier(state, nd))}\n", RW)
-    if nd.kind == "pf" and carrier(state, nd):
-        t.file(f"{d}/speed", "100000\n")
+    speed = link_speed(state, nd)
+    if speed is not None:
+        t.file(f"{d}/speed", f"{speed}\n")
     port = switch_port(state, nd)
     if port is not None:
         t.file(f"{d}/phys_port_name", f"{port.port_name}\n")

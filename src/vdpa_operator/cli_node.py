@@ -1,0 +1,283 @@
+"""`vdpactl node …` (the daemon's work, one shot, no cluster) and `vdpactl node-daemon` (the long-running
+agent). Thin: pick the Host adapter, read the NodeState file, call `daemon`, print, choose the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from vdpa_operator import inputs, yamlio
+from vdpa_operator.api.admission import DEFAULT_NAMESPACE
+from vdpa_operator.api.models import SriovNetworkNodeState
+from vdpa_operator.daemon.cluster import SYNC_FAILED, SYNC_SUCCEEDED
+from vdpa_operator.daemon.node import NodeAgent, status_patch
+from vdpa_operator.daemon.observed import Observation
+from vdpa_operator.daemon.plan import Plan, PlanError, Step
+from vdpa_operator.daemon.store import DEFAULT_ROOT, DaemonStore, StoreError
+from vdpa_operator.host.errors import HostError
+from vdpa_operator.host.port import Host
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+SIM_ROOT_ENV = "VDPA_SIM_ROOT"
+
+
+def _default_sim_root() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.environ.get(SIM_ROOT_ENV) or os.path.join(state, "vdpa-operator", "sim-host")
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _note(text: str) -> None:
+    click.echo(f"note: {text}", err=True)
+
+
+@dataclass
+class HostChoice:
+    """The `--host …` options of every node command, as one value."""
+
+    host_kind: str
+    sim_root: str
+    store_dir: str | None
+    ovsdb: str | None
+    supported_nics: str | None
+    dev_mode: bool
+
+    def agent(self) -> NodeAgent:
+        try:
+            nics = inputs.supported_nics(self.supported_nics)
+        except inputs.InputError as err:
+            _fail("; ".join(err.lines))
+        host, store_root = self._host()
+        return NodeAgent(host, DaemonStore(self.store_dir or store_root), nics, dev_mode=self.dev_mode)
+
+    def _host(self) -> tuple[Host, str]:
+        if self.host_kind == "linux":
+            from vdpa_operator.host.linux.factory import linux_host
+            from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
+
+            return linux_host(ovsdb_remote=self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
+        from vdpa_operator.host.linux.ovsdb import connect_ovs
+        from vdpa_operator.host.sim import SimKernel
+        from vdpa_operator.host.sim.factory import sim_host
+
+        root = Path(self.sim_root)
+        try:
+            kernel = SimKernel.open(root)
+        except FileNotFoundError:
+            kernel = SimKernel.create(root, real_netdevs=False)
+            _note(f"created a simulated host at {root}: one ConnectX-6 Dx, PFs 0000:65:00.0 (ens1f0) and "
+                  "0000:65:00.1 (ens1f1), legacy, no VFs (delete the directory to start over)")
+        ovs = connect_ovs(self.ovsdb) if self.ovsdb else None
+        return sim_host(kernel, ovs=ovs), str(root / "etc" / "sriov-operator")
+
+
+def host_options(func: Any) -> Any:
+    options = [
+        click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
+                     help="This machine's kernel, or the simulated ConnectX-6 Dx host."),
+        click.option("--sim-root", metavar="DIR", default=_default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
+                     "~/.local/state/vdpa-operator/sim-host", help="The simulated host (created when missing)."),
+        click.option("--store-dir", metavar="DIR", help=f"PF records and journal (default {DEFAULT_ROOT}; inside "
+                     "the sim root with --host sim)."),
+        click.option("--ovsdb", metavar="REMOTE", help="OVSDB remote, e.g. unix:/var/run/openvswitch/db.sock "
+                     "(default: that socket with --host linux; none with --host sim)."),
+        click.option("--supported-nics", metavar="FILE", help="supported-nic-ids ConfigMap or '<vendor> <pf> "
+                     "<vf>' lines, replacing the built-in table."),
+        click.option("--dev-mode", is_flag=True, help="Also manage unsupported NIC models (upstream DEV_MODE)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def state_file_options(func: Any) -> Any:
+    func = click.option("--node-name", help="Which NodeState of the file, when it holds several.")(func)
+    return click.option("-f", "--filename", "path", required=True, metavar="FILE",
+                        help="A SriovNetworkNodeState (e.g. `vdpactl render` output; other objects are ignored).")(func)
+
+
+def _observe(agent: NodeAgent) -> Observation:
+    try:
+        return agent.observe()
+    except StoreError as exc:
+        _fail(str(exc))
+    except HostError as exc:
+        _fail(f"discovery failed: {exc}", EXIT_FAILED)
+
+
+def _read_state(path: str, node_name: str | None) -> SriovNetworkNodeState:
+    """The NodeState to apply from a file that may hold other objects too (e.g. `vdpactl render` output)."""
+    try:
+        located = inputs.load([path], lenient=True)
+    except inputs.InputError as err:
+        _fail("; ".join(err.lines))
+    try:
+        states = inputs.only([o for o in located if o.decoded.model is SriovNetworkNodeState],
+                             SriovNetworkNodeState, "-f")
+    except inputs.InputError as err:
+        _fail("; ".join(err.lines))
+    if node_name:
+        states = [s for s in states if s.name == node_name]
+    if len(states) != 1:
+        names = ", ".join(s.name for s in states) or "none"
+        wanted = f" named {node_name}" if node_name else ""
+        _fail(f"{path}: expected one SriovNetworkNodeState{wanted}, found {names}"
+              + ("; choose one with --node-name" if len(states) > 1 else ""))
+    return states[0]
+
+
+@click.group()
+def node() -> None:
+    """The node config daemon's work, once, without a cluster: discover, plan, apply."""
+
+
+@node.command()
+@host_options
+@click.option("--node-name", default=lambda: os.environ.get("NODE_NAME") or os.uname().nodename)
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def discover(node_name: str, output: str, **host: Any) -> None:
+    """Print this node's SriovNetworkNodeState status as the daemon reports it."""
+    choice = HostChoice(**host)
+    agent = choice.agent()
+    observed = _observe(agent)
+    if not observed.interfaces:
+        _note("no PF of a supported NIC found" + (" (try --host sim)" if choice.host_kind == "linux" else ""))
+    status = status_patch(observed.interfaces, "", "")
+    status = {k: v for k, v in status.items() if v}
+    _print({"apiVersion": SriovNetworkNodeState.API_VERSION, "kind": SriovNetworkNodeState.KIND,
+            "metadata": {"name": node_name, "namespace": DEFAULT_NAMESPACE}, "status": status}, output)
+
+
+@node.command()
+@host_options
+@state_file_options
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
+    """Print the steps that would bring this node to the NodeState's spec; change nothing."""
+    state = _read_state(path, node_name)
+    agent = HostChoice(**host).agent()
+    planned = _plan(agent, state, _observe(agent))
+    if output == "json":
+        click.echo(json.dumps({"configure": planned.configure, "reset": planned.reset, "drain": planned.drain,
+                               "notes": planned.notes, "steps": [s.to_dict() for s in planned.steps]}, indent=2))
+        return
+    _print_plan(planned)
+
+
+def _plan(agent: NodeAgent, state: SriovNetworkNodeState, observed: Observation) -> Plan:
+    interrupted = agent.interrupted()
+    if interrupted:
+        _note(f"an earlier apply was interrupted; re-checking {', '.join(interrupted)} in full")
+    try:
+        return agent.plan(state.spec, observed)
+    except PlanError as exc:
+        _fail(f"cannot apply {state.name}: {exc}", EXIT_FAILED)
+
+
+def _print_plan(planned: Plan) -> None:
+    if not planned.steps:
+        click.echo("nothing to do: the node matches the spec")
+    for index, step in enumerate(planned.steps, 1):
+        click.echo(f"{index:3d}. {step.describe()}")
+    if planned.drain:
+        click.echo("a drain is needed first (PFs with VFs change)")
+    for text in planned.notes:
+        _note(text)
+
+
+@node.command()
+@host_options
+@state_file_options
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def apply(path: str, node_name: str | None, output: str, **host: Any) -> None:
+    """Apply a NodeState's spec to this node now, printing each step, then print the resulting status.
+
+    Exit 0 when the node converged (status Succeeded), 1 when a step failed (status Failed, with the step, the
+    object and the errno), 2 when the input cannot be read. Interrupted, it picks up where it stopped."""
+    state = _read_state(path, node_name)
+    agent = HostChoice(**host).agent()
+    observed = _observe(agent)
+    planned = _plan(agent, state, observed)
+    for text in planned.notes:
+        _note(text)
+    if not planned.steps:
+        click.echo("nothing to do: the node matches the spec", err=True)
+
+    def progress(index: int, total: int, _step: Step, description: str) -> None:
+        click.echo(f"[{index + 1}/{total}] {description}", err=True)
+
+    try:
+        result = agent.apply(planned, observed, generation=state.metadata.generation, on_step=progress)
+    except StoreError as exc:
+        _fail(str(exc))
+    for text in result.notes[len(planned.notes):]:
+        _note(text)
+    final = _observe(agent)
+    sync = SYNC_SUCCEEDED if result.ok else SYNC_FAILED
+    if not result.ok:
+        click.echo(f"failed: {result.error_message()}", err=True)
+    status = {k: v for k, v in status_patch(final.interfaces, sync, result.error_message()).items() if v}
+    _print({"apiVersion": state.API_VERSION, "kind": state.KIND,
+            "metadata": {"name": state.name, "namespace": state.namespace or DEFAULT_NAMESPACE},
+            "spec": state.spec.to_go_dict(), "status": status}, output)
+    sys.exit(0 if result.ok else EXIT_FAILED)
+
+
+def _print(obj: dict[str, Any], output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(obj, indent=2))
+    else:
+        click.echo(yamlio.dump_yaml_documents([obj]), nl=False)
+
+
+@click.command("node-daemon")
+@host_options
+@click.option("--node-name", default=lambda: os.environ.get("NODE_NAME", ""), show_default="$NODE_NAME",
+              help="The node this daemon configures (its NodeState has that name).")
+@click.option("--namespace", default=lambda: os.environ.get("NAMESPACE") or DEFAULT_NAMESPACE,
+              show_default=f"$NAMESPACE or {DEFAULT_NAMESPACE}")
+@click.option("--kubeconfig", metavar="FILE", help="Default: $KUBECONFIG, ~/.kube/config, else in-cluster.")
+def node_daemon(node_name: str, namespace: str, kubeconfig: str | None, **host: Any) -> None:
+    """Run the node config daemon: watch this node's SriovNetworkNodeState, apply its spec, report status."""
+    if not node_name:
+        _fail("--node-name (or $NODE_NAME) is required: the daemon configures one node")
+    _configure_logging()
+    agent = HostChoice(**host).agent()
+    asyncio.run(_run_daemon(agent, node_name, namespace, kubeconfig))
+
+
+async def _run_daemon(agent: NodeAgent, node_name: str, namespace: str, kubeconfig: str | None) -> None:
+    from vdpa_operator.daemon import kube, service
+    from vdpa_operator.daemon.reconcile import NodeReconciler
+
+    api = await kube.connect(node_name, namespace, kubeconfig)
+    await service.run(api, NodeReconciler(api, agent))
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                           "msg": record.getMessage()})
+
+
+def _configure_logging() -> None:
+    """JSON lines in a cluster (a pod has KUBERNETES_SERVICE_HOST), readable lines on a terminal."""
+    handler = logging.StreamHandler()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        handler.setFormatter(_JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])

@@ -1,0 +1,281 @@
+"""`NodeStateApi` over a real Kubernetes API with lightkube's `AsyncClient`.
+
+The sriovnetwork kinds are lightkube generic resources (plain JSON), turned into the project's pydantic models at
+this boundary; Node and Event use lightkube's typed core models. Every lightkube/httpx failure leaves this module
+as a `ClusterError` that names the operation and the object, so the reconciler can log it and back off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from typing import Any, cast
+
+import httpx2
+import msgspec
+import yaml
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, KubeConfig
+from lightkube.core.exceptions import ApiError, ConfigError, NotReadyError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta as LkObjectMeta
+from lightkube.resources.core_v1 import Event, Node
+from lightkube.types import PatchType
+from pydantic import ValidationError
+
+from vdpa_operator.api.meta import ObjectMeta
+from vdpa_operator.api.models import API_VERSION, DEFAULT_NAME, GROUP, SriovNetworkNodeState, SriovOperatorConfig
+from vdpa_operator.daemon.cluster import DESIRED_STATE, NODE_STATE, ClusterError
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "sriov-network-config-daemon"
+"""Event source and field manager, as upstream's daemon names itself."""
+
+NodeStateResource = create_namespaced_resource(
+    GROUP, "v1", SriovNetworkNodeState.KIND, SriovNetworkNodeState.PLURAL
+)
+OperatorConfigResource = create_namespaced_resource(
+    GROUP, "v1", SriovOperatorConfig.KIND, SriovOperatorConfig.PLURAL
+)
+
+WATCH_SERVER_TIMEOUT = 300
+"""Seconds before the server ends a watch and lightkube re-opens it: bounds how long a silently dead
+connection can hide changes (client-go picks 5–10 minutes for the same reason)."""
+
+_TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
+_META_KEYS = frozenset(f.alias or name for name, f in ObjectMeta.model_fields.items())
+
+
+def node_state_from_json(raw: Mapping[str, Any]) -> SriovNetworkNodeState:
+    """The model of a NodeState read from a cluster. Only the fields the model defines are validated: a server
+    adds metadata (or, when newer, top-level fields) this project does not know, and that is not an error."""
+    data = {k: raw[k] for k in _TOP_LEVEL if raw.get(k) is not None}
+    data["metadata"] = {k: v for k, v in (raw.get("metadata") or {}).items() if k in _META_KEYS and v is not None}
+    return SriovNetworkNodeState.model_validate(data)
+
+
+@contextlib.contextmanager
+def _api_errors(action: str, what: str) -> Iterator[None]:
+    """Re-raise whatever the client raises as a `ClusterError` saying `<action> <what> failed: why`."""
+    try:
+        yield
+    except ApiError as err:
+        status = err.status
+        raise ClusterError(f"{action} {what} failed: {status.code} {status.reason}: {status.message}") from err
+    except httpx2.HTTPStatusError as err:
+        raise ClusterError(f"{action} {what} failed: HTTP {err.response.status_code}") from err
+    except httpx2.HTTPError as err:
+        raise ClusterError(
+            f"{action} {what} failed: cannot reach the API server ({type(err).__name__}: {err}); will retry"
+        ) from err
+    except (msgspec.MsgspecError, NotReadyError, ValueError) as err:
+        raise ClusterError(f"{action} {what} failed: unexpected answer from the API server: {err}") from err
+
+
+def _is_not_found(err: ApiError) -> bool:
+    return err.status.code == 404
+
+
+class LightkubeNodeStateApi:
+    """One node's NodeState, Node annotation, operator config and events, through a lightkube `AsyncClient`."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        node_name: str,
+        namespace: str,
+        *,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
+    ) -> None:
+        self._client = client
+        self.node_name = node_name
+        self.namespace = namespace
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
+        self._uid: str | None = None
+        """uid of the NodeState last read, so events point at this object and not a later namesake."""
+
+    @property
+    def _what(self) -> str:
+        return f"SriovNetworkNodeState {self.namespace}/{self.node_name}"
+
+    def _model(self, raw: Mapping[str, Any]) -> SriovNetworkNodeState:
+        try:
+            state = node_state_from_json(raw)
+        except ValidationError as err:
+            raise ClusterError(f"{self._what} from the API server does not match the model: {err}") from err
+        self._uid = state.metadata.uid or self._uid
+        return state
+
+    async def get(self) -> SriovNetworkNodeState | None:
+        with _api_errors("get", self._what):
+            try:
+                raw = await self._client.get(NodeStateResource, self.node_name, namespace=self.namespace)
+            except ApiError as err:
+                if _is_not_found(err):
+                    return None
+                raise
+        return self._model(raw)
+
+    async def patch_status(self, status: dict[str, Any]) -> SriovNetworkNodeState:
+        with _api_errors("patch status of", self._what):
+            raw = await self._client.patch(
+                NodeStateResource.Status,
+                self.node_name,
+                {"status": status},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
+        return self._model(raw)
+
+    async def request_drain_state(self, value: str) -> None:
+        """Node first, then NodeState, in upstream's order: the drain controller acts on the NodeState's."""
+        with _api_errors(f"annotate {NODE_STATE}={value} on", f"Node {self.node_name}"):
+            await self._client.patch(
+                Node, self.node_name, {"metadata": {"annotations": {NODE_STATE: value}}}, patch_type=PatchType.MERGE
+            )
+        with _api_errors(f"annotate {DESIRED_STATE}={value} on", self._what):
+            await self._client.patch(
+                NodeStateResource,
+                self.node_name,
+                {"metadata": {"annotations": {DESIRED_STATE: value}}},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            )
+
+    async def disable_drain(self) -> bool:
+        what = f"{SriovOperatorConfig.KIND} {self.namespace}/{DEFAULT_NAME}"
+        with _api_errors("get", what):
+            try:
+                raw = await self._client.get(OperatorConfigResource, DEFAULT_NAME, namespace=self.namespace)
+            except ApiError as err:
+                if _is_not_found(err):
+                    return False
+                raise
+        value = (raw.get("spec") or {}).get("disableDrain", False)
+        if not isinstance(value, bool):
+            raise ClusterError(f"{what}: spec.disableDrain is {value!r}, not a boolean")
+        return value
+
+    async def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        event = Event(
+            # client-go's recorder names events <object>.<unix nanoseconds in hex>.
+            metadata=LkObjectMeta(name=f"{self.node_name}.{time.time_ns():x}", namespace=self.namespace),
+            involvedObject=ObjectReference(
+                apiVersion=API_VERSION,
+                kind=SriovNetworkNodeState.KIND,
+                name=self.node_name,
+                namespace=self.namespace,
+                uid=self._uid,
+            ),
+            reason=reason,
+            message=message,
+            type="Warning" if warning else "Normal",
+            source=EventSource(component=COMPONENT, host=self.node_name),
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+            reportingComponent=COMPONENT,
+            reportingInstance=self.node_name,
+        )
+        try:
+            with _api_errors(f"record event {reason} on", self._what):
+                await self._client.create(event)
+        except ClusterError as err:
+            log.warning("%s", err)
+
+    async def _list_version(self) -> str | None:
+        """The resourceVersion to watch from, by listing the one NodeState; None (logged) when that fails."""
+        try:
+            with _api_errors("list", self._what):
+                listing = self._client.list(
+                    NodeStateResource, namespace=self.namespace, fields={"metadata.name": self.node_name}
+                )
+                async for _ in listing:
+                    pass
+                return listing.resourceVersion
+        except ClusterError as err:
+            log.warning("%s", err)
+            return None
+
+    async def changes(self) -> AsyncIterator[None]:
+        """List, yield, then watch from the listed version and yield per event. A broken stream or a 410 (the
+        version is older than the server keeps) means re-list after a backoff and yield once, since anything may
+        have changed in between."""
+        version = await self._list_version()
+        yield None
+        delay = self._retry_delay
+        while True:
+            if version is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay)
+                version = await self._list_version()
+                if version is None:
+                    continue
+                log.info("watching %s again from resourceVersion %s", self._what, version)
+                yield None
+            stream = self._client.watch(
+                NodeStateResource,
+                namespace=self.namespace,
+                fields={"metadata.name": self.node_name},
+                resource_version=version,
+                server_timeout=WATCH_SERVER_TIMEOUT,
+            )
+            try:
+                # lightkube types the watch as an AsyncIterable; it is an async generator, whose aclose() ends the
+                # HTTP stream when this generator is closed.
+                async with contextlib.aclosing(cast(AsyncGenerator[tuple[str, Any], None], stream)) as events:
+                    async for _event, _obj in events:
+                        delay = self._retry_delay
+                        yield None
+            except ApiError as err:
+                if err.status.code == 410:
+                    log.info("watch of %s expired (%s); re-listing", self._what, err.status.message)
+                else:
+                    log.warning("watch of %s failed: %s %s", self._what, err.status.code, err.status.message)
+            except (httpx2.HTTPError, msgspec.MsgspecError, ValueError) as err:
+                log.warning("watch of %s broke: %s: %s; re-listing", self._what, type(err).__name__, err)
+            version = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+
+def load_config(kubeconfig: str | None = None) -> KubeConfig:
+    """controller-runtime's order: the given file, then $KUBECONFIG (its first entry), then the pod's service
+    account, then ~/.kube/config."""
+    if kubeconfig:
+        return KubeConfig.from_file(kubeconfig)
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return KubeConfig.from_file(env.split(os.pathsep)[0])
+    try:
+        return KubeConfig.from_service_account()
+    except (ConfigError, KeyError):
+        return KubeConfig.from_file(DEFAULT_KUBECONFIG)
+
+
+async def connect(node_name: str, namespace: str, kubeconfig: str | None = None) -> LightkubeNodeStateApi:
+    """A `LightkubeNodeStateApi` from the kubeconfig file if given, else $KUBECONFIG or the in-cluster service
+    account or ~/.kube/config. Raises `ClusterError` when no configuration can be loaded."""
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "in-cluster config or " + DEFAULT_KUBECONFIG
+    try:
+        config = load_config(kubeconfig)
+        context = config.get()
+    except (ConfigError, KeyError, OSError, ValueError, yaml.YAMLError, msgspec.MsgspecError) as err:
+        raise ClusterError(f"no usable Kubernetes configuration ({where}): {err}") from err
+    if context is None or context.user is None:
+        # lightkube asserts on this; say what to fix instead.
+        raise ClusterError(f"Kubernetes configuration {where}: the current context has no user (add one, even empty)")
+    client = AsyncClient(context, namespace=namespace, field_manager=COMPONENT)
+    return LightkubeNodeStateApi(client, node_name, namespace)

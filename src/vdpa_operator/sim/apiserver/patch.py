@@ -1,0 +1,36 @@
+"""JSON merge patch (RFC 7386) and JSON patch (RFC 6902) on plain JSON values; pure functions.
+
+kube-apiserver applies these to the stored object before its own update rules run, so the store uses them
+the same way: patch the whole object, then treat the result as an update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vdpa_operator.api import jsonpatch
+from vdpa_operator.api.jsonpatch import merge_patch
+from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "json_patch", "merge_patch"]
+
+
+def json_patch(target: Any, operations: Any) -> Any:
+    """RFC 6902 as kube-apiserver answers it: a body that is not a list of operations is a bad request (400), an
+    operation that cannot apply (missing path, failed test) is unprocessable (422)."""
+    if not isinstance(operations, list):
+        raise bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    if any(not isinstance(op, dict) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str)
+           or (op["op"] in ("add", "replace", "test") and "value" not in op) for op in operations):
+        raise bad_request("json patch: every operation needs string 'op' and 'path' (and 'value' to add, "
+                          "replace or test)")
+    try:
+        return jsonpatch.json_patch(target, operations)
+    except jsonpatch.JsonPatchError as exc:
+        raise StatusError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") \
+            from exc
