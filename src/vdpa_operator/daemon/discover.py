@@ -67,7 +67,8 @@ def discover(host: Host, nics: SupportedNics, store: DaemonStore, *, dev_mode: b
 
 
 def _discover_pf(host: Host, fn: PciFunction, bindings: dict[str, VdpaBinding]) -> tuple[InterfaceExt, PfFacts]:
-    name, port = _uplink(host, fn)
+    ports = {netdev: host.links.switch_port(netdev) for netdev in fn.netdevs}
+    name, port = _uplink(fn, ports)
     link = host.links.find(name) if name else None
     iface = InterfaceExt(
         pci_address=fn.address, vendor=fn.vendor, device_id=fn.device, driver=fn.driver or "", name=name,
@@ -83,7 +84,7 @@ def _discover_pf(host: Host, fn: PciFunction, bindings: dict[str, VdpaBinding]) 
     iface.num_vfs = sriov.numvfs
     iface.eswitch_mode = read_eswitch_mode(host, fn.address)
     switchdev = iface.eswitch_mode == EswitchMode.SWITCHDEV
-    representors = _representors(host, fn, port) if switchdev else {}
+    representors = _representors(ports, port) if switchdev else {}
     vdpa: dict[str, str | None] = {}
     for vf in host.pci.list_vfs(fn.address):
         iface.vfs.append(_discover_vf(host, vf, representors, bindings))
@@ -100,10 +101,9 @@ def _discover_pf(host: Host, fn: PciFunction, bindings: dict[str, VdpaBinding]) 
     return iface, facts
 
 
-def _uplink(host: Host, fn: PciFunction) -> tuple[str, SwitchPort | None]:
+def _uplink(fn: PciFunction, ports: dict[str, SwitchPort | None]) -> tuple[str, SwitchPort | None]:
     """Upstream `TryGetInterfaceName`: the only netdev, else the one that is the uplink switch port `p<N>`
     (in switchdev the representors share the PF's `net/` directory)."""
-    ports = {name: host.links.switch_port(name) for name in fn.netdevs}
     for name, port in ports.items():
         if port is not None and _UPLINK_PORT.match(port.port_name):
             return name, port
@@ -129,15 +129,14 @@ def read_eswitch_mode(host: Host, pf: PciAddress) -> str:
         return str(EswitchMode.LEGACY)
 
 
-def _representors(host: Host, fn: PciFunction, uplink: SwitchPort | None) -> dict[int, str]:
-    """VF index → representor netdev: same switch id, `phys_port_name` `pf<N>vf<M>` (sriovnet
-    `GetVfRepresentor`)."""
+def _representors(ports: dict[str, SwitchPort | None], uplink: SwitchPort | None) -> dict[int, str]:
+    """VF index → representor netdev among the PF's netdevs: same switch id, `phys_port_name` `pf<N>vf<M>`
+    (sriovnet `GetVfRepresentor`)."""
     if uplink is None:
         return {}
     prefix = f"pf{uplink.port_name.removeprefix('p')}vf"
     found = {}
-    for name in fn.netdevs:
-        port = host.links.switch_port(name)
+    for name, port in ports.items():
         if port is not None and port.switch_id == uplink.switch_id and port.port_name.startswith(prefix):
             index = port.port_name.removeprefix(prefix)
             if index.isdigit():

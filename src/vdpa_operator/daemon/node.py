@@ -3,7 +3,7 @@ by `vdpactl node …` and from a worker thread by the long-running daemon (`daem
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vdpa_operator.api.models import InterfaceExt, SriovNetworkNodeStateSpec
@@ -28,7 +28,7 @@ class NodeAgent:
         """Discover; the first discovery ever on this node is kept as the reset checkpoint (§4.1)."""
         observed = discover(self.host, self.nics, self.store, dev_mode=self.dev_mode)
         if self.store.save_initial_state_once(list(observed.interfaces)):
-            observed = discover(self.host, self.nics, self.store, dev_mode=self.dev_mode)
+            observed = replace(observed, initial={i.pci_address: i for i in observed.interfaces})
         return observed
 
     def interrupted(self) -> list[str]:

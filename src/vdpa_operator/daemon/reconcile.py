@@ -92,19 +92,18 @@ class NodeReconciler:
             self.backoff.reset()
         try:
             observed = await self._host(self.agent.observe)
+            if generation == 1 and not state.spec.interfaces and generation != self.last_applied_generation:
+                await self._host(self.agent.store.clear_records)  # upstream: a first, empty spec owns no PF
+                await self._set_status(state, observed, SYNC_SUCCEEDED, "")
+                self.last_applied_generation = generation
+                return RESYNC_SECONDS
+            planned = await self._host(self.agent.plan, state.spec, observed)
             if generation == self.last_applied_generation:
-                planned = await self._host(self.agent.plan, state.spec, observed)
                 if not planned.steps:
                     await self._publish_if_changed(state, observed)
                     return RESYNC_SECONDS
                 logger.info("node drifted from its spec: %d steps to converge", len(planned.steps))
-            elif generation == 1 and not state.spec.interfaces:
-                await self._host(self.agent.store.clear_records)
-                await self._set_status(state, observed, SYNC_SUCCEEDED, "")
-                self.last_applied_generation = generation
-                return RESYNC_SECONDS
             state = await self._set_status(state, observed, SYNC_IN_PROGRESS, state.status.last_sync_error)
-            planned = await self._host(self.agent.plan, state.spec, observed)
         except PlanError as exc:
             return await self._fail(state, observed, str(exc), generation)
         except (HostError, StoreError) as exc:
