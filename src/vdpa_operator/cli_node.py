@@ -16,8 +16,7 @@ import click
 
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
-from vdpa_operator.api.models import SriovNetworkNodeState
-from vdpa_operator.daemon.cluster import SYNC_FAILED, SYNC_SUCCEEDED
+from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError, Step
@@ -155,8 +154,7 @@ def discover(node_name: str, output: str, **host: Any) -> None:
     observed = _observe(agent)
     if not observed.interfaces:
         _note("no PF of a supported NIC found" + (" (try --host sim)" if choice.host_kind == "linux" else ""))
-    status = status_patch(observed.interfaces, "", "")
-    status = {k: v for k, v in status.items() if v}
+    status = _shown_status(observed, "", "")
     _print({"apiVersion": SriovNetworkNodeState.API_VERSION, "kind": SriovNetworkNodeState.KIND,
             "metadata": {"name": node_name, "namespace": DEFAULT_NAMESPACE}, "status": status}, output)
 
@@ -229,11 +227,16 @@ def apply(path: str, node_name: str | None, output: str, **host: Any) -> None:
     sync = SYNC_SUCCEEDED if result.ok else SYNC_FAILED
     if not result.ok:
         click.echo(f"failed: {result.error_message()}", err=True)
-    status = {k: v for k, v in status_patch(final.interfaces, sync, result.error_message()).items() if v}
+    status = _shown_status(final, sync, result.error_message())
     _print({"apiVersion": state.API_VERSION, "kind": state.KIND,
             "metadata": {"name": state.name, "namespace": state.namespace or DEFAULT_NAMESPACE},
             "spec": state.spec.to_go_dict(), "status": status}, output)
     sys.exit(0 if result.ok else EXIT_FAILED)
+
+
+def _shown_status(observed: Observation, sync_status: str, error: str) -> dict[str, Any]:
+    """The status as `kubectl get -o yaml` would show it: empty fields left out."""
+    return {k: v for k, v in status_patch(observed.interfaces, sync_status, error).items() if v}
 
 
 def _print(obj: dict[str, Any], output: str) -> None:

@@ -22,6 +22,7 @@ from vdpa_operator.api.kube import Node
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.models import (
     DEFAULT_NAME,
+    SYNC_IN_PROGRESS,
     InterfaceExt,
     OVSNetwork,
     SriovIBNetwork,
@@ -681,7 +682,7 @@ def _disable_drain_problems(
     if not config.spec.disable_drain or previous is None or previous.spec.disable_drain:
         return ()
     for state in _operator_node_states(cluster, settings):
-        if state.status.sync_status == "InProgress":
+        if state.status.sync_status == SYNC_IN_PROGRESS:
             return (Problem(
                 "spec.disableDrain",
                 f"can't set Spec.DisableDrain = true while node[{state.name}] is updating",

@@ -15,7 +15,7 @@ from typing import Any
 
 from vdpa_operator.api.kinds import OPERATOR_KINDS
 from vdpa_operator.api.meta import KubeModel, Resource
-from vdpa_operator.api.models import CRD_DEFAULT
+from vdpa_operator.api.models import CRD_DEFAULT, CURRENT_STATE, DESIRED_STATE
 
 Schema = dict[str, Any]
 
@@ -57,14 +57,19 @@ _AGE: Schema = {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type"
 _READY: Schema = {
     "jsonPath": '.status.conditions[?(@.type=="Ready")].status', "name": "Ready", "type": "string",
 }
-_STATE_ANNOTATION = ".metadata.annotations.sriovnetwork\\.openshift\\.io/"
+
+
+def _annotation_path(key: str) -> str:
+    """A JSONPath to one annotation: the dots of the key escaped."""
+    return ".metadata.annotations." + key.replace(".", "\\.")
+
 
 # Upstream's `+kubebuilder:printcolumn` markers, per kind.
 _PRINTER_COLUMNS: dict[str, list[Schema]] = {
     "SriovNetworkNodeState": [
         {"jsonPath": ".status.syncStatus", "name": "Sync Status", "type": "string"},
-        {"jsonPath": _STATE_ANNOTATION + "desired-state", "name": "Desired Sync State", "type": "string"},
-        {"jsonPath": _STATE_ANNOTATION + "current-state", "name": "Current Sync State", "type": "string"},
+        {"jsonPath": _annotation_path(DESIRED_STATE), "name": "Desired Sync State", "type": "string"},
+        {"jsonPath": _annotation_path(CURRENT_STATE), "name": "Current Sync State", "type": "string"},
         _AGE,
     ],
     "SriovNetwork": [_READY, _AGE],

@@ -261,6 +261,27 @@ class SriovNetworkNodeState(Resource):
     status: SriovNetworkNodeStateStatus = Field(default_factory=SriovNetworkNodeStateStatus)
 
 
+# The drain handshake between a node's daemon and the operator's drain controller (upstream §4.4), and the
+# NodeState's sync status values.
+ANNOTATION_PREFIX = f"{GROUP}/"
+DESIRED_STATE = ANNOTATION_PREFIX + "desired-state"
+"""NodeState annotation the daemon writes: what it needs from the drain controller."""
+CURRENT_STATE = ANNOTATION_PREFIX + "current-state"
+"""NodeState annotation the drain controller writes: where the drain is."""
+NODE_STATE = ANNOTATION_PREFIX + "state"
+"""Node annotation mirroring `desired-state` (upstream still writes both)."""
+
+DRAIN_IDLE = "Idle"
+DRAIN_REQUIRED = "Drain_Required"
+REBOOT_REQUIRED = "Reboot_Required"
+DRAINING = "Draining"
+DRAIN_COMPLETE = "DrainComplete"
+
+SYNC_SUCCEEDED = "Succeeded"
+SYNC_FAILED = "Failed"
+SYNC_IN_PROGRESS = "InProgress"
+
+
 # --- Networks -------------------------------------------------------------------------------------------------
 
 

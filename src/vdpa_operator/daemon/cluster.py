@@ -9,24 +9,6 @@ from typing import Any, Protocol
 
 from vdpa_operator.api.models import SriovNetworkNodeState
 
-ANNOTATION_PREFIX = "sriovnetwork.openshift.io/"
-DESIRED_STATE = ANNOTATION_PREFIX + "desired-state"
-"""NodeState annotation the daemon writes: what it needs from the drain controller."""
-CURRENT_STATE = ANNOTATION_PREFIX + "current-state"
-"""NodeState annotation the drain controller writes: where the drain is."""
-NODE_STATE = ANNOTATION_PREFIX + "state"
-"""Node annotation mirroring `desired-state` (upstream still writes both)."""
-
-DRAIN_IDLE = "Idle"
-DRAIN_REQUIRED = "Drain_Required"
-REBOOT_REQUIRED = "Reboot_Required"
-DRAINING = "Draining"
-DRAIN_COMPLETE = "DrainComplete"
-
-SYNC_SUCCEEDED = "Succeeded"
-SYNC_FAILED = "Failed"
-SYNC_IN_PROGRESS = "InProgress"
-
 
 class NodeStateApi(Protocol):
     """One node's view of the cluster. Every method raises `ClusterError` when the API cannot be reached."""

@@ -27,11 +27,18 @@ from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta as LkObjectMeta
 from lightkube.resources.core_v1 import Event, Node
 from lightkube.types import PatchType
-from pydantic import ValidationError
 
-from vdpa_operator.api.meta import ObjectMeta
-from vdpa_operator.api.models import API_VERSION, DEFAULT_NAME, GROUP, SriovNetworkNodeState, SriovOperatorConfig
-from vdpa_operator.daemon.cluster import DESIRED_STATE, NODE_STATE, ClusterError
+from vdpa_operator.api.decoding import decode
+from vdpa_operator.api.models import (
+    API_VERSION,
+    DEFAULT_NAME,
+    DESIRED_STATE,
+    GROUP,
+    NODE_STATE,
+    SriovNetworkNodeState,
+    SriovOperatorConfig,
+)
+from vdpa_operator.daemon.cluster import ClusterError
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +56,14 @@ WATCH_SERVER_TIMEOUT = 300
 """Seconds before the server ends a watch and lightkube re-opens it: bounds how long a silently dead
 connection can hide changes (client-go picks 5–10 minutes for the same reason)."""
 
-_TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
-_META_KEYS = frozenset(f.alias or name for name, f in ObjectMeta.model_fields.items())
-
-
 def node_state_from_json(raw: Mapping[str, Any]) -> SriovNetworkNodeState:
-    """The model of a NodeState read from a cluster. Only the fields the model defines are validated: a server
-    adds metadata (or, when newer, top-level fields) this project does not know, and that is not an error."""
-    data = {k: raw[k] for k in _TOP_LEVEL if raw.get(k) is not None}
-    data["metadata"] = {k: v for k, v in (raw.get("metadata") or {}).items() if k in _META_KEYS and v is not None}
-    return SriovNetworkNodeState.model_validate(data)
+    """The model of a NodeState read from a cluster, decoded leniently (`api.decoding`): a server adds metadata,
+    and a newer operator may add fields, that this project does not know, and that is not an error."""
+    decoded = decode({k: v for k, v in raw.items() if v is not None}, lenient=True)
+    if not isinstance(decoded.obj, SriovNetworkNodeState):
+        issues = "; ".join(str(i) for i in decoded.schema_issues) or f"a {decoded.kind}"
+        raise ValueError(f"not a valid {SriovNetworkNodeState.KIND}: {issues}")
+    return decoded.obj
 
 
 @contextlib.contextmanager
@@ -77,10 +82,6 @@ def _api_errors(action: str, what: str) -> Iterator[None]:
         ) from err
     except (msgspec.MsgspecError, NotReadyError, ValueError) as err:
         raise ClusterError(f"{action} {what} failed: unexpected answer from the API server: {err}") from err
-
-
-def _is_not_found(err: ApiError) -> bool:
-    return err.status.code == 404
 
 
 class LightkubeNodeStateApi:
@@ -110,20 +111,24 @@ class LightkubeNodeStateApi:
     def _model(self, raw: Mapping[str, Any]) -> SriovNetworkNodeState:
         try:
             state = node_state_from_json(raw)
-        except ValidationError as err:
+        except ValueError as err:
             raise ClusterError(f"{self._what} from the API server does not match the model: {err}") from err
         self._uid = state.metadata.uid or self._uid
         return state
 
-    async def get(self) -> SriovNetworkNodeState | None:
-        with _api_errors("get", self._what):
+    async def _get_or_none(self, resource: Any, name: str, what: str) -> Any:
+        """The object, or None when the API answers 404."""
+        with _api_errors("get", what):
             try:
-                raw = await self._client.get(NodeStateResource, self.node_name, namespace=self.namespace)
+                return await self._client.get(resource, name, namespace=self.namespace)
             except ApiError as err:
-                if _is_not_found(err):
+                if err.status.code == 404:
                     return None
                 raise
-        return self._model(raw)
+
+    async def get(self) -> SriovNetworkNodeState | None:
+        raw = await self._get_or_none(NodeStateResource, self.node_name, self._what)
+        return None if raw is None else self._model(raw)
 
     async def patch_status(self, status: dict[str, Any]) -> SriovNetworkNodeState:
         with _api_errors("patch status of", self._what):
@@ -153,13 +158,9 @@ class LightkubeNodeStateApi:
 
     async def disable_drain(self) -> bool:
         what = f"{SriovOperatorConfig.KIND} {self.namespace}/{DEFAULT_NAME}"
-        with _api_errors("get", what):
-            try:
-                raw = await self._client.get(OperatorConfigResource, DEFAULT_NAME, namespace=self.namespace)
-            except ApiError as err:
-                if _is_not_found(err):
-                    return False
-                raise
+        raw = await self._get_or_none(OperatorConfigResource, DEFAULT_NAME, what)
+        if raw is None:
+            return False
         value = (raw.get("spec") or {}).get("disableDrain", False)
         if not isinstance(value, bool):
             raise ClusterError(f"{what}: spec.disableDrain is {value!r}, not a boolean")

@@ -40,7 +40,8 @@ HW_TC_OFFLOAD = "hw-tc-offload"
 VDPA_MAX_VQP = 32
 """Upstream creates every vDPA device with `max_vqp 32` (multiqueue), retrying without it on EOPNOTSUPP."""
 DEFAULT_RESET_MTU = 1500
-MODULE_FOR_VDPA_TYPE = {"virtio": "virtio_vdpa", "vhost": "vhost_vdpa"}
+MODULE_FOR_VDPA_TYPE = {vdpa_type: str(driver) for vdpa_type, driver in VDPA_DRIVER_FOR_TYPE.items()}
+"""Each vdpa bus driver is the module of the same name."""
 MODULE_FOR_DEVICE_TYPE = {DEVICE_TYPE_VFIO_PCI: "vfio_pci"}
 MANAGED_MODULES = frozenset({*MODULE_FOR_VDPA_TYPE.values(), *MODULE_FOR_DEVICE_TYPE.values()})
 OVS_HW_OFFLOAD_KEY = "hw-offload"

@@ -16,9 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from vdpa_operator.api.models import SriovNetworkNodeState
-from vdpa_operator.daemon.apply import ApplyResult
-from vdpa_operator.daemon.cluster import (
+from vdpa_operator.api.models import (
     CURRENT_STATE,
     DESIRED_STATE,
     DRAIN_COMPLETE,
@@ -28,8 +26,10 @@ from vdpa_operator.daemon.cluster import (
     SYNC_FAILED,
     SYNC_IN_PROGRESS,
     SYNC_SUCCEEDED,
-    NodeStateApi,
+    SriovNetworkNodeState,
 )
+from vdpa_operator.daemon.apply import ApplyResult
+from vdpa_operator.daemon.cluster import NodeStateApi
 from vdpa_operator.daemon.node import NodeAgent, status_changed, status_patch
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError

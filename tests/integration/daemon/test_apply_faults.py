@@ -29,7 +29,7 @@ from vdpa_operator.daemon.plan import Action, Plan, Step
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.errors import HostTimeout
 from vdpa_operator.host.sim import SimKernel, sim_host
-from vdpa_operator.host.types import PciAddress, vdpa_name
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, vdpa_name
 
 SEED_SPEC = json.loads((Path(__file__).parents[2] / "golden" / "seed-node-state-spec.json").read_text())
 PF0, PF1 = "0000:65:00.0", "0000:65:00.1"
@@ -38,7 +38,6 @@ VF_ADDRESS = {  # the simulated CX-6 Dx's routing-ID layout (kernel.py rule 1)
     (PF0, 0): "0000:65:00.2", (PF0, 1): "0000:65:00.3",
     (PF1, 0): "0000:65:01.2", (PF1, 1): "0000:65:01.3",
 }
-VDPA_DRIVER = {"virtio": "virtio_vdpa", "vhost": "vhost_vdpa"}
 
 FAULT_OP = {
     Action.LOAD_MODULE: "module_load",
@@ -181,7 +180,7 @@ def assert_converged(node: Node) -> None:
             if group.mtu:
                 assert vf.mtu == group.mtu
             if group.vdpa_type:
-                wanted_vdpa[vdpa_name(PciAddress(vf.pci_address))] = VDPA_DRIVER[group.vdpa_type]
+                wanted_vdpa[vdpa_name(PciAddress(vf.pci_address))] = VDPA_DRIVER_FOR_TYPE[group.vdpa_type]
     vdpa = node.agent.host.vdpa
     assert {d.name: vdpa.binding(d.name).driver for d in vdpa.devices()} == wanted_vdpa
 

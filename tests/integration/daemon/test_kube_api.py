@@ -15,8 +15,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Event, Node
 from lightkube.types import PatchType
 
-from vdpa_operator.api.models import SriovNetworkNodeState
-from vdpa_operator.daemon.cluster import DESIRED_STATE, DRAIN_REQUIRED, NODE_STATE, ClusterError
+from vdpa_operator.api.models import DESIRED_STATE, DRAIN_REQUIRED, NODE_STATE, SriovNetworkNodeState
+from vdpa_operator.daemon.cluster import ClusterError
 from vdpa_operator.daemon.kube import (
     LightkubeNodeStateApi,
     NodeStateResource,
@@ -229,3 +229,18 @@ def test_node_state_from_json_ignores_what_the_model_does_not_know() -> None:
     }
     state = node_state_from_json(raw)
     assert state.metadata.name == NODE and state.spec.interfaces[0].num_vfs == 2
+
+
+def test_node_state_from_json_tolerates_fields_a_newer_operator_added_anywhere() -> None:
+    raw = {
+        "apiVersion": "sriovnetwork.openshift.io/v1",
+        "kind": "SriovNetworkNodeState",
+        "metadata": {"name": NODE, "namespace": NS},
+        "spec": SPEC,
+        "status": {"syncStatus": "Succeeded", "futureStatusField": {"x": 1},
+                   "interfaces": [{"pciAddress": "0000:65:00.0", "futureIfaceField": "y"}]},
+    }
+    state = node_state_from_json(raw)
+    assert state.status.sync_status == "Succeeded" and state.status.interfaces[0].pci_address == "0000:65:00.0"
+    with pytest.raises(ValueError, match="numVfs"):
+        node_state_from_json({**raw, "spec": {"interfaces": [{"pciAddress": "0000:65:00.0", "numVfs": "two"}]}})

@@ -17,9 +17,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Node
 from lightkube.types import PatchType
 
-from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
-from vdpa_operator.daemon import service
-from vdpa_operator.daemon.cluster import (
+from vdpa_operator.api.models import (
     CURRENT_STATE,
     DESIRED_STATE,
     DRAIN_COMPLETE,
@@ -27,6 +25,8 @@ from vdpa_operator.daemon.cluster import (
     DRAIN_REQUIRED,
     NODE_STATE,
 )
+from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
+from vdpa_operator.daemon import service
 from vdpa_operator.daemon.kube import LightkubeNodeStateApi, NodeStateResource, OperatorConfigResource
 from vdpa_operator.daemon.node import NodeAgent
 from vdpa_operator.daemon.reconcile import Backoff, NodeReconciler

@@ -10,7 +10,7 @@ import pytest
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VirtualFunction
 from vdpa_operator.daemon.observed import Observation, PfFacts
 from vdpa_operator.daemon.plan import Action, Plan, PlanError, plan
-from vdpa_operator.host.types import DevlinkParam, SwitchPort
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, DevlinkParam, SwitchPort
 from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, switchdev_rule
 
 PF0, PF1 = "0000:65:00.0", "0000:65:00.1"
@@ -65,7 +65,7 @@ def rules_for(pf: str, mode: str = "switchdev") -> dict[str, str]:
 def converged(pf: str = PF0, *, numvfs: int = 2, vdpa: str = "virtio", mode: str = "switchdev",
               **status: Any) -> dict[str, Any]:
     """The pieces of an Observation for one PF that already matches `iface(pf, numvfs, mode, vdpa)`."""
-    driver = {"virtio": "virtio_vdpa", "vhost": "vhost_vdpa"}.get(vdpa)
+    driver = VDPA_DRIVER_FOR_TYPE.get(vdpa)
     return {
         "status": pf_status(pf, numvfs=numvfs, mode=mode, vdpa=vdpa, **status),
         "facts": facts(pf, numvfs=numvfs, vdpa_driver=driver),

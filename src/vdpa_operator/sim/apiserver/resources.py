@@ -9,13 +9,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from vdpa_operator.yamlio import read_documents
-
-PROJECT_CRD_DIR = Path(__file__).resolve().parents[4] / "deploy" / "crds"
-"""`deploy/crds/` of a source checkout; absent in an installed wheel (see `project_crds`)."""
+from vdpa_operator.api.crd import all_crds
 
 
 @dataclass(frozen=True)
@@ -105,24 +101,10 @@ def types_from_crd(crd: Mapping[str, Any]) -> list[ResourceType]:
     return out
 
 
-def load_crd_files(directory: Path) -> list[dict[str, Any]]:
-    """Every CustomResourceDefinition in the YAML files of a directory, read the way Kubernetes reads YAML."""
-    crds = []
-    for path in sorted(directory.glob("*.yaml")):
-        for doc in read_documents(str(path)):
-            if isinstance(doc.value, dict) and doc.value.get("kind") == "CustomResourceDefinition":
-                crds.append(doc.value)
-    return crds
-
-
 @functools.cache
 def project_crds() -> tuple[dict[str, Any], ...]:
-    """The project's CRDs: the committed files when running from a checkout, else generated from the models
-    (the same source `make crds` writes them from). Read once per process; callers must not modify them."""
-    if PROJECT_CRD_DIR.is_dir():
-        return tuple(load_crd_files(PROJECT_CRD_DIR))
-    from vdpa_operator.api.crd import all_crds
-
+    """The project's CRDs, generated from the models: the one source `make crds` writes `deploy/crds/` from
+    (and `make test` checks them against). Built once per process; callers must not modify them."""
     return tuple(all_crds().values())
 
 
