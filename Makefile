@@ -56,6 +56,9 @@ demo: $(STAMP)
 	@echo
 	@echo "== vdpactl node plan again: a converged node needs nothing"
 	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
+	@echo
+	@echo "== The same scenario as a cluster: API server, operator and node daemon as processes, driven by kubectl"
+	$(BIN)/python scripts/demo-cluster
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
@@ -67,6 +70,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/daemon_apply.py
+	$(BIN)/python bench/operator_sync.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from vdpa_operator import cli_node, inputs, yamlio
+from vdpa_operator import cli_node, cli_operator, cli_sim, inputs, yamlio
 from vdpa_operator.api import admission, review
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import (
@@ -128,6 +128,8 @@ def main() -> None:
 
 main.add_command(cli_node.node)
 main.add_command(cli_node.node_daemon)
+main.add_command(cli_operator.operator)
+main.add_command(cli_sim.sim)
 
 
 @main.command()

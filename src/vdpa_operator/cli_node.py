@@ -284,3 +284,5 @@ def _configure_logging() -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # One line per HTTP request is noise; our own modules log the state changes.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)

@@ -8,7 +8,7 @@ form so a `supported-nic-ids` ConfigMap can replace the built-in list unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,8 @@ class NicId:
     vendor: str
     pf_device: str
     vf_device: str
+    model: str = field(default="", compare=False)
+    """The entry's comment ("NVIDIA mlx5 ConnectX-6 Dx"): names the generated ConfigMap key, matches nothing."""
 
 
 class NicTableError(ValueError):
@@ -28,10 +30,10 @@ class SupportedNics:
 
     @classmethod
     def parse(cls, lines: Iterable[str], *, source: str = "supported NIC list") -> SupportedNics:
-        """Entries of the form "15b3 101d 101e"; blank lines and `#` comments are skipped."""
+        """Entries of the form "15b3 101d 101e"; blank lines are skipped, a `#` comment names the model."""
         entries = []
         for number, raw in enumerate(lines, 1):
-            line = raw.split("#", 1)[0].strip()
+            line, _, comment = (part.strip() for part in raw.partition("#"))
             if not line:
                 continue
             ids = line.split()
@@ -40,7 +42,8 @@ class SupportedNics:
                     f"{source}: entry {number} {raw.strip()!r} is not '<vendor> <pf-device> <vf-device>' "
                     "in 4-digit hex, e.g. '15b3 101d 101e'"
                 )
-            entries.append(NicId(*ids))
+            vendor, pf_device, vf_device = ids
+            entries.append(NicId(vendor, pf_device, vf_device, model=comment))
         return cls(tuple(entries))
 
     @classmethod

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from vdpa_operator.api.models import SriovNetworkNodeState
+from vdpa_operator.kubeclient import ClusterError
+
+__all__ = ["ClusterError", "NodeStateApi"]
 
 
 class NodeStateApi(Protocol):
@@ -40,5 +43,3 @@ class NodeStateApi(Protocol):
         ...
 
 
-class ClusterError(Exception):
-    """The Kubernetes API failed or was unreachable; the reconciler retries with backoff."""

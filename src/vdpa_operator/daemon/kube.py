@@ -1,7 +1,7 @@
 """`NodeStateApi` over a real Kubernetes API with lightkube's `AsyncClient`.
 
 The sriovnetwork kinds are lightkube generic resources (plain JSON), turned into the project's pydantic models at
-this boundary; Node and Event use lightkube's typed core models. Every lightkube/httpx failure leaves this module
+this boundary; resources and error translation come from `kubeclient`. Every lightkube/httpx failure leaves this module
 as a `ClusterError` that names the operation and the object, so the reconciler can log it and back off.
 """
 
@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
-import os
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, cast
 
 import httpx2
 import msgspec
-import yaml
 from lightkube import AsyncClient
-from lightkube.config.kubeconfig import DEFAULT_KUBECONFIG, KubeConfig
-from lightkube.core.exceptions import ApiError, ConfigError, NotReadyError
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta as LkObjectMeta
-from lightkube.resources.core_v1 import Event, Node
+from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from vdpa_operator.api.decoding import decode
@@ -33,24 +24,27 @@ from vdpa_operator.api.models import (
     API_VERSION,
     DEFAULT_NAME,
     DESIRED_STATE,
-    GROUP,
     NODE_STATE,
     SriovNetworkNodeState,
     SriovOperatorConfig,
 )
-from vdpa_operator.daemon.cluster import ClusterError
+from vdpa_operator.kubeclient import (
+    ClusterError,
+    NodeResource,
+    NodeStateResource,
+    OperatorConfigResource,
+    api_errors,
+    connect_client,
+    new_event,
+    record_event,
+)
+
+__all__ = ["LightkubeNodeStateApi", "NodeStateResource", "OperatorConfigResource", "connect", "node_state_from_json"]
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "sriov-network-config-daemon"
 """Event source and field manager, as upstream's daemon names itself."""
-
-NodeStateResource = create_namespaced_resource(
-    GROUP, "v1", SriovNetworkNodeState.KIND, SriovNetworkNodeState.PLURAL
-)
-OperatorConfigResource = create_namespaced_resource(
-    GROUP, "v1", SriovOperatorConfig.KIND, SriovOperatorConfig.PLURAL
-)
 
 WATCH_SERVER_TIMEOUT = 300
 """Seconds before the server ends a watch and lightkube re-opens it: bounds how long a silently dead
@@ -64,24 +58,6 @@ def node_state_from_json(raw: Mapping[str, Any]) -> SriovNetworkNodeState:
         issues = "; ".join(str(i) for i in decoded.schema_issues) or f"a {decoded.kind}"
         raise ValueError(f"not a valid {SriovNetworkNodeState.KIND}: {issues}")
     return decoded.obj
-
-
-@contextlib.contextmanager
-def _api_errors(action: str, what: str) -> Iterator[None]:
-    """Re-raise whatever the client raises as a `ClusterError` saying `<action> <what> failed: why`."""
-    try:
-        yield
-    except ApiError as err:
-        status = err.status
-        raise ClusterError(f"{action} {what} failed: {status.code} {status.reason}: {status.message}") from err
-    except httpx2.HTTPStatusError as err:
-        raise ClusterError(f"{action} {what} failed: HTTP {err.response.status_code}") from err
-    except httpx2.HTTPError as err:
-        raise ClusterError(
-            f"{action} {what} failed: cannot reach the API server ({type(err).__name__}: {err}); will retry"
-        ) from err
-    except (msgspec.MsgspecError, NotReadyError, ValueError) as err:
-        raise ClusterError(f"{action} {what} failed: unexpected answer from the API server: {err}") from err
 
 
 class LightkubeNodeStateApi:
@@ -118,7 +94,7 @@ class LightkubeNodeStateApi:
 
     async def _get_or_none(self, resource: Any, name: str, what: str) -> Any:
         """The object, or None when the API answers 404."""
-        with _api_errors("get", what):
+        with api_errors("get", what):
             try:
                 return await self._client.get(resource, name, namespace=self.namespace)
             except ApiError as err:
@@ -131,7 +107,7 @@ class LightkubeNodeStateApi:
         return None if raw is None else self._model(raw)
 
     async def patch_status(self, status: dict[str, Any]) -> SriovNetworkNodeState:
-        with _api_errors("patch status of", self._what):
+        with api_errors("patch status of", self._what):
             raw = await self._client.patch(
                 NodeStateResource.Status,
                 self.node_name,
@@ -143,11 +119,14 @@ class LightkubeNodeStateApi:
 
     async def request_drain_state(self, value: str) -> None:
         """Node first, then NodeState, in upstream's order: the drain controller acts on the NodeState's."""
-        with _api_errors(f"annotate {NODE_STATE}={value} on", f"Node {self.node_name}"):
+        with api_errors(f"annotate {NODE_STATE}={value} on", f"Node {self.node_name}"):
             await self._client.patch(
-                Node, self.node_name, {"metadata": {"annotations": {NODE_STATE: value}}}, patch_type=PatchType.MERGE
+                NodeResource,
+                self.node_name,
+                {"metadata": {"annotations": {NODE_STATE: value}}},
+                patch_type=PatchType.MERGE,
             )
-        with _api_errors(f"annotate {DESIRED_STATE}={value} on", self._what):
+        with api_errors(f"annotate {DESIRED_STATE}={value} on", self._what):
             await self._client.patch(
                 NodeStateResource,
                 self.node_name,
@@ -167,37 +146,15 @@ class LightkubeNodeStateApi:
         return value
 
     async def event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-        event = Event(
-            # client-go's recorder names events <object>.<unix nanoseconds in hex>.
-            metadata=LkObjectMeta(name=f"{self.node_name}.{time.time_ns():x}", namespace=self.namespace),
-            involvedObject=ObjectReference(
-                apiVersion=API_VERSION,
-                kind=SriovNetworkNodeState.KIND,
-                name=self.node_name,
-                namespace=self.namespace,
-                uid=self._uid,
-            ),
-            reason=reason,
-            message=message,
-            type="Warning" if warning else "Normal",
-            source=EventSource(component=COMPONENT, host=self.node_name),
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-            reportingComponent=COMPONENT,
-            reportingInstance=self.node_name,
-        )
-        try:
-            with _api_errors(f"record event {reason} on", self._what):
-                await self._client.create(event)
-        except ClusterError as err:
-            log.warning("%s", err)
+        involved = {"apiVersion": API_VERSION, "kind": SriovNetworkNodeState.KIND, "name": self.node_name,
+                    "namespace": self.namespace, "uid": self._uid}
+        await record_event(self._client, new_event(involved, reason, message, component=COMPONENT,
+                                                   host=self.node_name, warning=warning))
 
     async def _list_version(self) -> str | None:
         """The resourceVersion to watch from, by listing the one NodeState; None (logged) when that fails."""
         try:
-            with _api_errors("list", self._what):
+            with api_errors("list", self._what):
                 listing = self._client.list(
                     NodeStateResource, namespace=self.namespace, fields={"metadata.name": self.node_name}
                 )
@@ -252,31 +209,7 @@ class LightkubeNodeStateApi:
         await self._client.close()
 
 
-def load_config(kubeconfig: str | None = None) -> KubeConfig:
-    """controller-runtime's order: the given file, then $KUBECONFIG (its first entry), then the pod's service
-    account, then ~/.kube/config."""
-    if kubeconfig:
-        return KubeConfig.from_file(kubeconfig)
-    env = os.environ.get("KUBECONFIG", "")
-    if env:
-        return KubeConfig.from_file(env.split(os.pathsep)[0])
-    try:
-        return KubeConfig.from_service_account()
-    except (ConfigError, KeyError):
-        return KubeConfig.from_file(DEFAULT_KUBECONFIG)
-
-
 async def connect(node_name: str, namespace: str, kubeconfig: str | None = None) -> LightkubeNodeStateApi:
     """A `LightkubeNodeStateApi` from the kubeconfig file if given, else $KUBECONFIG or the in-cluster service
     account or ~/.kube/config. Raises `ClusterError` when no configuration can be loaded."""
-    where = kubeconfig or os.environ.get("KUBECONFIG") or "in-cluster config or " + DEFAULT_KUBECONFIG
-    try:
-        config = load_config(kubeconfig)
-        context = config.get()
-    except (ConfigError, KeyError, OSError, ValueError, yaml.YAMLError, msgspec.MsgspecError) as err:
-        raise ClusterError(f"no usable Kubernetes configuration ({where}): {err}") from err
-    if context is None or context.user is None:
-        # lightkube asserts on this; say what to fix instead.
-        raise ClusterError(f"Kubernetes configuration {where}: the current context has no user (add one, even empty)")
-    client = AsyncClient(context, namespace=namespace, field_manager=COMPONENT)
-    return LightkubeNodeStateApi(client, node_name, namespace)
+    return LightkubeNodeStateApi(connect_client(kubeconfig, namespace, COMPONENT), node_name, namespace)

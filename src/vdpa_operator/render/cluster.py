@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from vdpa_operator.api.kube import ConfigMap, Node
 from vdpa_operator.api.models import (
@@ -146,7 +146,9 @@ def render_cluster(
     config_data: dict[str, str] = {}
     node_labels: dict[str, str] = {}
     # Nodes with the same policies and the same NICs render the same; large clusters are mostly alike.
-    spec_cache: dict[Hashable, dict[str, Any] | None] = {}
+    # Nodes with the same policies and NICs share one spec object: rendered states are read, never mutated, and
+    # a thousand copies of the same spec would be most of the operator's memory.
+    spec_cache: dict[Hashable, SriovNetworkNodeStateSpec | None] = {}
     device_plugin_cache: dict[Hashable, tuple[str, str]] = {}
     for node in selected_nodes:
         try:
@@ -166,14 +168,16 @@ def render_cluster(
             observed = existing.status.interfaces
             spec_key = (plans_key, rdma_mode, nodestate.observed_key(observed))
             if spec_key in spec_cache:
-                spec_json = spec_cache[spec_key]
+                spec = spec_cache[spec_key]
             else:
-                spec_json = spec_cache[spec_key] = nodestate.spec_json_for_plans(
+                spec_json = nodestate.spec_json_for_plans(
                     policy_plans, node.name, observed, rdma_mode, manage_software_bridges)
-            if spec_json is None:
+                spec = spec_cache[spec_key] = (
+                    None if spec_json is None else SriovNetworkNodeStateSpec.model_validate(spec_json))
+            if spec is None:
                 skipped.append(f"SriovNetworkNodeState {namespace}/{node.name}: status.interfaces is empty (the "
                                "config daemon has not reported NICs yet); spec left as it is")
-            state = _updated_state(existing, spec_json)
+            state = _updated_state(existing, spec)
         rendered_states.append(state)
 
         resources_key = (plans_key, deviceplugin.state_key(resource_plans, state))
@@ -241,11 +245,11 @@ def _new_state(name: str, namespace: str, rdma_mode: str | None) -> SriovNetwork
     })
 
 
-def _updated_state(existing: SriovNetworkNodeState, spec_json: dict[str, Any] | None) -> SriovNetworkNodeState:
+def _updated_state(existing: SriovNetworkNodeState, spec: SriovNetworkNodeStateSpec | None) -> SriovNetworkNodeState:
     """The existing state with the new spec (None: unchanged) and without a pending deletion mark."""
     update: dict[str, object] = {}
-    if spec_json is not None:
-        update["spec"] = SriovNetworkNodeStateSpec.model_validate(spec_json)
+    if spec is not None:
+        update["spec"] = spec
     annotations = existing.metadata.annotations
     if KEEP_UNTIL_ANNOTATION in annotations:
         kept = {k: v for k, v in annotations.items() if k != KEEP_UNTIL_ANNOTATION}

@@ -12,7 +12,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
+from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
 
 NS = "openshift-sriov-network-operator"
 STATES = f"/apis/sriovnetwork.openshift.io/v1/namespaces/{NS}/sriovnetworknodestates"
@@ -24,7 +25,8 @@ STRATEGIC = {"Content-Type": "application/strategic-merge-patch+json"}
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
+    # The operator namespace exists, as deploy/namespace.yaml makes it in a cluster.
+    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
     yield handle
     handle.stop()
 

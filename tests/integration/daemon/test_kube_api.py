@@ -24,7 +24,8 @@ from vdpa_operator.daemon.kube import (
     connect,
     node_state_from_json,
 )
-from vdpa_operator.sim.apiserver import ServerHandle, kubeconfig, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle, default_store, kubeconfig, serve_in_thread
+from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
 
 NODE = "worker-1"
 NS = "openshift-sriov-network-operator"
@@ -36,7 +37,8 @@ T = TypeVar("T")
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
+    # The operator namespace exists, as deploy/namespace.yaml makes it in a cluster.
+    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
     yield handle
     handle.stop()
 

@@ -32,7 +32,8 @@ from vdpa_operator.daemon.node import NodeAgent
 from vdpa_operator.daemon.reconcile import Backoff, NodeReconciler
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.sim import SimKernel, sim_host
-from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
+from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
 
 NODE = "worker-0"
 NS = "openshift-sriov-network-operator"
@@ -41,7 +42,8 @@ SEED = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
+    # The operator namespace exists, as deploy/namespace.yaml makes it in a cluster.
+    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
     yield handle
     handle.stop()
 

@@ -6,6 +6,7 @@ The storage raises these; the HTTP layer only serialises them, so messages read 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -13,13 +14,16 @@ class StatusError(Exception):
     """A request the API refuses, with the `metav1.Status` the real server would send."""
 
     def __init__(
-        self, code: int, reason: str, message: str, *, name: str = "", group: str = "", kind: str = ""
+        self, code: int, reason: str, message: str, *, name: str = "", group: str = "", kind: str = "",
+        causes: Sequence[Mapping[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
-        self.details = {k: v for k, v in {"name": name, "group": group, "kind": kind}.items() if v}
+        self.details: dict[str, Any] = {k: v for k, v in {"name": name, "group": group, "kind": kind}.items() if v}
+        if causes:
+            self.details["causes"] = [dict(c) for c in causes]
 
     def status(self) -> dict[str, Any]:
         """The `Status` body (also the object of a watch ERROR event)."""
@@ -73,8 +77,27 @@ def conflict(group_resource: str, name: str) -> StatusError:
     )
 
 
-def invalid(kind: str, name: str, field: str, detail: str) -> StatusError:
-    return StatusError(422, "Invalid", f'{kind} "{name}" is invalid: {field}: {detail}', name=name, kind=kind)
+def invalid(kind: str, name: str, field: str, detail: str, *, group: str = "",
+            reason: str = "FieldValueInvalid") -> StatusError:
+    """422 for one field error; `detail` is the error body (`Invalid value: 0x0: must be specified ...`)."""
+    return invalid_fields(kind, group, name, [{"reason": reason, "field": field, "message": detail}])
+
+
+def invalid_fields(kind: str, group: str, name: str, causes: Sequence[Mapping[str, str]]) -> StatusError:
+    """422 Invalid as `errors.NewInvalid` words it: `Kind.group "name" is invalid: <field>: <error>`, several
+    distinct errors joined with ", " inside [...]; one `details.causes` entry per field error."""
+    qualified = f"{kind}.{group}" if group else kind
+    texts = list(dict.fromkeys(f"{c['field']}: {c['message']}" for c in causes))
+    joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    message = f'{qualified} "{name}" is invalid: {joined}' if texts else f'{qualified} "{name}" is invalid'
+    return StatusError(422, "Invalid", message, name=name, group=group, kind=kind, causes=causes)
+
+
+def forbidden(group_resource: str, name: str, detail: str) -> StatusError:
+    """403 as `errors.NewForbidden` words it (`configmaps "x" is forbidden: unable to create ...`)."""
+    plural, group = _parts(group_resource)
+    return StatusError(403, "Forbidden", f"{_resource(group_resource, name)} is forbidden: {detail}", name=name,
+                       group=group, kind=plural)
 
 
 def bad_request(message: str) -> StatusError:

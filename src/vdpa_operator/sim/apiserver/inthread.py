@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from vdpa_operator.sim.apiserver.resources import CORE_TYPES, ResourceType, project_crds, types_from_crd
+from vdpa_operator.sim.apiserver.resources import CORE_TYPES, NETWORK_ATTACHMENT_DEFINITION_CRD, project_crds
 from vdpa_operator.sim.apiserver.server import RunningServer, start
 from vdpa_operator.sim.apiserver.store import Store
 
@@ -25,11 +25,10 @@ CONTEXT = "vdpa-sim"
 
 
 def default_store(crds: Iterable[dict[str, Any]] | None = None, **kwargs: Any) -> Store:
-    """A store serving the core kinds and the project's CRDs (or the given ones)."""
-    types: list[ResourceType] = list(CORE_TYPES)
-    for crd in project_crds() if crds is None else crds:
-        types.extend(types_from_crd(crd))
-    return Store(types, **kwargs)
+    """A store serving the built-in kinds and, installed as CRD objects, the project's CRDs and multus's
+    NetworkAttachmentDefinition (or the given CRDs). `kwargs` go to `Store` (persist_dir, bookmark_interval…)."""
+    installed = [*project_crds(), NETWORK_ATTACHMENT_DEFINITION_CRD] if crds is None else list(crds)
+    return Store(CORE_TYPES, crds=installed, **kwargs)
 
 
 def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
@@ -100,10 +99,14 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     namespace: str = "default",
+    data_dir: str | Path | None = None,
 ) -> ServerHandle:
     """Start a server (a `default_store()` unless one is given) on host:port (0: any free port) and write a
-    kubeconfig for it to `kubeconfig_path` (default: a temporary file removed by `stop()`)."""
-    store = store if store is not None else default_store()
+    kubeconfig for it to `kubeconfig_path` (default: a temporary file removed by `stop()`). `data_dir`: keep the
+    default store's state there, so a server started later on the same directory carries on from it."""
+    if store is not None and data_dir is not None:
+        raise ValueError("data_dir is for the default store: give the store persist_dir=... instead")
+    store = store if store is not None else default_store(persist_dir=data_dir)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: dict[str, Any] = {}

@@ -15,9 +15,11 @@ from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+"""Server-side apply: the body is the applied configuration (YAML or JSON)."""
 
 
-__all__ = ["JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "json_patch", "merge_patch"]
+__all__ = ["APPLY_PATCH", "JSON_PATCH", "MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "json_patch", "merge_patch"]
 
 
 def json_patch(target: Any, operations: Any) -> Any:

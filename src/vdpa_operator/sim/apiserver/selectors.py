@@ -1,14 +1,14 @@
 """Label and field selectors from a request's query string, compiled to predicates over stored objects.
 
 Labels: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`. Fields: `metadata.name` and
-`metadata.namespace` with `=`, `==`, `!=` (what kube-apiserver supports for every kind); any other field is the
-real server's 400 `field label not supported`.
+`metadata.namespace` with `=`, `==`, `!=` (what kube-apiserver supports for every kind), plus the field labels a
+kind declares (a Pod's `spec.nodeName`, ...); any other field is the real server's 400 `field label not supported`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from vdpa_operator.sim.apiserver.errors import bad_request
@@ -61,27 +61,49 @@ def label_selector(text: str | None) -> Predicate:
     return lambda obj: all(req(obj) for req in requirements)
 
 
-def _field_requirement(text: str) -> Predicate:
+def _field_text(value: Any) -> str:
+    """A field's value as a field selector compares it: absent is "", booleans are true/false."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field_requirement(text: str, supported: Iterable[str]) -> Predicate:
     m = _EQ.match(text)
     if not m:
         raise bad_request(f"invalid field selector: {text.strip()!r}")
     field, op, value = m.groups()
-    if field not in _FIELDS:
+    if field not in _FIELDS and field not in supported:
         raise bad_request(f'field label not supported: "{field}"')
-    section, key = _FIELDS[field]
+    path = _FIELDS.get(field) or tuple(field.split("."))
 
     def current(obj: dict[str, Any]) -> str:
-        return str(obj.get(section, {}).get(key, ""))
+        node: Any = obj
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return _field_text(node)
 
     if op == "!=":
         return lambda obj: current(obj) != value
     return lambda obj: current(obj) == value
 
 
-def field_selector(text: str | None) -> Predicate:
-    requirements = [_field_requirement(part) for part in _split(text or "")]
+def field_selector(text: str | None, supported: Iterable[str] = ()) -> Predicate:
+    """`supported`: the field labels the kind has beyond metadata.name and metadata.namespace."""
+    requirements = [_field_requirement(part, tuple(supported)) for part in _split(text or "")]
     return lambda obj: all(req(obj) for req in requirements)
 
 
 def both(first: Predicate, second: Predicate) -> Predicate:
     return lambda obj: first(obj) and second(obj)
+
+
+def selected_name(text: str | None) -> str:
+    """The one object name a field selector requires (`metadata.name=x`), or "" when it allows several."""
+    for part in _split(text or ""):
+        m = _EQ.match(part)
+        if m and m.group(1) == "metadata.name" and m.group(2) in ("=", "==") and m.group(3):
+            return m.group(3)
+    return ""

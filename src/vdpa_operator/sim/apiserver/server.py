@@ -9,21 +9,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from vdpa_operator.sim.apiserver import errors
+from vdpa_operator.sim.apiserver import errors, openapi, protobuf, tables, webhooks
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
+from vdpa_operator.sim.apiserver.patch import APPLY_PATCH
 from vdpa_operator.sim.apiserver.resources import Registry, ResourceType
-from vdpa_operator.sim.apiserver.selectors import both, field_selector, label_selector
-from vdpa_operator.sim.apiserver.store import Store, WatchEvent
+from vdpa_operator.sim.apiserver.selectors import both, field_selector, label_selector, selected_name
+from vdpa_operator.sim.apiserver.store import BOOKMARK, Store, WatchEvent, Write
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
 WATCHES = web.AppKey("watches", set[asyncio.Queue[WatchEvent | None]])
+WEBHOOKS = web.AppKey("webhooks", webhooks.Webhooks)
+WARNINGS = web.RequestKey("warnings", list[str])
+"""Request key: the warnings a request collected (admission webhooks), sent as `Warning: 299` headers."""
 
 DEFAULT_WATCH_TIMEOUT = 1800
 """kube-apiserver ends a watch after --min-request-timeout (1800 s) when the client sets no timeoutSeconds."""
@@ -85,7 +92,8 @@ def resolve(registry: Registry, group: str, version: str, tail: str) -> Target:
     subresource = parts[2] if len(parts) > 2 else None
     if rtype.namespaced and namespace is None and name is not None:
         raise _no_such_path()
-    if subresource is not None and (subresource != "status" or not rtype.status_subresource):
+    if subresource is not None and not ((subresource == "status" and rtype.status_subresource)
+                                        or subresource in rtype.subresources):
         raise _no_such_path()
     return Target(rtype, namespace, name, subresource)
 
@@ -105,7 +113,12 @@ def _resource_list(registry: Registry, group: str, version: str) -> dict[str, An
         }
         if rtype.short_names:
             entry["shortNames"] = list(rtype.short_names)
+        if rtype.categories:
+            entry["categories"] = list(rtype.categories)
         resources.append(entry)
+        if "eviction" in rtype.subresources:
+            resources.append({"name": f"{rtype.plural}/eviction", "singularName": "", "namespaced": rtype.namespaced,
+                              "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
         if rtype.status_subresource:
             resources.append({
                 "name": f"{rtype.plural}/status",
@@ -163,11 +176,26 @@ async def _group_resources(request: web.Request) -> web.Response:
     return _json(_resource_list(registry, group, version))
 
 
+async def _openapi_v3(request: web.Request) -> web.Response:
+    return _json(openapi.discovery(request.app[STORE].registry))
+
+
+async def _openapi_v3_group_version(request: web.Request) -> web.Response:
+    parts = request.match_info["tail"].split("/")
+    group, version = (parts[1], parts[2]) if parts[0] == "apis" and len(parts) == 3 else ("", parts[-1])
+    if parts[0] == "api" and len(parts) != 2:
+        return _error(_no_such_path())
+    document = openapi.group_version_document(request.app[STORE].registry, group, version)
+    return _error(_no_such_path()) if document is None else _json(document)
+
+
 # --- resources ------------------------------------------------------------------------------------------------
 
 
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
+    if request.content_type == protobuf.CONTENT_TYPE:  # client-go's typed clients (kubectl create namespace)
+        return protobuf.decode(raw)
     try:
         return json.loads(raw)
     except ValueError as err:
@@ -187,12 +215,38 @@ async def _resources(request: web.Request) -> web.StreamResponse:
         target = resolve(store.registry, group, version, request.match_info["tail"])
         if request.method == "GET" and target.name is None and _is_watch(request):
             return await _watch(request, store, target)
-        return await _dispatch(request, store, target)
+        request[WARNINGS] = []
+        return _with_warnings(await _dispatch(request, store, target), request[WARNINGS])
     except StatusError as err:
-        return _error(err)
+        return _with_warnings(_error(err), request.get(WARNINGS, []))
     except Exception as err:  # a bug here must still answer like an API server, and say what broke
         log.exception("%s %s failed", request.method, request.path)
         return _error(StatusError(500, "InternalError", f"an error on the server ({err!r}) has prevented the request"))
+
+
+def _with_warnings(response: web.Response, warnings: list[str]) -> web.Response:
+    for text in warnings:
+        quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+        response.headers.add("Warning", f'299 - "{quoted}"')
+    return response
+
+
+def _view(request: web.Request, rtype: ResourceType, items: list[dict[str, Any]], rv: str, *, listing: bool,
+          list_meta: dict[str, Any] | None = None) -> web.Response | None:
+    """The Table / PartialObjectMetadata form `kubectl get` asks for in its Accept header (tables.py).
+    `list_meta`: a paged list's metadata (continue, remainingItemCount), kept on the table."""
+    view = tables.negotiate(request.headers.get("Accept", ""), listing=listing)
+    if view is None:
+        return None
+    if view.kind == tables.TABLE:
+        body = tables.table(rtype, items, rv, view=view, include_object=request.query.get("includeObject", ""))
+    elif listing:
+        body = tables.partial_list(items, rv, view.version)
+    else:
+        return _json(tables.partial(items[0], view.version))
+    if list_meta:
+        body["metadata"] = {**body.get("metadata", {}), **list_meta}
+    return _json(body)
 
 
 async def _dispatch(request: web.Request, store: Store, t: Target) -> web.Response:
@@ -200,58 +254,155 @@ async def _dispatch(request: web.Request, store: Store, t: Target) -> web.Respon
     method = request.method
     if t.name is None:
         if method == "GET":
-            match = both(label_selector(request.query.get("labelSelector")),
-                         field_selector(request.query.get("fieldSelector")))
-            items, rv = store.list(t.rtype, t.namespace, match)
-            if not t.rtype.custom:  # core lists carry the kind once, not per item
-                items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
-            return _json({
-                "apiVersion": t.rtype.api_version,
-                "kind": f"{t.rtype.kind}List",
-                "metadata": {"resourceVersion": str(rv)},
-                "items": items,
-            })
+            return _list(request, store, t)
         if method == "POST" and (t.namespace is not None or not t.rtype.namespaced):
-            return _json(store.create(t.rtype, ns, await _body(request)), 201)
+            return _json(*await _write(request, store, t, "create"))
         raise errors.method_not_allowed(f"{method} is not supported on the {t.rtype.group_resource} collection here")
-    if method == "GET":
-        return _json(store.get(t.rtype, ns, t.name))
-    if method == "PUT":
-        return _json(store.update(t.rtype, ns, t.name, await _body(request), subresource=t.subresource))
-    if method == "PATCH":
-        patch = await _body(request)
-        return _json(store.patch(t.rtype, ns, t.name, request.content_type, patch, subresource=t.subresource))
+    if method == "GET" and t.subresource in (None, "status"):
+        obj = store.read(t.rtype, ns, t.name)
+        viewed = _view(request, t.rtype, [obj], obj["metadata"].get("resourceVersion", ""), listing=False)
+        return viewed if viewed is not None else _json(obj)
+    if method == "PUT" and t.subresource in (None, "status"):
+        return _json(*await _write(request, store, t, "update"))
+    if method == "PATCH" and t.subresource in (None, "status"):
+        return _json(*await _write(request, store, t, "patch"))
     if method == "DELETE" and t.subresource is None:
-        return _json(store.delete(t.rtype, ns, t.name))
+        return _json(*await _write(request, store, t, "delete"))
+    if method == "POST" and t.subresource == "eviction":
+        return _json(*await _write(request, store, t, "evict"))
     raise errors.method_not_allowed(f"{method} is not supported on {t.rtype.group_resource} {t.name!r}")
+
+
+def _list(request: web.Request, store: Store, t: Target) -> web.Response:
+    """A list, paged with `limit`/`continue` (kubectl asks for 500 at a time) over a consistent snapshot.
+    `remainingItemCount` is only known without selectors, as in kube-apiserver."""
+    query = request.query
+    selected = bool(query.get("labelSelector") or query.get("fieldSelector"))
+    match = both(label_selector(query.get("labelSelector")),
+                 field_selector(query.get("fieldSelector"), t.rtype.field_labels))
+    try:
+        limit = int(query.get("limit") or 0)
+    except ValueError:
+        raise bad_request(f"invalid limit {query.get('limit')!r}") from None
+    page = store.list_page(t.rtype, t.namespace, match, limit=limit, continue_token=query.get("continue", ""))
+    rv = str(page.resource_version)
+    meta: dict[str, Any] = {"resourceVersion": rv}
+    if page.continue_token:
+        meta["continue"] = page.continue_token
+        if not selected and page.remaining is not None:
+            meta["remainingItemCount"] = page.remaining
+    if (viewed := _view(request, t.rtype, page.items, rv, listing=True, list_meta=meta)) is not None:
+        return viewed
+    items = page.items
+    if not t.rtype.custom:  # core lists carry the kind once, not per item
+        items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
+    return _json({"apiVersion": t.rtype.api_version, "kind": f"{t.rtype.kind}List", "metadata": meta,
+                  "items": items})
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions",
+                 "delete": "DeleteOptions", "evict": "CreateOptions"}
+
+
+async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tuple[dict[str, Any], int]:
+    """One write through `Store.write` (decode, admission, strategy, validation, commit): the object and the
+    status code (201 when it created the object). Admission is the webhooks (webhooks.py), when configured."""
+    query = request.query
+    dry_run = query.getall("dryRun", [])
+    if any(value != "All" for value in dry_run):
+        raise bad_request(f'dryRun: Unsupported value: {dry_run}: supported values: "All"')
+    force = query.get("force")
+    if request.content_type == APPLY_PATCH:
+        body: Any = await request.text()
+    elif verb == "delete":
+        body = await _body(request) if request.can_read_body else None
+    else:
+        body = await _body(request)
+    options: dict[str, Any] = {"kind": _OPTIONS_KIND[verb], "apiVersion": "meta.k8s.io/v1"}
+    if dry_run:
+        options["dryRun"] = dry_run
+    if query.get("fieldManager"):
+        options["fieldManager"] = query["fieldManager"]
+    write = Write(verb, t.rtype, t.namespace or "", t.name or "", body, t.subresource, request.content_type,
+                  dry_run=bool(dry_run), field_manager=query.get("fieldManager", ""),
+                  force=None if force is None else force.lower() in ("true", "1"),
+                  field_validation=query.get("fieldValidation", ""), options=options, warnings=request[WARNINGS])
+    hooks = request.app[WEBHOOKS]
+    obj = await store.write(write, hooks if hooks.configured() else None)
+    return obj, 201 if write.created or verb == "evict" else 200
 
 
 def _event_line(kind: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    return query.get(name, "").lower() in ("true", "1")
+
+
 async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamResponse:
     """Newline-delimited watch events until timeoutSeconds, the client leaving, or server shutdown.
 
     A too-old resourceVersion is not an HTTP error: like kube-apiserver, the stream opens and carries one
-    ERROR event whose object is a 410 Status.
+    ERROR event whose object is a 410 Status. With `allowWatchBookmarks`, a BOOKMARK (only type meta and the
+    resourceVersion seen so far) follows every `store.bookmark_interval` seconds of silence, and one more just
+    before the server ends the watch at timeoutSeconds. `sendInitialEvents=true` (with
+    resourceVersionMatch=NotOlderThan) starts with an ADDED per current object, then a BOOKMARK annotated
+    `k8s.io/initial-events-end: "true"`.
     """
     query = request.query
-    match = both(label_selector(query.get("labelSelector")), field_selector(query.get("fieldSelector")))
+    match = both(label_selector(query.get("labelSelector")),
+                 field_selector(query.get("fieldSelector"), t.rtype.field_labels))
     try:
         timeout = float(query.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
     except ValueError:
         raise bad_request(f"invalid timeoutSeconds {query.get('timeoutSeconds')!r}") from None
+    bookmarks, initial_events = _flag(query, "allowWatchBookmarks"), _flag(query, "sendInitialEvents")
+    if "sendInitialEvents" in query:
+        causes = []
+        if query.get("resourceVersionMatch") != "NotOlderThan":
+            causes.append({"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                           "message": "Forbidden: sendInitialEvents requires setting resourceVersionMatch to "
+                                      "NotOlderThan"})
+        if not bookmarks:
+            causes.append({"reason": "FieldValueForbidden", "field": "allowWatchBookmarks",
+                           "message": "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"})
+        if causes:
+            raise errors.invalid_fields("ListOptions", "meta.k8s.io", "", causes)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
 
+    loop_thread = threading.get_ident()
+
     def listener(event: WatchEvent) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+        # Through the loop's callback queue either way, so events keep their order; only a write from another
+        # thread needs to wake the loop.
+        if threading.get_ident() == loop_thread:
+            loop.call_soon(queue.put_nowait, event)
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    view = tables.negotiate(request.headers.get("Accept", ""), listing=True)
+    if view is not None and view.kind != tables.TABLE:
+        raise StatusError(406, "NotAcceptable", f"a watch cannot be served as {view.kind}")
+    headers_sent = False
+
+    def line(kind: str, obj: dict[str, Any]) -> bytes:
+        """One event; as a Table row when kubectl asked for tables (column definitions in the first only)."""
+        nonlocal headers_sent
+        if view is None or kind in ("ERROR", "BOOKMARK"):
+            return _event_line(kind, obj)
+        rv = obj.get("metadata", {}).get("resourceVersion", "")
+        table = tables.table(t.rtype, [obj], rv, view=view, include_object=query.get("includeObject", ""),
+                             headers=not headers_sent)
+        headers_sent = True
+        return _event_line(kind, table)
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     try:
-        watch = store.watch(t.rtype, t.namespace, query.get("resourceVersion"), match, listener)
+        watch = store.watch(t.rtype, t.namespace, query.get("resourceVersion"), match, listener,
+                            initial_events=initial_events, name=selected_name(query.get("fieldSelector")))
     except StatusError as err:
         if err.code != 410:
             raise
@@ -265,16 +416,38 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
     try:
         await response.prepare(request)
         for replayed in watch.backlog:
-            await response.write(_event_line(replayed.type, replayed.object))
+            await response.write(line(replayed.type, replayed.object))
         deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
+        quiet_since = loop.time()
+        closing = False
+        while True:
+            now = loop.time()
+            if now >= deadline and not closing:
+                if not bookmarks:
+                    break
+                closing = True  # a last BOOKMARK, after every event already queued for this watch
+                watch.progress()
+            if closing:
+                wait = 1.0
+            elif bookmarks:
+                wait = min(deadline, quiet_since + store.bookmark_interval) - now
+            else:
+                wait = deadline - now
             try:
-                event = await asyncio.wait_for(queue.get(), remaining)
+                event = await asyncio.wait_for(queue.get(), max(wait, 0))
             except TimeoutError:
-                break
+                if closing:
+                    break
+                if bookmarks and loop.time() - quiet_since >= store.bookmark_interval:
+                    watch.progress()
+                    quiet_since = loop.time()
+                continue
             if event is None:  # end_watches(): shutdown, or a test dropping streams
                 break
-            await response.write(_event_line(event.type, event.object))
+            await response.write(line(event.type, event.object))
+            quiet_since = loop.time()
+            if closing and event.type == BOOKMARK:
+                break
         await response.write_eof()
     except (ConnectionError, RuntimeError) as err:  # the client went away mid-stream
         log.debug("watch of %s ended: %s", t.rtype.group_resource, err)
@@ -291,16 +464,23 @@ def end_watches(app: web.Application) -> None:
         queue.put_nowait(None)
 
 
+async def _close_store(app: web.Application) -> None:
+    """A clean shutdown writes the state directory (store.close() waits for the writer thread)."""
+    await asyncio.get_running_loop().run_in_executor(None, app[STORE].close)
+
+
 async def _end_watches_on_shutdown(app: web.Application) -> None:
     """Without this, shutdown waits for open watches to reach their timeouts."""
     end_watches(app)
 
 
-def make_app(store: Store) -> web.Application:
-    """The aiohttp application serving `store`."""
+def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None) -> web.Application:
+    """The aiohttp application serving `store`. `webhook_services`: where admission webhooks given as a
+    `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port)."""
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STORE] = store
     app[WATCHES] = set()
+    app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)
     routes = app.router
     routes.add_get("/version", _version)
     for path in ("/api", "/api/"):
@@ -310,9 +490,12 @@ def make_app(store: Store) -> web.Application:
     routes.add_get("/api/v1", _core_resources)
     routes.add_get("/apis/{group}", _group)
     routes.add_get("/apis/{group}/{version}", _group_resources)
+    routes.add_get("/openapi/v3", _openapi_v3)
+    routes.add_get("/openapi/v3/{tail:.+}", _openapi_v3_group_version)
     routes.add_route("*", "/api/v1/{tail:.+}", _resources)
     routes.add_route("*", "/apis/{group}/{version}/{tail:.+}", _resources)
     app.on_shutdown.append(_end_watches_on_shutdown)
+    app.on_cleanup.append(_close_store)
     return app
 
 
@@ -323,10 +506,11 @@ class RunningServer:
     runner: web.AppRunner
     host: str
     port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def end_watches(self) -> None:
         """End open watch streams (clients re-watch from their last version); call on the server's loop."""
@@ -336,11 +520,15 @@ class RunningServer:
         await self.runner.cleanup()
 
 
-async def start(store: Store, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve `store` on host:port (0: a free port) in the running loop."""
-    runner = web.AppRunner(make_app(store), access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
+async def start(
+    store: Store, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
+    webhook_services: Mapping[tuple[str, str], str] | None = None,
+) -> RunningServer:
+    """Serve `store` on host:port (0: a free port) in the running loop; over HTTPS with `ssl_context`."""
+    runner = web.AppRunner(make_app(store, webhook_services), access_log=None, handler_cancellation=True,
+                           shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0][1]
-    return RunningServer(runner, host, bound)
+    return RunningServer(runner, host, bound, "https" if ssl_context is not None else "http")

@@ -1,0 +1,352 @@
+"""The policy sync (upstream `SriovNetworkNodePolicyReconciler`): one full pass renders every NodeState spec, the
+device-plugin ConfigMap and the nodes' device-plugin labels, and writes only what differs.
+
+The rendering is `render.cluster.render_cluster`; this module adds what upstream does around it: owner
+references to the `default` SriovOperatorConfig, the stale-NodeState timer (`keep-state-until`, deleted when it
+passes), label removal from nodes that lost their NodeState, and the writes themselves. `plan_writes` is pure;
+`PolicySync` performs the plan through the API and records an Event per change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.types import PatchType
+
+from vdpa_operator.api.kube import ConfigMap, Node
+from vdpa_operator.api.models import (
+    API_VERSION,
+    SriovNetworkNodeState,
+    SriovNetworkNodeStateSpec,
+    SriovOperatorConfig,
+)
+from vdpa_operator.controller.cluster import ClusterCache, observe
+from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.metrics import Metrics
+from vdpa_operator.controller.settings import OperatorSettings
+from vdpa_operator.kubeclient import (
+    ClusterError,
+    ConfigMapResource,
+    NodeResource,
+    NodeStateResource,
+    api_errors,
+    http_code,
+    what,
+)
+from vdpa_operator.render.cluster import (
+    CONFIGMAP_NAME,
+    DEVICE_PLUGIN_LABEL,
+    KEEP_UNTIL_ANNOTATION,
+    ClusterRender,
+    RenderError,
+    render_cluster,
+)
+
+log = logging.getLogger(__name__)
+
+RESYNC_PERIOD = 300.0
+"""Upstream `ResyncPeriod`: a full sync every 5 minutes even when nothing is seen to change."""
+NO_CONFIG_REQUEUE = 5.0
+"""Upstream `DrainControllerRequeueTime`, used while `SriovOperatorConfig/default` is missing."""
+ENQUEUE_DELAY = 1.0
+"""Upstream enqueues the sync one second after an event, so a burst of edits costs one pass."""
+MANAGE_SOFTWARE_BRIDGES = "manageSoftwareBridges"
+WRITE_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Write:
+    """One object write of a sync pass."""
+
+    action: str
+    """create | update | mark-stale | delete | unlabel | label"""
+    name: str
+    body: Any = None
+    """JSON for create, a JSON patch (list of operations) for update, a merge patch for the others."""
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"{self.action} {self.name}" + (f" ({self.reason})" if self.reason else "")
+
+
+def owner_reference(config: SriovOperatorConfig) -> dict[str, Any]:
+    """The controller reference to the `default` SriovOperatorConfig upstream sets on what the sync owns."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": SriovOperatorConfig.KIND,
+        "name": config.name,
+        "uid": config.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(text: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def plan_node_state_writes(
+    rendered: ClusterRender,
+    live: Mapping[str, SriovNetworkNodeState],
+    live_raw: Callable[[str], Mapping[str, Any] | None],
+    nodes: Mapping[str, Node],
+    owner: dict[str, Any],
+    *,
+    now: datetime.datetime,
+    stale_delay_minutes: int,
+) -> tuple[list[Write], datetime.datetime | None]:
+    """NodeState and node-label writes of one sync, and the earliest moment a stale NodeState must be deleted.
+
+    `rendered.node_states` carry the new spec (and no keep-until mark); a live state without a rendered one
+    belongs to a node that is gone or no longer selected."""
+    writes: list[Write] = []
+    go_dicts: dict[int, dict[str, Any]] = {}
+
+    def go_dict(spec: SriovNetworkNodeStateSpec) -> dict[str, Any]:
+        # Specs are shared between nodes (render and cache both share them): convert each object once.
+        found = go_dicts.get(id(spec))
+        if found is None:
+            found = go_dicts[id(spec)] = spec.to_go_dict()
+        return found
+
+    for state in rendered.node_states:
+        existing = live.get(state.name)
+        spec = go_dict(state.spec)
+        if existing is None:
+            created = {
+                "apiVersion": API_VERSION,
+                "kind": SriovNetworkNodeState.KIND,
+                "metadata": {"name": state.name, "namespace": state.namespace, "ownerReferences": [owner]},
+                "spec": spec,
+            }
+            writes.append(Write("create", state.name, created, "new selected node"))
+            continue
+        raw = live_raw(state.name) or {}
+        metadata = raw.get("metadata") or {}
+        unmarked = KEEP_UNTIL_ANNOTATION in (metadata.get("annotations") or {})
+        same_owner = [dict(o) for o in metadata.get("ownerReferences") or []] == [owner]
+        same_spec = spec == go_dict(existing.spec)
+        if same_spec and same_owner and not unmarked:
+            continue
+        # A JSON patch of exactly what the operator owns, so the daemon's and the drain controller's concurrent
+        # annotation writes never turn a spec update into a 409 (upstream's Update would conflict and retry).
+        ops: list[dict[str, Any]] = []
+        if not same_spec:
+            ops.append({"op": "add", "path": "/spec", "value": spec})
+        if not same_owner:
+            ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": [owner]})
+        if unmarked:
+            ops.append({"op": "remove", "path": "/metadata/annotations/" + _pointer(KEEP_UNTIL_ANNOTATION)})
+        reasons = [r for r, changed in (("spec", not same_spec), ("owner", not same_owner),
+                                        ("node is back", unmarked)) if changed]
+        writes.append(Write("update", state.name, ops, ", ".join(reasons)))
+
+    for name, value in rendered.node_labels.items():
+        node = nodes.get(name)
+        if node is not None and node.labels.get(DEVICE_PLUGIN_LABEL) != value:
+            writes.append(Write("label", name, {"metadata": {"labels": {DEVICE_PLUGIN_LABEL: value}}}, value))
+
+    rendered_names = {s.name for s in rendered.node_states}
+    next_deletion: datetime.datetime | None = None
+    for name in sorted(set(live) - rendered_names):
+        node = nodes.get(name)
+        if node is not None and DEVICE_PLUGIN_LABEL in node.labels:
+            writes.append(Write("unlabel", name, {"metadata": {"labels": {DEVICE_PLUGIN_LABEL: None}}},
+                                "node not selected"))
+        if stale_delay_minutes == 0:
+            writes.append(Write("delete", name, None, "node gone or not selected; no cleanup delay"))
+            continue
+        mark = live[name].metadata.annotations.get(KEEP_UNTIL_ANNOTATION)
+        keep_until = _parse_time(mark) if mark else None
+        if keep_until is None:
+            keep_until = now + datetime.timedelta(minutes=stale_delay_minutes)
+            patch = {"metadata": {"annotations": {KEEP_UNTIL_ANNOTATION: _rfc3339(keep_until)}}}
+            writes.append(Write("mark-stale", name, patch, f"kept until {_rfc3339(keep_until)}"))
+        elif now >= keep_until:
+            writes.append(Write("delete", name, None, f"kept until {mark}, which has passed"))
+            continue
+        next_deletion = keep_until if next_deletion is None else min(next_deletion, keep_until)
+    return writes, next_deletion
+
+
+class PolicySync:
+    """The sync as a `KeyedQueue` handler: returns when it wants to run again."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        cache: ClusterCache,
+        settings: OperatorSettings,
+        recorder: Recorder,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self._client = client
+        self._cache = cache
+        self._settings = settings
+        self._recorder = recorder
+        self._metrics = metrics
+        self._clock = clock
+        self.passes = 0
+
+    async def __call__(self, _key: str) -> float | None:
+        started = time.perf_counter()
+        try:
+            return await self._sync()
+        except Exception:
+            self._metrics.sync_failed()
+            raise
+        finally:
+            self.passes += 1
+            self._metrics.observe_sync(time.perf_counter() - started)
+
+    async def _sync(self) -> float:
+        cache, settings = self._cache, self._settings
+        config = cache.operator_config()
+        if config is None:
+            log.info("SriovOperatorConfig %s/default not found, cannot reconcile SriovNetworkNodePolicies; "
+                     "requeue in %.0f s", settings.namespace, NO_CONFIG_REQUEUE)
+            return NO_CONFIG_REQUEUE
+        try:
+            rendered = render_cluster(
+                cache.policies.all(),
+                cache.nodes.all(),
+                cache.node_states.all(),
+                namespace=settings.namespace,
+                nics=settings.nics,
+                config_daemon_node_selector=config.spec.config_daemon_node_selector,
+                pool_configs=cache.pools.all(),
+                manage_software_bridges=config.spec.feature_gates.get(MANAGE_SOFTWARE_BRIDGES, False),
+            )
+        except RenderError as err:
+            await self._recorder.warn(config, "SyncFailed", str(err))
+            raise
+        owner = owner_reference(config)
+        live = {s.name: s for s in cache.node_states.all() if s.namespace == settings.namespace}
+        nodes = {n.name: n for n in cache.nodes.all()}
+        now = self._clock()
+        writes, next_deletion = plan_node_state_writes(
+            rendered, live, lambda name: cache.node_states.informer.get(name, settings.namespace), nodes, owner,
+            now=now, stale_delay_minutes=settings.stale_delay_minutes)
+        errors = await self._perform(writes)
+        errors += await self._sync_config_map(rendered.config_map, owner)
+        if errors:
+            raise errors[0]
+        if writes:
+            log.info("policy sync: %d writes (%s)", len(writes), _summary(writes))
+        if next_deletion is None:
+            return RESYNC_PERIOD
+        return max(1.0, min(RESYNC_PERIOD, (next_deletion - now).total_seconds()))
+
+    async def _perform(self, writes: Sequence[Write]) -> list[ClusterError]:
+        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        errors: list[ClusterError] = []
+
+        async def one(write: Write) -> None:
+            async with gate:
+                try:
+                    await self._write(write)
+                except ClusterError as err:
+                    log.warning("%s", err)
+                    errors.append(err)
+
+        await asyncio.gather(*(one(w) for w in writes))
+        return errors
+
+    async def _write(self, write: Write) -> None:
+        namespace = self._settings.namespace
+        target = what(SriovNetworkNodeState.KIND, write.name, namespace)
+        informer = self._cache.node_states.informer
+        if write.action in ("label", "unlabel"):
+            with api_errors(f"{write.action} device-plugin on", what("Node", write.name)):
+                node = await self._client.patch(NodeResource, write.name, write.body, patch_type=PatchType.MERGE)
+            observe(self._cache.nodes.informer, node)
+            return
+        if write.action == "create":
+            with api_errors("create", target):
+                obj = await self._client.create(NodeStateResource.from_dict(write.body))
+            observe(informer, obj)
+            await self._recorder.normal(obj, "Created", "NodeState created for a selected node")
+        elif write.action == "update":
+            with api_errors("update", target):
+                obj = await self._client.patch(NodeStateResource, write.name, write.body, namespace=namespace,
+                                               patch_type=PatchType.JSON)
+            observe(informer, obj)
+            await self._recorder.normal(obj, "SpecUpdated", f"NodeState updated: {write.reason}")
+        elif write.action == "mark-stale":
+            with api_errors("mark stale", target):
+                obj = await self._client.patch(NodeStateResource, write.name, write.body, namespace=namespace,
+                                               patch_type=PatchType.MERGE)
+            observe(informer, obj)
+            await self._recorder.normal(obj, "NodeGone", f"node is gone or not selected; {write.reason}")
+        elif write.action == "delete":
+            raw = informer.get(write.name, namespace) or {"metadata": {"name": write.name, "namespace": namespace}}
+            try:
+                with api_errors("delete", target):
+                    await self._client.delete(NodeStateResource, write.name, namespace=namespace)
+            except ClusterError as err:
+                if http_code(err) != 404:
+                    raise
+            informer.cache.pop((namespace, write.name), None)
+            await self._recorder.normal(raw, "Deleted", f"NodeState deleted: {write.reason}")
+
+    async def _sync_config_map(self, wanted: ConfigMap, owner: dict[str, Any]) -> list[ClusterError]:
+        """Create or update `device-plugin-config` (owned by the operator config), as upstream does each pass."""
+        namespace = self._settings.namespace
+        target = what("ConfigMap", CONFIGMAP_NAME, namespace)
+        try:
+            try:
+                with api_errors("get", target):
+                    current = await self._client.get(ConfigMapResource, CONFIGMAP_NAME, namespace=namespace)
+            except ClusterError as err:
+                if http_code(err) != 404:
+                    raise
+                body = {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": CONFIGMAP_NAME, "namespace": namespace, "ownerReferences": [owner]},
+                        "data": dict(wanted.data)}
+                with api_errors("create", target):
+                    await self._client.create(ConfigMapResource.from_dict(body))
+                log.info("created %s for %d nodes", target, len(wanted.data))
+                return []
+            data = dict(current.get("data") or {})
+            owners = [dict(o) for o in (current.get("metadata") or {}).get("ownerReferences") or []]
+            if data == dict(wanted.data) and owners == [owner]:
+                return []
+            body = dict(current)
+            body["data"] = dict(wanted.data)
+            body["metadata"] = {**current["metadata"], "ownerReferences": [owner]}
+            with api_errors("update", target):
+                await self._client.replace(ConfigMapResource.from_dict(body))
+            changed = sorted(k for k in set(data) | set(wanted.data) if data.get(k) != wanted.data.get(k))
+            log.info("updated %s: %d nodes changed (%s)", target, len(changed), ", ".join(changed[:5]))
+            return []
+        except ClusterError as err:
+            log.warning("%s", err)
+            return [err]
+
+
+def _pointer(key: str) -> str:
+    """A JSON-pointer path segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _summary(writes: Sequence[Write]) -> str:
+    counts: dict[str, int] = {}
+    for w in writes:
+        counts[w.action] = counts.get(w.action, 0) + 1
+    return ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
