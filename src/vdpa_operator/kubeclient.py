@@ -176,7 +176,9 @@ LIST_CHUNK = 500
 Key = tuple[str, str]
 """(namespace, name); namespace is "" for cluster-scoped objects."""
 OnEvent = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], Awaitable[None] | None]
-"""Called with (type, new, old): ADDED (old None), MODIFIED, DELETED (new None)."""
+"""Called with (type, new, old): ADDED (old None), MODIFIED, DELETED (new None), and SYNCED (both None)."""
+SYNCED = "SYNCED"
+"""Emitted after each (re-)list, once its differences were reported: the cache is complete again."""
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -258,6 +260,7 @@ class Informer:
                 await self._emit("MODIFIED", obj, before)
         for key in old_cache.keys() - fresh.keys():
             await self._emit("DELETED", None, old_cache[key])
+        await self._emit(SYNCED, None, None)
         self.synced.set()
         return version or ""
 

@@ -91,6 +91,8 @@ class NetworkController:
 
     def _network_event(self, kind: str) -> Any:
         def handler(_type: str, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> None:
+            if new is None and old is None:
+                return  # SYNCED: the per-object events already said what changed
             meta = (new or old or {}).get("metadata") or {}
             self.queue.add((kind, meta.get("namespace", ""), meta.get("name", "")))
         return handler

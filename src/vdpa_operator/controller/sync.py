@@ -276,6 +276,8 @@ class PolicySync:
             with api_errors(f"{write.action} device-plugin on", what("Node", write.name)):
                 node = await self._client.patch(NodeResource, write.name, write.body, patch_type=PatchType.MERGE)
             observe(self._cache.nodes.informer, node)
+            label = f"{DEVICE_PLUGIN_LABEL}={write.reason}" if write.action == "label" else DEVICE_PLUGIN_LABEL
+            await self._recorder.normal(node, "DevicePluginLabel", f"{write.action} {label}")
             return
         if write.action == "create":
             with api_errors("create", target):
@@ -320,8 +322,9 @@ class PolicySync:
                         "metadata": {"name": CONFIGMAP_NAME, "namespace": namespace, "ownerReferences": [owner]},
                         "data": dict(wanted.data)}
                 with api_errors("create", target):
-                    await self._client.create(ConfigMapResource.from_dict(body))
+                    created = await self._client.create(ConfigMapResource.from_dict(body))
                 log.info("created %s for %d nodes", target, len(wanted.data))
+                await self._recorder.normal(created, "Created", f"device-plugin config for {len(wanted.data)} nodes")
                 return []
             data = dict(current.get("data") or {})
             owners = [dict(o) for o in (current.get("metadata") or {}).get("ownerReferences") or []]
@@ -331,9 +334,11 @@ class PolicySync:
             body["data"] = dict(wanted.data)
             body["metadata"] = {**current["metadata"], "ownerReferences": [owner]}
             with api_errors("update", target):
-                await self._client.replace(ConfigMapResource.from_dict(body))
+                updated = await self._client.replace(ConfigMapResource.from_dict(body))
             changed = sorted(k for k in set(data) | set(wanted.data) if data.get(k) != wanted.data.get(k))
-            log.info("updated %s: %d nodes changed (%s)", target, len(changed), ", ".join(changed[:5]))
+            summary = f"{len(changed)} nodes changed ({', '.join(changed[:5])}{', …' if len(changed) > 5 else ''})"
+            log.info("updated %s: %s", target, summary)
+            await self._recorder.normal(updated, "Updated", f"device-plugin config: {summary}")
             return []
         except ClusterError as err:
             log.warning("%s", err)

@@ -8,13 +8,10 @@ as a `ClusterError` that names the operation and the object, so the reconciler c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-import httpx2
-import msgspec
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
@@ -30,6 +27,7 @@ from vdpa_operator.api.models import (
 )
 from vdpa_operator.kubeclient import (
     ClusterError,
+    Informer,
     NodeResource,
     NodeStateResource,
     OperatorConfigResource,
@@ -151,58 +149,24 @@ class LightkubeNodeStateApi:
         await record_event(self._client, new_event(involved, reason, message, component=COMPONENT,
                                                    host=self.node_name, warning=warning))
 
-    async def _list_version(self) -> str | None:
-        """The resourceVersion to watch from, by listing the one NodeState; None (logged) when that fails."""
-        try:
-            with api_errors("list", self._what):
-                listing = self._client.list(
-                    NodeStateResource, namespace=self.namespace, fields={"metadata.name": self.node_name}
-                )
-                async for _ in listing:
-                    pass
-                return listing.resourceVersion
-        except ClusterError as err:
-            log.warning("%s", err)
-            return None
-
     async def changes(self) -> AsyncIterator[None]:
-        """List, yield, then watch from the listed version and yield per event. A broken stream or a 410 (the
-        version is older than the server keeps) means re-list after a backoff and yield once, since anything may
-        have changed in between."""
-        version = await self._list_version()
-        yield None
-        delay = self._retry_delay
-        while True:
-            if version is None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_retry_delay)
-                version = await self._list_version()
-                if version is None:
-                    continue
-                log.info("watching %s again from resourceVersion %s", self._what, version)
+        """Yields once when the first list is done, then per change of the NodeState, and once after every
+        re-list (a broken watch or a 410), since anything may have changed in between; bursts collapse."""
+        events: asyncio.Queue[str] = asyncio.Queue()
+        informer = Informer(
+            self._client, NodeStateResource, namespace=self.namespace, fields={"metadata.name": self.node_name},
+            on_event=lambda kind, _new, _old: events.put_nowait(kind), retry_delay=self._retry_delay,
+            max_retry_delay=self._max_retry_delay, server_timeout=WATCH_SERVER_TIMEOUT)
+        task = asyncio.create_task(informer.run(), name=f"watch {self._what}")
+        try:
+            while True:
+                await events.get()
+                while not events.empty():
+                    events.get_nowait()
                 yield None
-            stream = self._client.watch(
-                NodeStateResource,
-                namespace=self.namespace,
-                fields={"metadata.name": self.node_name},
-                resource_version=version,
-                server_timeout=WATCH_SERVER_TIMEOUT,
-            )
-            try:
-                # lightkube types the watch as an AsyncIterable; it is an async generator, whose aclose() ends the
-                # HTTP stream when this generator is closed.
-                async with contextlib.aclosing(cast(AsyncGenerator[tuple[str, Any], None], stream)) as events:
-                    async for _event, _obj in events:
-                        delay = self._retry_delay
-                        yield None
-            except ApiError as err:
-                if err.status.code == 410:
-                    log.info("watch of %s expired (%s); re-listing", self._what, err.status.message)
-                else:
-                    log.warning("watch of %s failed: %s %s", self._what, err.status.code, err.status.message)
-            except (httpx2.HTTPError, msgspec.MsgspecError, ValueError) as err:
-                log.warning("watch of %s broke: %s: %s; re-listing", self._what, type(err).__name__, err)
-            version = None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""

@@ -22,7 +22,7 @@ from vdpa_operator.api.models import (
     NODE_STATE,
     REBOOT_REQUIRED,
 )
-from vdpa_operator.kubeclient import NodeResource, NodeStateResource, PodResource, PoolConfigResource
+from vdpa_operator.kubeclient import EventResource, NodeResource, NodeStateResource, PodResource, PoolConfigResource
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 
 
@@ -75,6 +75,9 @@ def test_drain_required_evicts_only_sriov_pods_one_node_at_a_time(server: Server
             assert await pods(client) == {"plain-pod", "ds-pod"}
             node = await client.get(NodeResource, "worker-0")
             assert node["spec"]["unschedulable"] is True
+            reasons = {e["reason"] async for e in client.list(EventResource, namespace=NS)
+                       if e["involvedObject"]["name"] == "worker-0"}
+            assert "DrainNode" in reasons
             # The daemon finished: uncordon, Idle, and worker-1 gets its turn.
             await request(client, "worker-0", DRAIN_IDLE)
             await eventually(lambda: _is(current(client, "worker-0"), DRAIN_IDLE), what="worker-0 back to Idle")

@@ -11,7 +11,7 @@ import pytest
 from lightkube.types import PatchType
 from operator_harness import NS, client_for, config_map_of, eventually, example, operator_running, seed_cluster
 
-from vdpa_operator.kubeclient import NodeResource, NodeStateResource, PolicyResource
+from vdpa_operator.kubeclient import EventResource, NodeResource, NodeStateResource, PolicyResource
 from vdpa_operator.render.cluster import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 
@@ -46,6 +46,16 @@ def test_seed_policy_renders_node_state_config_map_and_label(server: ServerHandl
             assert resources[0]["selectors"]["vdpaType"] == "virtio"
             node = await client.get(NodeResource, "worker-0")
             assert node["metadata"]["labels"][DEVICE_PLUGIN_LABEL] == "Enabled"
+            # Each change is an Event on the object it changed.
+            expected = {("SriovNetworkNodeState", "SpecUpdated"), ("ConfigMap", "Written"),
+                        ("Node", "DevicePluginLabel")}
+
+            async def events() -> bool:
+                seen = {(e["involvedObject"]["kind"], "Written" if e["reason"] in ("Created", "Updated")
+                         else e["reason"]) async for e in client.list(EventResource, namespace="*")}
+                return expected <= seen
+
+            await eventually(events, what=f"events {sorted(expected)}")
 
             # Policy removed: spec emptied, resource gone, label Disabled.
             await client.delete(PolicyResource, "vdpa-policy", namespace=NS)
