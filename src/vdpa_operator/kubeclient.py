@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
@@ -62,6 +63,24 @@ NodeResource: Any = create_global_resource("", "v1", "Node", "nodes")
 PodResource = namespaced_resource("", "Pod", "pods")
 ConfigMapResource = namespaced_resource("", "ConfigMap", "configmaps")
 NamespaceResource: Any = create_global_resource("", "v1", "Namespace", "namespaces")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """A metav1.Time as the API writes it: UTC, whole seconds, `Z`."""
+    return moment.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime.datetime | None:
+    """Go's `time.Parse(time.RFC3339, text)`: a date, a time and a zone are all required; None otherwise."""
+    if not _RFC3339.fullmatch(text):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def what(kind: str, name: str, namespace: str | None = None) -> str:
@@ -135,7 +154,7 @@ def new_event(
 ) -> dict[str, Any]:
     """A core/v1 Event about `involved` (apiVersion, kind, name, namespace, uid), named as client-go's recorder
     names them: `<object>.<unix nanoseconds in hex>`, in the object's namespace (`default` for cluster-scoped)."""
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    now = rfc3339(datetime.datetime.now(datetime.UTC))
     namespace = involved.get("namespace") or "default"
     source: dict[str, str] = {"component": component}
     if host:
@@ -301,7 +320,10 @@ class Informer:
                 if err.status.code == 410:
                     log.info("watch of %s expired (%s); re-listing", self.name, err.status.message)
                 else:
-                    log.warning("watch of %s failed: %s %s", self.name, err.status.code, err.status.message)
+                    log.warning("watch of %s failed: %s %s; re-listing in %.0f s", self.name, err.status.code,
+                                err.status.message, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_retry_delay)
             except (httpx2.HTTPError, msgspec.MsgspecError, ValueError) as err:
                 log.warning("watch of %s broke: %s: %s; re-listing", self.name, type(err).__name__, err)
                 await asyncio.sleep(delay)

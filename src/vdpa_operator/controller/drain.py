@@ -43,7 +43,7 @@ from vdpa_operator.controller.events import Recorder
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import ClusterError, NodeResource, NodeStateResource, PodResource, api_errors, http_code
-from vdpa_operator.render.cluster import label_selector_matches
+from vdpa_operator.render.cluster import RenderError, label_selector_matches
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,11 @@ def pool_slots(
     in_some_pool: set[str] = set()
     for pool in real_pools:
         owner = f"SriovNetworkPoolConfig {pool.name}"
-        members = {n.name for n in nodes if label_selector_matches(pool.spec.node_selector, n.labels, owner=owner)}
+        try:
+            members = {n.name for n in nodes
+                       if label_selector_matches(pool.spec.node_selector, n.labels, owner=owner)}
+        except RenderError as err:
+            raise DrainError(str(err)) from err
         in_some_pool |= members
         if node.name in members:
             matching.append((pool, members))
@@ -113,15 +117,18 @@ def _int_or_string(value: Any) -> int | str | None:
 
 
 def pods_to_evict(pods: Iterable[Mapping[str, Any]], *, full: bool, resource_prefix: str) -> list[Mapping[str, Any]]:
-    """What `kubectl drain --force --ignore-daemonsets --delete-emptydir-data` would evict, narrowed for a
-    partial drain to pods whose containers request a resource with `resource_prefix` (upstream's filter)."""
+    """What `kubectl drain --force --ignore-daemonsets --delete-emptydir-data` would evict (not mirror pods, not
+    running pods controlled by a DaemonSet), narrowed for a partial drain to pods whose containers request a
+    resource with `resource_prefix` (upstream's filter)."""
     chosen = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         if MIRROR_POD in (meta.get("annotations") or {}):
             continue
-        if any(o.get("kind") == "DaemonSet" for o in meta.get("ownerReferences") or []):
-            continue
+        finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        if controller is not None and controller.get("kind") == "DaemonSet" and not finished:
+            continue  # kubectl's daemonSetFilter: a running DaemonSet pod would come straight back
         if not full and not any(
             str(resource).startswith(resource_prefix)
             for container in (pod.get("spec") or {}).get("containers") or []

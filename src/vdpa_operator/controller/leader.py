@@ -17,7 +17,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from vdpa_operator.kubeclient import ClusterError, LeaseResource, api_errors, http_code
+from vdpa_operator.kubeclient import ClusterError, LeaseResource, api_errors, http_code, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,8 @@ def _micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+def _time(text: str | None) -> datetime.datetime | None:
+    return parse_rfc3339(text) if text else None
 
 
 class LeaderElector:
@@ -82,13 +77,13 @@ class LeaderElector:
             return True
         spec: dict[str, Any] = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity") or ""
-        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        renewed = _time(spec.get("renewTime")) or _time(spec.get("acquireTime"))
         duration = float(spec.get("leaseDurationSeconds") or self._duration)
         if holder and holder != self.identity and renewed is not None \
                 and now < renewed + datetime.timedelta(seconds=duration):
             return False
         transitions = int(spec.get("leaseTransitions") or 0)
-        acquired = _parse(spec.get("acquireTime")) if holder == self.identity else now
+        acquired = _time(spec.get("acquireTime")) if holder == self.identity else now
         if holder != self.identity:
             transitions += 1
         lease["spec"] = self._spec(now, transitions=transitions, acquired=acquired or now)
@@ -122,6 +117,6 @@ class LeaderElector:
                 last_renewal = time.monotonic()
             elif time.monotonic() - last_renewal > self._deadline:
                 self.leading.clear()
-                log.error("leader election lost: Lease %s/%s not renewed for %.0f s", self.namespace, self.name,
+                log.error("leader election lost: Lease %s/%s not renewed for %g s", self.namespace, self.name,
                           self._deadline)
                 return

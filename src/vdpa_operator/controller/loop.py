@@ -69,7 +69,9 @@ class KeyedQueue(Generic[K]):
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 waiting = [due for k, due in self._due.items() if k not in self._running]
-                timeout = max(0.0, min(waiting) - now) if waiting else None
+                # With every worker busy, only a finishing key (which sets the wake-up) can change anything.
+                busy = len(self._running) >= self._workers
+                timeout = max(0.0, min(waiting) - now) if waiting and not busy else None
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout)

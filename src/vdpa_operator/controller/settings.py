@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vdpa_operator.api import golang
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
 
@@ -14,6 +15,8 @@ log = logging.getLogger(__name__)
 DEFAULT_RESOURCE_PREFIX = "openshift.io"
 DEFAULT_STALE_DELAY_MINUTES = 30
 """Upstream `DefaultNodeStateCleanupDelayMinutes`."""
+MAX_DELAY_MINUTES = (2**63 - 1) // (60 * 10**9)
+"""The longest delay a Go `time.Duration` holds; beyond it upstream's arithmetic would overflow."""
 
 
 class SettingsError(ValueError):
@@ -43,9 +46,9 @@ class OperatorSettings:
         raw_delay = env.get("STALE_NODE_STATE_CLEANUP_DELAY_MINUTES")
         if raw_delay is not None:
             try:
-                delay = int(raw_delay)
-                if delay < 0:
-                    raise ValueError("negative")
+                delay = golang.atoi(raw_delay)
+                if not 0 <= delay <= MAX_DELAY_MINUTES:
+                    raise ValueError("out of range")
             except ValueError:
                 delay = DEFAULT_STALE_DELAY_MINUTES
                 log.error("invalid STALE_NODE_STATE_CLEANUP_DELAY_MINUTES=%r (want minutes >= 0); using %d",

@@ -38,6 +38,8 @@ from vdpa_operator.kubeclient import (
     NodeStateResource,
     api_errors,
     http_code,
+    parse_rfc3339,
+    rfc3339,
     what,
 )
 from vdpa_operator.render.cluster import (
@@ -86,17 +88,6 @@ def owner_reference(config: SriovOperatorConfig) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
-
-
-def _rfc3339(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime.datetime | None:
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def plan_node_state_writes(
@@ -171,11 +162,11 @@ def plan_node_state_writes(
             writes.append(Write("delete", name, None, "node gone or not selected; no cleanup delay"))
             continue
         mark = live[name].metadata.annotations.get(KEEP_UNTIL_ANNOTATION)
-        keep_until = _parse_time(mark) if mark else None
+        keep_until = parse_rfc3339(mark) if mark else None
         if keep_until is None:
             keep_until = now + datetime.timedelta(minutes=stale_delay_minutes)
-            patch = {"metadata": {"annotations": {KEEP_UNTIL_ANNOTATION: _rfc3339(keep_until)}}}
-            writes.append(Write("mark-stale", name, patch, f"kept until {_rfc3339(keep_until)}"))
+            patch = {"metadata": {"annotations": {KEEP_UNTIL_ANNOTATION: rfc3339(keep_until)}}}
+            writes.append(Write("mark-stale", name, patch, f"kept until {rfc3339(keep_until)}"))
         elif now >= keep_until:
             writes.append(Write("delete", name, None, f"kept until {mark}, which has passed"))
             continue

@@ -47,7 +47,8 @@ async def pod(client: AsyncClient, name: str, node: str, requests: dict[str, str
               owner_kind: str = "") -> None:
     meta: dict[str, Any] = {"name": name, "namespace": "default"}
     if owner_kind:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner_kind, "name": "x", "uid": "u"}]
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner_kind, "name": "x", "uid": "u",
+                                   "controller": True}]
     container = {"name": "c", "image": "busybox", "resources": {"requests": requests or {}}}
     await client.create(PodResource.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": meta,
                                                "spec": {"nodeName": node, "containers": [container]}}))
