@@ -114,6 +114,33 @@ def http_code(err: ClusterError) -> int | None:
     return cause.status.code if isinstance(cause, ApiError) else None
 
 
+def _target(resource: Any, name: str, namespace: str | None) -> str:
+    return what(resource._api_info.resource.kind, name, namespace)
+
+
+async def get_or_none(client: AsyncClient, resource: Any, name: str, *, namespace: str | None = None) -> Any:
+    """The object, or None when the API answers 404; any other failure is a `ClusterError`."""
+    try:
+        with api_errors("get", _target(resource, name, namespace)):
+            return await client.get(resource, name, namespace=namespace)
+    except ClusterError as err:
+        if http_code(err) == 404:
+            return None
+        raise
+
+
+async def delete_if_present(client: AsyncClient, resource: Any, name: str, *, namespace: str | None = None) -> bool:
+    """Delete the object; False when it was already gone (404)."""
+    try:
+        with api_errors("delete", _target(resource, name, namespace)):
+            await client.delete(resource, name, namespace=namespace)
+    except ClusterError as err:
+        if http_code(err) == 404:
+            return False
+        raise
+    return True
+
+
 def load_config(kubeconfig: str | None = None) -> KubeConfig:
     """controller-runtime's order: the given file, then $KUBECONFIG (its first entry), then the pod's service
     account, then ~/.kube/config."""

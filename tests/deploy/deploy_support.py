@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import copy
-import functools
-import importlib.machinery
-import importlib.util
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import helm_python as helm
@@ -111,12 +107,3 @@ def project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 
 
-@functools.cache
-def gen_crds() -> ModuleType:
-    """The generator script, imported: the tests check exactly what `make crds` would write."""
-    loader = importlib.machinery.SourceFileLoader("gen_crds", str(ROOT / "scripts" / "gen-crds"))
-    spec = importlib.util.spec_from_loader("gen_crds", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module

@@ -22,7 +22,6 @@ from deploy_support import (
     Obj,
     by_key,
     containers,
-    gen_crds,
     key,
     load,
     plain_objects,
@@ -30,6 +29,7 @@ from deploy_support import (
     validate,
 )
 
+from project_scripts import gen_crds
 from vdpa_operator import cli
 from vdpa_operator.api.decoding import DecodeError
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics

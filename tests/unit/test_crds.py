@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
 import pytest
 from pydantic import Field
 
+from project_scripts import gen_crds
 from vdpa_operator.api import crd, kube, models
 from vdpa_operator.api.kinds import OPERATOR_KINDS
 from vdpa_operator.api.meta import KubeModel, ObjectMeta
@@ -22,16 +20,6 @@ GROUP = models.GROUP
 CRDS = crd.all_crds()
 POLICY = crd.openapi_schema(models.SriovNetworkNodePolicy)
 STATE = crd.openapi_schema(models.SriovNetworkNodeState)
-
-
-def _gen_crds() -> ModuleType:
-    """The generator script, imported: the test checks exactly what `make crds` would write."""
-    loader = importlib.machinery.SourceFileLoader("gen_crds", str(ROOT / "scripts" / "gen-crds"))
-    spec = importlib.util.spec_from_loader("gen_crds", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def _nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -59,7 +47,7 @@ def _spec(plural: str) -> dict[str, Any]:
 
 
 def test_committed_crds_are_what_the_models_generate() -> None:
-    gen = _gen_crds()
+    gen = gen_crds()
     changes = gen.plan(gen.DEFAULT_DIR)
     assert not changes, f"deploy/crds is out of date ({', '.join(changes)}): run `make crds` and commit it"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from vdpa_operator.kubeclient import ClusterError, LeaseResource, api_errors, http_code, parse_rfc3339
+from vdpa_operator.kubeclient import ClusterError, LeaseResource, api_errors, get_or_none, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,15 @@ class LeaderElector:
         """One attempt to acquire or renew; True when we hold the Lease afterwards."""
         now = self._now()
         target = f"Lease {self.namespace}/{self.name}"
-        try:
-            with api_errors("get", target):
-                lease = dict(await self._client.get(LeaseResource, self.name, namespace=self.namespace))
-        except ClusterError as err:
-            if http_code(err) != 404:
-                raise
+        lease = await get_or_none(self._client, LeaseResource, self.name, namespace=self.namespace)
+        if lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(now, transitions=0, acquired=now)}
             with api_errors("create", target):
                 await self._client.create(LeaseResource.from_dict(body))
             return True
+        lease = dict(lease)
         spec: dict[str, Any] = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity") or ""
         renewed = _time(spec.get("renewTime")) or _time(spec.get("acquireTime"))

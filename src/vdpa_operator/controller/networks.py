@@ -31,7 +31,8 @@ from vdpa_operator.kubeclient import (
     SriovIBNetworkResource,
     SriovNetworkResource,
     api_errors,
-    http_code,
+    delete_if_present,
+    get_or_none,
     what,
 )
 from vdpa_operator.render.networks import (
@@ -125,7 +126,8 @@ class NetworkController:
             return None  # gone: its NAD is owned (garbage-collected) or was removed by the finalizer step
         target = target_namespace(network)
         live = await self._live_nad(target, network.name)
-        exists = live is not None or self.namespaces.get(target) is not None or await self._namespace_exists(target)
+        exists = live is not None or self.namespaces.get(target) is not None \
+            or await get_or_none(self._client, NamespaceResource, target) is not None
         plan = plan_network(network, operator_namespace=self._settings.namespace,
                             resource_prefix=self._settings.resource_prefix, namespace_exists=exists, live=live)
         resource = _KINDS[kind][1]
@@ -148,35 +150,15 @@ class NetworkController:
         return None
 
     async def _live_nad(self, namespace: str, name: str) -> NetworkAttachmentDefinition | None:
-        try:
-            with api_errors("get", what(NetworkAttachmentDefinition.KIND, name, namespace)):
-                raw = await self._client.get(NadResource, name, namespace=namespace)
-        except ClusterError as err:
-            if http_code(err) == 404:
-                return None
-            raise
+        raw = await get_or_none(self._client, NadResource, name, namespace=namespace)
+        if raw is None:
+            return None
         return NetworkAttachmentDefinition.model_validate({k: v for k, v in raw.items() if v is not None})
 
-    async def _namespace_exists(self, namespace: str) -> bool:
-        try:
-            with api_errors("get", what("Namespace", namespace)):
-                await self._client.get(NamespaceResource, namespace)
-        except ClusterError as err:
-            if http_code(err) == 404:
-                return False
-            raise
-        return True
-
     async def _delete_nad(self, network: Network, namespace: str, name: str) -> None:
-        try:
-            with api_errors("delete", what(NetworkAttachmentDefinition.KIND, name, namespace)):
-                await self._client.delete(NadResource, name, namespace=namespace)
-        except ClusterError as err:
-            if http_code(err) != 404:
-                raise
-            return
-        await self._recorder.normal(network, "NetworkAttachmentDefinitionDeleted",
-                                    f"deleted NetworkAttachmentDefinition {namespace}/{name}")
+        if await delete_if_present(self._client, NadResource, name, namespace=namespace):
+            await self._recorder.normal(network, "NetworkAttachmentDefinitionDeleted",
+                                        f"deleted NetworkAttachmentDefinition {namespace}/{name}")
 
     async def _write_nad(self, network: Network, step: CreateAttachment | ReplaceAttachment) -> None:
         nad = step.nad

@@ -33,9 +33,8 @@ from vdpa_operator.controller.sync import ENQUEUE_DELAY, PolicySync
 from vdpa_operator.kubeclient import (
     ClusterError,
     ConfigMapResource,
-    api_errors,
     connect_client,
-    http_code,
+    get_or_none,
 )
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,15 @@ class Operator:
             "nodes": self._on_node,
         })
         self.metrics = Metrics(self.cache.node_states.all)
+        self.elector = LeaderElector(self.client, self.settings.namespace, options.identity)
+        self._build_controllers()
+
+    def _build_controllers(self) -> None:
+        """The controllers, with the current settings (built again once the supported-NIC list is read)."""
         self.policy_sync = PolicySync(self.client, self.cache, self.settings, self.recorder, self.metrics)
         self.sync_queue: KeyedQueue[str] = KeyedQueue("policy sync", self.policy_sync)
         self.drain = DrainController(self.client, self.cache, self.settings, self.recorder, self.metrics)
         self.drain_queue: KeyedQueue[str] = KeyedQueue("drain", self.drain, workers=DRAIN_WORKERS)
-        self.elector = LeaderElector(self.client, self.settings.namespace, options.identity)
         self.networks = NetworkController(self.client, self.settings, self.recorder)
 
     # --- event routing ------------------------------------------------------------------------------------------
@@ -127,11 +130,11 @@ class Operator:
         """Upstream reads `supported-nic-ids` once at start; absent, the built-in list stays."""
         namespace = self.settings.namespace
         try:
-            with api_errors("get", f"ConfigMap {namespace}/{SUPPORTED_NICS_CONFIGMAP}"):
-                raw = await self.client.get(ConfigMapResource, SUPPORTED_NICS_CONFIGMAP, namespace=namespace)
+            raw = await get_or_none(self.client, ConfigMapResource, SUPPORTED_NICS_CONFIGMAP, namespace=namespace)
         except ClusterError as err:
-            if http_code(err) != 404:
-                log.warning("%s; using the built-in supported NIC list", err)
+            log.warning("%s; using the built-in supported NIC list", err)
+            return
+        if raw is None:
             return
         try:
             nics = SupportedNics.from_configmap_data(raw.get("data") or {})
@@ -139,9 +142,13 @@ class Operator:
             log.error("%s; using the built-in supported NIC list", err)
             return
         self.settings = dataclasses.replace(self.settings, nics=nics)
+        log.info("supported NICs from ConfigMap %s/%s: %d entries", namespace, SUPPORTED_NICS_CONFIGMAP,
+                 len(nics.entries))
+        self._build_controllers()
 
     async def start(self) -> None:
-        """Open the listeners and start watching; the controllers start once this replica leads."""
+        """Read the supported-NIC list, open the listeners and start watching; the controllers start once this
+        replica leads."""
         await self._load_supported_nics()
         if self.options.health_address is not None:
             host, port = self.options.health_address

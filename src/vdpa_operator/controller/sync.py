@@ -37,7 +37,8 @@ from vdpa_operator.kubeclient import (
     NodeResource,
     NodeStateResource,
     api_errors,
-    http_code,
+    delete_if_present,
+    get_or_none,
     parse_rfc3339,
     rfc3339,
     what,
@@ -174,6 +175,13 @@ def plan_node_state_writes(
     return writes, next_deletion
 
 
+_PATCHES = {
+    "update": (PatchType.JSON, "SpecUpdated", "NodeState updated: "),
+    "mark-stale": (PatchType.MERGE, "NodeGone", "node is gone or not selected; "),
+}
+"""The NodeState patches of a sync: patch type, Event reason and message (the write's reason follows)."""
+
+
 class PolicySync:
     """The sync as a `KeyedQueue` handler: returns when it wants to run again."""
 
@@ -275,26 +283,16 @@ class PolicySync:
                 obj = await self._client.create(NodeStateResource.from_dict(write.body))
             observe(informer, obj)
             await self._recorder.normal(obj, "Created", "NodeState created for a selected node")
-        elif write.action == "update":
-            with api_errors("update", target):
+        elif write.action in _PATCHES:
+            patch_type, reason, message = _PATCHES[write.action]
+            with api_errors(write.action, target):
                 obj = await self._client.patch(NodeStateResource, write.name, write.body, namespace=namespace,
-                                               patch_type=PatchType.JSON)
+                                               patch_type=patch_type)
             observe(informer, obj)
-            await self._recorder.normal(obj, "SpecUpdated", f"NodeState updated: {write.reason}")
-        elif write.action == "mark-stale":
-            with api_errors("mark stale", target):
-                obj = await self._client.patch(NodeStateResource, write.name, write.body, namespace=namespace,
-                                               patch_type=PatchType.MERGE)
-            observe(informer, obj)
-            await self._recorder.normal(obj, "NodeGone", f"node is gone or not selected; {write.reason}")
+            await self._recorder.normal(obj, reason, message + write.reason)
         elif write.action == "delete":
             raw = informer.get(write.name, namespace) or {"metadata": {"name": write.name, "namespace": namespace}}
-            try:
-                with api_errors("delete", target):
-                    await self._client.delete(NodeStateResource, write.name, namespace=namespace)
-            except ClusterError as err:
-                if http_code(err) != 404:
-                    raise
+            await delete_if_present(self._client, NodeStateResource, write.name, namespace=namespace)
             informer.cache.pop((namespace, write.name), None)
             await self._recorder.normal(raw, "Deleted", f"NodeState deleted: {write.reason}")
 
@@ -303,12 +301,8 @@ class PolicySync:
         namespace = self._settings.namespace
         target = what("ConfigMap", CONFIGMAP_NAME, namespace)
         try:
-            try:
-                with api_errors("get", target):
-                    current = await self._client.get(ConfigMapResource, CONFIGMAP_NAME, namespace=namespace)
-            except ClusterError as err:
-                if http_code(err) != 404:
-                    raise
+            current = await get_or_none(self._client, ConfigMapResource, CONFIGMAP_NAME, namespace=namespace)
+            if current is None:
                 body = {"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": CONFIGMAP_NAME, "namespace": namespace, "ownerReferences": [owner]},
                         "data": dict(wanted.data)}

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from vdpa_operator.api.decoding import decode
@@ -33,6 +32,7 @@ from vdpa_operator.kubeclient import (
     OperatorConfigResource,
     api_errors,
     connect_client,
+    get_or_none,
     new_event,
     record_event,
 )
@@ -90,18 +90,8 @@ class LightkubeNodeStateApi:
         self._uid = state.metadata.uid or self._uid
         return state
 
-    async def _get_or_none(self, resource: Any, name: str, what: str) -> Any:
-        """The object, or None when the API answers 404."""
-        with api_errors("get", what):
-            try:
-                return await self._client.get(resource, name, namespace=self.namespace)
-            except ApiError as err:
-                if err.status.code == 404:
-                    return None
-                raise
-
     async def get(self) -> SriovNetworkNodeState | None:
-        raw = await self._get_or_none(NodeStateResource, self.node_name, self._what)
+        raw = await get_or_none(self._client, NodeStateResource, self.node_name, namespace=self.namespace)
         return None if raw is None else self._model(raw)
 
     async def patch_status(self, status: dict[str, Any]) -> SriovNetworkNodeState:
@@ -135,7 +125,7 @@ class LightkubeNodeStateApi:
 
     async def disable_drain(self) -> bool:
         what = f"{SriovOperatorConfig.KIND} {self.namespace}/{DEFAULT_NAME}"
-        raw = await self._get_or_none(OperatorConfigResource, DEFAULT_NAME, what)
+        raw = await get_or_none(self._client, OperatorConfigResource, DEFAULT_NAME, namespace=self.namespace)
         if raw is None:
             return False
         value = (raw.get("spec") or {}).get("disableDrain", False)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from integration.apiserver.webhook_server import WebhookServer, running_webhook
+from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 from vdpa_operator.sim.apiserver.certs import CertificateAuthority
 
 
@@ -19,3 +21,11 @@ def ca() -> CertificateAuthority:
 def webhook(ca: CertificateAuthority) -> Iterator[WebhookServer]:
     with running_webhook(ca) as server:
         yield server
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[ServerHandle]:
+    """The embedded API server as it starts: built-in namespaces only."""
+    handle = serve_in_thread(tmp_path / "kubeconfig")
+    yield handle
+    handle.stop()

@@ -16,7 +16,7 @@ import httpx2 as httpx
 import pytest
 
 from integration.apiserver.webhook_server import MUTATING, VALIDATING, WebhookServer, configure, hook
-from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle
 
 KUBECTL = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "kubectl"
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -45,13 +45,6 @@ class Kubectl:
         if ok:
             assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
         return done
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture

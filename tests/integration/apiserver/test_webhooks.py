@@ -7,14 +7,13 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
 from integration.apiserver.webhook_server import MUTATING, VALIDATING, WebhookServer, configure, hook
-from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle, default_store
 from vdpa_operator.sim.apiserver.certs import CertificateAuthority
 from vdpa_operator.sim.apiserver.resources import ResourceType
 from vdpa_operator.sim.apiserver.store import AdmissionAttributes as Attributes
@@ -23,13 +22,6 @@ from vdpa_operator.sim.apiserver.webhooks import Webhooks, _Hook, rule_matches, 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 NS = "openshift-sriov-network-operator"
 POLICIES = f"/apis/sriovnetwork.openshift.io/v1/namespaces/{NS}/sriovnetworknodepolicies"
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture

@@ -4,11 +4,8 @@ drain request annotation, as `daemon.kube.request_drain_state` does) and checks 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 from operator_harness import NS, client_for, eventually, operator_running, seed_cluster
@@ -23,14 +20,7 @@ from vdpa_operator.api.models import (
     REBOOT_REQUIRED,
 )
 from vdpa_operator.kubeclient import EventResource, NodeResource, NodeStateResource, PodResource, PoolConfigResource
-from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
-    yield handle
-    handle.stop()
+from vdpa_operator.sim.apiserver import ServerHandle
 
 
 async def request(client: AsyncClient, node: str, value: str) -> None:

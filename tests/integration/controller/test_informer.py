@@ -8,34 +8,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from lightkube import AsyncClient
-from lightkube.config.kubeconfig import KubeConfig
 from lightkube.types import PatchType
+from operator_harness import NS, client_for
 
 from vdpa_operator.kubeclient import SYNCED, ConfigMapResource, Informer
-from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
-from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
+from vdpa_operator.sim.apiserver import ServerHandle
 
-NS = "ns"
 Event = tuple[str, str, str | None, str | None]
 """(type, name, new data value, old data value); SYNCED has no name."""
 LISTED = (SYNCED, "", None, None)
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
-    yield handle
-    handle.stop()
-
-
-def client_for(server: ServerHandle) -> AsyncClient:
-    return AsyncClient(KubeConfig.from_file(server.kubeconfig_path), namespace=NS)
 
 
 def config_map(name: str, value: str, namespace: str = NS) -> Any:

@@ -8,36 +8,21 @@ import contextlib
 import datetime
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from lightkube import AsyncClient
-from lightkube.config.kubeconfig import KubeConfig
 from lightkube.types import PatchType
+from operator_harness import NS, client_for
 
 from vdpa_operator.controller.leader import LEASE_NAME, LeaderElector
 from vdpa_operator.kubeclient import LeaseResource
-from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
-from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
+from vdpa_operator.sim.apiserver import ServerHandle
 
-NS = "ns"
 LEASE = 1.0
 RETRY = 0.1
 MICRO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 """metav1.MicroTime as the API serialises it."""
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
-    yield handle
-    handle.stop()
-
-
-def client_for(server: ServerHandle) -> AsyncClient:
-    return AsyncClient(KubeConfig.from_file(server.kubeconfig_path), namespace=NS)
 
 
 def elector(client: AsyncClient, identity: str, renew_deadline: float) -> LeaderElector:

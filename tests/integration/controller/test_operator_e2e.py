@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 SEED_SPEC = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json").read_text())
 DENIED = ('admission webhook "operator-webhook.sriovnetwork.openshift.io" denied the request: '
           "'deviceType: vfio-pci' conflicts with 'virtio'")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
-    yield handle
-    handle.stop()
 
 
 def webhook(tmp_path: Path) -> WebhookOptions:

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from lightkube.types import PatchType
 from operator_harness import NS, client_for, config_map_of, eventually, example, operator_running, seed_cluster
 
-from vdpa_operator.kubeclient import EventResource, NodeResource, NodeStateResource, PolicyResource
+from vdpa_operator.kubeclient import ConfigMapResource, EventResource, NodeResource, NodeStateResource, PolicyResource
 from vdpa_operator.render.cluster import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION
-from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
+from vdpa_operator.sim.apiserver import ServerHandle
 
 SEED_SPEC = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json").read_text())
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = serve_in_thread(tmp_path / "kubeconfig")
-    yield handle
-    handle.stop()
 
 
 def test_seed_policy_renders_node_state_config_map_and_label(server: ServerHandle) -> None:
@@ -123,3 +114,21 @@ async def _eq(value: object, expected: object) -> bool:
 
 async def _not(value: object) -> bool:
     return not await value  # type: ignore[misc]
+
+
+def test_supported_nic_ids_config_map_replaces_the_built_in_table(server: ServerHandle) -> None:
+    async def main() -> None:
+        client = client_for(server)
+        await seed_cluster(client)
+        # A VF device id no built-in entry has: the device plugin selector must carry it.
+        await client.create(ConfigMapResource.from_dict({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "supported-nic-ids", "namespace": NS},
+            "data": {"Mellanox_custom": "15b3 101d 1dd1"}}))
+        async with operator_running(server, leader_election=False):
+            await client.create(PolicyResource.from_dict(example("vdpa-policy.yaml")))
+            config_map = await eventually(lambda: config_map_of(client, "mlxnics"), what="device-plugin ConfigMap")
+            (resource,) = json.loads(config_map["data"]["worker-0"])["resourceList"]
+            assert resource["selectors"]["devices"] == ["1dd1"]
+        await client.close()
+
+    asyncio.run(main())

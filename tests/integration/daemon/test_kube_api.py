@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +24,7 @@ from vdpa_operator.daemon.kube import (
     connect,
     node_state_from_json,
 )
-from vdpa_operator.sim.apiserver import ServerHandle, default_store, kubeconfig, serve_in_thread
-from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
+from vdpa_operator.sim.apiserver import ServerHandle, kubeconfig
 
 NODE = "worker-1"
 NS = "openshift-sriov-network-operator"
@@ -33,14 +32,6 @@ SPEC = {"interfaces": [{"pciAddress": "0000:65:00.0", "numVfs": 2, "eSwitchMode"
 STEP = 2.0
 """Seconds any single step may take before the test fails (each takes milliseconds)."""
 T = TypeVar("T")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    # The operator namespace exists, as deploy/namespace.yaml makes it in a cluster.
-    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
-    yield handle
-    handle.stop()
 
 
 def run(server: ServerHandle, scenario: Callable[[LightkubeNodeStateApi, AsyncClient], Awaitable[T]]) -> T:

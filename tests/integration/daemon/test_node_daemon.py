@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
@@ -32,20 +31,11 @@ from vdpa_operator.daemon.node import NodeAgent
 from vdpa_operator.daemon.reconcile import Backoff, NodeReconciler
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.sim import SimKernel, sim_host
-from vdpa_operator.sim.apiserver import ServerHandle, default_store, serve_in_thread
-from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
+from vdpa_operator.sim.apiserver import ServerHandle
 
 NODE = "worker-0"
 NS = "openshift-sriov-network-operator"
 SEED = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json").read_text())
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerHandle]:
-    # The operator namespace exists, as deploy/namespace.yaml makes it in a cluster.
-    handle = serve_in_thread(tmp_path / "kubeconfig", store=default_store(namespaces=(*BUILTIN_NAMESPACES, NS)))
-    yield handle
-    handle.stop()
 
 
 Scenario = Callable[[AsyncClient, SimKernel], Awaitable[None]]
