@@ -4,7 +4,9 @@ flags for local runs against any API server, including `vdpactl sim apiserver`."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -87,4 +89,11 @@ def operator(kubeconfig: str | None, namespace: str | None, resource_prefix: str
 
 
 async def _run(operator_type: Any, options: Any) -> None:
-    await operator_type(options).run()
+    """Run until SIGTERM/SIGINT (a pod being stopped), then close the listeners and watches cleanly."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await operator_type(options).run()
