@@ -206,6 +206,8 @@ class DrainController:
                              slots.busy, slots.limit)
                     return REQUEUE
                 state_raw = await self._annotate_state(name, CURRENT_STATE, DRAINING)
+                limit = "no limit" if slots.limit == -1 else f"{slots.busy + 1} of {slots.limit}"
+                await self._recorder.normal(state_raw, "DrainNode", f"node drain started (pool {slots.pool}: {limit})")
         full = request == REBOOT_REQUIRED
         if not (full and len(self._cache.nodes.informer.cache) == 1) and not await self._drain(name, full):
             await self._recorder.warn(state_raw, "DrainNode", "node drain operation was not completed")
