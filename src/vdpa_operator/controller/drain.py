@@ -150,6 +150,8 @@ class DrainController:
         self._recorder = recorder
         self._metrics = metrics
         self._slot_lock = asyncio.Lock()
+        self._waiting: set[str] = set()
+        """Nodes told to wait for a pool slot, so the log says it once."""
 
     @staticmethod
     def node_changed(new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> bool:
@@ -202,9 +204,12 @@ class DrainController:
                 slots = pool_slots(node, self._cache.nodes.all(), self._cache.pools.all(),
                                    {s.name: s for s in self._cache.node_states.all()})
                 if slots.full:
-                    log.info("node %s waits to drain: pool %s has %d of %d nodes draining", name, slots.pool,
-                             slots.busy, slots.limit)
+                    if name not in self._waiting:  # one line when it starts waiting, not one per look
+                        log.info("node %s waits to drain: pool %s has %d of %d nodes draining", name, slots.pool,
+                                 slots.busy, slots.limit)
+                        self._waiting.add(name)
                     return REQUEUE
+                self._waiting.discard(name)
                 state_raw = await self._annotate_state(name, CURRENT_STATE, DRAINING)
                 limit = "no limit" if slots.limit == -1 else f"{slots.busy + 1} of {slots.limit}"
                 await self._recorder.normal(state_raw, "DrainNode", f"node drain started (pool {slots.pool}: {limit})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from lightkube import AsyncClient
@@ -85,8 +85,6 @@ class NetworkController:
     def informers(self) -> list[Informer]:
         return [c.informer for c in self.networks.values()] + [self.nads, self.namespaces]
 
-    def tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [i.run() for i in self.informers]
 
     # --- what makes a network reconcile ---------------------------------------------------------------------
 

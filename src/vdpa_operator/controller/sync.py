@@ -75,8 +75,6 @@ class Write:
     """JSON for create, a JSON patch (list of operations) for update, a merge patch for the others."""
     reason: str = ""
 
-    def describe(self) -> str:
-        return f"{self.action} {self.name}" + (f" ({self.reason})" if self.reason else "")
 
 
 def owner_reference(config: SriovOperatorConfig) -> dict[str, Any]:
@@ -201,7 +199,7 @@ class PolicySync:
         self._recorder = recorder
         self._metrics = metrics
         self._clock = clock
-        self.passes = 0
+        self._waiting_for_config = False
 
     async def __call__(self, _key: str) -> float | None:
         started = time.perf_counter()
@@ -211,16 +209,18 @@ class PolicySync:
             self._metrics.sync_failed()
             raise
         finally:
-            self.passes += 1
             self._metrics.observe_sync(time.perf_counter() - started)
 
     async def _sync(self) -> float:
         cache, settings = self._cache, self._settings
         config = cache.operator_config()
         if config is None:
-            log.info("SriovOperatorConfig %s/default not found, cannot reconcile SriovNetworkNodePolicies; "
-                     "requeue in %.0f s", settings.namespace, NO_CONFIG_REQUEUE)
+            if not self._waiting_for_config:  # one line when it goes missing, not one per retry
+                log.info("SriovOperatorConfig %s/default not found, cannot reconcile SriovNetworkNodePolicies; "
+                         "looking again every %.0f s", settings.namespace, NO_CONFIG_REQUEUE)
+            self._waiting_for_config = True
             return NO_CONFIG_REQUEUE
+        self._waiting_for_config = False
         try:
             rendered = render_cluster(
                 cache.policies.all(),
