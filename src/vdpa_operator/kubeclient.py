@@ -250,8 +250,11 @@ class Informer:
         retry_delay: float = 1.0,
         max_retry_delay: float = 30.0,
         server_timeout: int = 300,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self._client = client
+        self.transform = transform or (lambda obj: obj)
+        """Applied to every object before it is cached (client-go's SetTransform): drop what is never read."""
         self._resource = resource
         self._namespace = namespace
         self._fields: Any = dict(fields) if fields else None
@@ -295,7 +298,7 @@ class Informer:
                                         chunk_size=LIST_CHUNK)
             fresh: dict[Key, dict[str, Any]] = {}
             async for item in listing:
-                fresh[key_of(item)] = _plain(item)
+                fresh[key_of(item)] = self.transform(_plain(item))
             version = listing.resourceVersion
         old_cache, self.cache = self.cache, fresh
         for key, obj in fresh.items():
@@ -336,7 +339,7 @@ class Informer:
                 # HTTP stream.
                 async with contextlib.aclosing(cast(AsyncGenerator[tuple[str, Any], None], stream)) as events:
                     async for kind, item in events:
-                        obj = _plain(item)
+                        obj = self.transform(_plain(item))
                         version = _version(obj) or version
                         old = self._apply(kind, obj)
                         # ADDED is a creation even when a write-through copy was cached first.

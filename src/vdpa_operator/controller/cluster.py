@@ -140,17 +140,17 @@ class ClusterCache:
         """Informers for the five kinds; `handlers` maps a kind's plural to its change callback."""
         handlers = handlers or {}
 
-        def informer(resource: Any, scoped: bool) -> Informer:
+        def informer(resource: Any, scoped: bool, transform: Any = None) -> Informer:
             plural = resource._api_info.plural
             return Informer(client, resource, namespace=namespace if scoped else None,
-                            on_event=handlers.get(plural))
+                            on_event=handlers.get(plural), transform=transform)
 
         return cls(
             policies=DecodedCache(informer(PolicyResource, True), SriovNetworkNodePolicy),
             pools=DecodedCache(informer(PoolConfigResource, True), SriovNetworkPoolConfig),
             operator_configs=DecodedCache(informer(OperatorConfigResource, True), SriovOperatorConfig),
             node_states=DecodedCache(informer(NodeStateResource, True), SriovNetworkNodeState, share_spec=True),
-            nodes=DecodedCache(informer(NodeResource, False), Node),
+            nodes=DecodedCache(informer(NodeResource, False, node_without_status), Node),
             namespace=namespace,
         )
 
@@ -174,6 +174,13 @@ class ClusterCache:
         )
 
 
+def node_without_status(node: dict[str, Any]) -> dict[str, Any]:
+    """A Node as the operator reads it (labels, annotations, spec): a real node's status (images, conditions,
+    addresses) and managedFields are most of its size and change every few seconds."""
+    metadata = {k: v for k, v in (node.get("metadata") or {}).items() if k != "managedFields"}
+    return {k: v for k, v in node.items() if k not in ("status", "metadata")} | {"metadata": metadata}
+
+
 def observe(informer: Informer, obj: Mapping[str, Any]) -> None:
     """Write-through: put an object the API just returned into the cache unless the watch already brought a
     newer version, so the next decision does not act on what we have just changed."""
@@ -181,7 +188,7 @@ def observe(informer: Informer, obj: Mapping[str, Any]) -> None:
     current = informer.cache.get(key)
     new_version = _int_version(obj)
     if current is None or _int_version(current) <= new_version:
-        informer.cache[key] = dict(obj)
+        informer.cache[key] = informer.transform(dict(obj))
 
 
 def _int_version(obj: Mapping[str, Any]) -> int:
