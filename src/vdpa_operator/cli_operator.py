@@ -15,6 +15,8 @@ import click
 from vdpa_operator.cli_node import _configure_logging, _fail
 from vdpa_operator.controller.settings import OperatorSettings, SettingsError
 
+CERT_SECRET = "operator-webhook-cert"
+
 
 def _address(text: str, option: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -44,11 +46,14 @@ def _address(text: str, option: str) -> tuple[str, int]:
 @click.option("--cert-dir", type=click.Path(file_okay=False), default=None,
               help="Where the self-signed webhook certificates live [default: ./vdpa-operator-certs, or "
                    "/tmp/vdpa-operator-certs in a cluster].")
+@click.option("--cert-secret", default=None,
+              help="Secret (in the operator namespace) that shares the webhook certificate between replicas and "
+                   "restarts [default: operator-webhook-cert in a cluster, none outside; '' for none].")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True,
               help="Run the controllers only while holding the Lease (safe with several replicas).")
 def operator(kubeconfig: str | None, namespace: str | None, resource_prefix: str | None, stale_delay: str | None,
              dev_mode: bool | None, health_address: str, webhook: bool, webhook_address: str,
-             webhook_url_host: str | None, cert_dir: str | None, leader_elect: bool) -> None:
+             webhook_url_host: str | None, cert_dir: str | None, cert_secret: str | None, leader_elect: bool) -> None:
     """Run the operator: policy sync, NodeState lifecycle, device-plugin ConfigMap, networks, drain, webhooks."""
     env = dict(os.environ)
     overrides = {"NAMESPACE": namespace, "RESOURCE_PREFIX": resource_prefix,
@@ -70,8 +75,11 @@ def operator(kubeconfig: str | None, namespace: str | None, resource_prefix: str
         host, port = _address(webhook_address, "--webhook-address")
         in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         default_dir = Path("/tmp/vdpa-operator-certs") if in_cluster else Path("vdpa-operator-certs")
+        if cert_secret is None:
+            cert_secret = CERT_SECRET if in_cluster else ""
         webhook_options = WebhookOptions(host=host, port=port, local_url_host=webhook_url_host,
-                                         cert_dir=Path(cert_dir) if cert_dir else default_dir)
+                                         cert_dir=Path(cert_dir) if cert_dir else default_dir,
+                                         secret=cert_secret or None)
     _configure_logging()
     from vdpa_operator.controller.service import LeadershipLost, Operator, OperatorOptions
     from vdpa_operator.kubeclient import ClusterError

@@ -62,6 +62,7 @@ NodeResource: Any = create_global_resource("", "v1", "Node", "nodes")
 """Nodes as plain JSON: the operator only reads names and labels, so lightkube's typed model would be waste."""
 PodResource = namespaced_resource("", "Pod", "pods")
 ConfigMapResource = namespaced_resource("", "ConfigMap", "configmaps")
+SecretResource = namespaced_resource("", "Secret", "secrets")
 NamespaceResource: Any = create_global_resource("", "v1", "Namespace", "namespaces")
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,8 +50,14 @@ from vdpa_operator.api.models import (
     SriovNetworkPoolConfig,
     SriovOperatorConfig,
 )
-from vdpa_operator.controller.certs import ensure_serving_certificate
-from vdpa_operator.kubeclient import ClusterError, api_errors, http_code
+from vdpa_operator.controller.certs import (
+    CA_FILE,
+    CERT_FILE,
+    KEY_FILE,
+    ServingCertificate,
+    ensure_serving_certificate,
+)
+from vdpa_operator.kubeclient import ClusterError, SecretResource, api_errors, get_or_none, http_code
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +328,9 @@ class WebhookOptions:
     """More DNS names or IPs for the certificate, besides the service's and `local_url_host`."""
     register: bool = True
     """Write the two webhook configurations (with the caBundle) at start."""
+    secret: str | None = None
+    """A Secret in the operator namespace holding the certificate, so every replica (and every restart) serves
+    the same one and the caBundle stays put; None: the certificate lives in `cert_dir` only."""
 
 
 class _Cache(Protocol):
@@ -364,7 +373,11 @@ async def start(operator: WebhookHost, options: WebhookOptions) -> None:
     """Make or reuse the certificate, serve the webhook (as "webhook" in `operator.ports`) and, if asked, point the
     API server at it."""
     namespace = operator.settings.namespace
-    certificate = ensure_serving_certificate(options.cert_dir, certificate_names(namespace, options))
+    names = certificate_names(namespace, options)
+    if options.secret:
+        certificate = await shared_certificate(operator.client, namespace, options.secret, options.cert_dir, names)
+    else:
+        certificate = ensure_serving_certificate(options.cert_dir, names)
     settings = Settings(namespace=namespace, dev_mode=operator.settings.dev_mode, nics=operator.settings.nics)
 
     async def cluster_view() -> ClusterView:
@@ -381,6 +394,46 @@ async def start(operator: WebhookHost, options: WebhookOptions) -> None:
         service = (namespace, SERVICE_NAME, SERVICE_PORT)
         mutating, validating = webhook_configurations(certificate.ca_pem, service=service)
     await register_webhooks(operator.client, mutating, validating)
+
+
+SECRET_KEYS = (CA_FILE, CERT_FILE, KEY_FILE)
+
+
+async def shared_certificate(client: Any, namespace: str, name: str, directory: Path, names: Sequence[str],
+                             *, attempts: int = 3) -> ServingCertificate:
+    """The serving certificate kept in Secret `namespace/name`: the Secret's files are used when still good for
+    `names`, else a new certificate is made and written back. Replicas starting together race on the create
+    (or update): the loser reads the winner's Secret and uses that."""
+    target = f"Secret {namespace}/{name}"
+    for _ in range(attempts):
+        secret = await get_or_none(client, SecretResource, name, namespace=namespace)
+        stored = dict((secret or {}).get("data") or {})
+        if all(key in stored for key in SECRET_KEYS):
+            directory.mkdir(parents=True, exist_ok=True)
+            for key in SECRET_KEYS:
+                path = directory / key
+                path.write_bytes(base64.b64decode(stored[key]))
+                path.chmod(0o600 if key == KEY_FILE else 0o644)
+        certificate = ensure_serving_certificate(directory, names)
+        wanted = {key: base64.b64encode((directory / key).read_bytes()).decode() for key in SECRET_KEYS}
+        if {k: stored.get(k) for k in SECRET_KEYS} == wanted:
+            return certificate
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {**((secret or {}).get("metadata") or {}), "name": name, "namespace": namespace},
+                "data": {**stored, **wanted}}
+        try:
+            with api_errors("create" if secret is None else "update", target):
+                if secret is None:
+                    await client.create(SecretResource.from_dict(body))
+                else:
+                    await client.replace(SecretResource.from_dict(body))
+            log.info("stored the webhook certificate in %s", target)
+            return certificate
+        except ClusterError as err:
+            if http_code(err) != 409:
+                raise
+            log.info("another replica wrote %s first; using its certificate", target)
+    raise ClusterError(f"{target}: kept changing while the webhook certificate was being stored; will retry")
 
 
 def _url_host(host: str) -> str:
