@@ -78,7 +78,7 @@ async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: P
                  services: dict[tuple[str, str], str]) -> None:
     # Imported here: the simulator is not needed by the rest of vdpactl (and product code never imports it).
     from vdpa_operator.sim.apiserver import default_store, kubeconfig, start
-    from vdpa_operator.sim.apiserver.certs import CertificateAuthority
+    from vdpa_operator.tls import CertificateAuthority
 
     try:
         store = default_store(persist_dir=data_dir)

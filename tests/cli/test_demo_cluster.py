@@ -4,6 +4,7 @@ the seed policy admitted and applied, the vfio-pci one refused."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,5 +21,7 @@ def test_demo_cluster_runs_the_seed_scenario_end_to_end(tmp_path: Path) -> None:
     assert 'admission webhook "operator-webhook.sriovnetwork.openshift.io" denied the request' in out
     assert "ens1f0 switchdev numVfs=2: 0000:65:00.2 virtio, 0000:65:00.3 virtio" in out
     assert 'sriov_operator_node_states{sync_status="Succeeded"} 1.0' in out
-    # Every process it started is gone.
-    assert "left running" not in out
+    # Every process it started (it prints "started <name> (pid N)") is gone.
+    pids = [int(pid) for pid in re.findall(r"started \S+ \(pid (\d+)\)", out)]
+    assert len(pids) == 3
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]

@@ -13,7 +13,7 @@ import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -177,6 +177,24 @@ def decode(raw: Any, *, lenient: bool = False) -> Decoded:
             raise DecodeError(kind, name, decode_issues) from None
         return Decoded(raw, model, None, tuple(schema_issues))
     return Decoded(raw, model, obj)
+
+
+R = TypeVar("R", bound=Resource)
+
+
+def decode_from_cluster(raw: Mapping[str, Any], model: type[R]) -> R:
+    """An object read back from a cluster, as `model`: decoded leniently (a server adds metadata and a newer
+    operator may add fields this project does not know), with apiVersion and kind filled in when a list left them
+    out (the real API server does for built-in kinds) and top-level nulls ignored.
+
+    Raises DecodeError (a ValueError) naming the fields when it is not a valid `model`."""
+    typed = {"apiVersion": model.API_VERSION, "kind": model.KIND,
+             **{k: v for k, v in raw.items() if v is not None}}
+    decoded = decode(typed, lenient=True)
+    if isinstance(decoded.obj, model):
+        return decoded.obj
+    issues = list(decoded.schema_issues) or [FieldIssue(("kind",), f"decoded as {decoded.kind}, not {model.KIND}")]
+    raise DecodeError(model.KIND, decoded.name, issues)
 
 
 def _without(raw: dict[str, Any], locs: list[Loc]) -> dict[str, Any]:

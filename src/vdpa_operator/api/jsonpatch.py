@@ -43,6 +43,12 @@ def apply_json_patch(raw: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -
     return doc
 
 
+def pointer(*keys: str) -> str:
+    """The JSON pointer (RFC 6901) of a path of keys: `pointer("metadata", "annotations", "a/b")` is
+    `/metadata/annotations/a~1b`."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in keys)
+
+
 def _pointer(path: str) -> list[str]:
     if path == "":
         return []

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+
+from vdpa_operator.tls import CertificateAuthority, server_context
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 """Certificates expiring sooner than this are replaced at start."""
 CA_VALIDITY = datetime.timedelta(days=3650)
 CERT_VALIDITY = datetime.timedelta(days=365)
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
-"""Certificates start this long before now, so a node whose clock is a little behind still accepts them."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -74,11 +72,7 @@ class ServingCertificate:
         return self.directory / KEY_FILE
 
     def server_context(self) -> ssl.SSLContext:
-        """A TLS 1.2+ server context with this certificate (upstream's webhook defaults to TLS 1.2 minimum)."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.cert_path, self.key_path)
-        return context
+        return server_context(self.cert_path, self.key_path)
 
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts only this CA (what the API server does with the caBundle)."""
@@ -162,53 +156,9 @@ def _unusable(directory: Path, dns: list[str], ips: list[IPAddress], now: dateti
 
 def _generate(dns: list[str], ips: list[IPAddress], now: datetime.datetime) -> tuple[bytes, bytes, bytes]:
     """A new CA, and a serving certificate for the names signed by it: (ca PEM, cert PEM, key PEM)."""
-    start = now - _CLOCK_SKEW
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vdpa-operator-webhook-ca@{int(now.timestamp())}")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
-        ), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0] if dns else str(ips[0]))])
-    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
-    alt_names += [x509.IPAddress(ip) for ip in ips]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-            key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-        ), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return ca.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.PEM), key_pem
+    ca = CertificateAuthority(f"vdpa-operator-webhook-ca@{int(now.timestamp())}", lifetime=CA_VALIDITY, now=now)
+    pair = ca.issue([*dns, *(str(ip) for ip in ips)], lifetime=CERT_VALIDITY, now=now)
+    return ca.cert_pem, pair.cert_pem, pair.key_pem
 
 
 def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar, cast
 from lightkube import AsyncClient
 
 from vdpa_operator.api import admission
-from vdpa_operator.api.decoding import DecodeError, decode
+from vdpa_operator.api.decoding import DecodeError, decode_from_cluster
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.meta import KubeModel, Resource
 from vdpa_operator.api.models import (
@@ -79,19 +79,11 @@ class DecodedCache(Generic[M]):
         self._shared_model = SharedValues() if share_spec else None
 
     def _decode(self, raw: Mapping[str, Any]) -> M | None:
-        # List items may come without apiVersion/kind (the real API server leaves them out for built-in kinds).
-        typed = {"apiVersion": self._model.API_VERSION, "kind": self._model.KIND,
-                 **{k: v for k, v in raw.items() if v is not None}}
         try:
-            decoded = decode(typed, lenient=True)
+            return decode_from_cluster(raw, self._model)
         except DecodeError as err:
             log.warning("%s %s left out: %s", self._model.KIND, "/".join(key_of(raw)).strip("/"), err)
             return None
-        if isinstance(decoded.obj, self._model):
-            return decoded.obj
-        issues = "; ".join(str(i) for i in decoded.schema_issues) or f"decoded as {decoded.kind}"
-        log.warning("%s %s left out: %s", self._model.KIND, "/".join(key_of(raw)).strip("/"), issues)
-        return None
 
     def get(self, name: str, namespace: str = "") -> M | None:
         raw = self.informer.get(name, namespace)

@@ -16,6 +16,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
+from vdpa_operator.api.decoding import decode_from_cluster
 from vdpa_operator.api.kube import NetworkAttachmentDefinition
 from vdpa_operator.api.models import OVSNetwork, SriovIBNetwork, SriovNetwork
 from vdpa_operator.controller.cluster import DecodedCache
@@ -151,7 +152,7 @@ class NetworkController:
         raw = await get_or_none(self._client, NadResource, name, namespace=namespace)
         if raw is None:
             return None
-        return NetworkAttachmentDefinition.model_validate({k: v for k, v in raw.items() if v is not None})
+        return decode_from_cluster(raw, NetworkAttachmentDefinition)
 
     async def _delete_nad(self, network: Network, namespace: str, name: str) -> None:
         if await delete_if_present(self._client, NadResource, name, namespace=namespace):

@@ -76,10 +76,9 @@ class Operator:
         })
         self.metrics = Metrics(self.cache.node_states.all)
         self.elector = LeaderElector(self.client, self.settings.namespace, options.identity)
-        self._build_controllers()
 
     def _build_controllers(self) -> None:
-        """The controllers, with the current settings (built again once the supported-NIC list is read)."""
+        """The controllers, with the settings as completed by `start` (the supported-NIC list)."""
         self.policy_sync = PolicySync(self.client, self.cache, self.settings, self.recorder, self.metrics)
         self.sync_queue: KeyedQueue[str] = KeyedQueue("policy sync", self.policy_sync)
         self.drain = DrainController(self.client, self.cache, self.settings, self.recorder, self.metrics)
@@ -144,12 +143,12 @@ class Operator:
         self.settings = dataclasses.replace(self.settings, nics=nics)
         log.info("supported NICs from ConfigMap %s/%s: %d entries", namespace, SUPPORTED_NICS_CONFIGMAP,
                  len(nics.entries))
-        self._build_controllers()
 
     async def start(self) -> None:
         """Read the supported-NIC list, open the listeners and start watching; the controllers start once this
         replica leads."""
         await self._load_supported_nics()
+        self._build_controllers()
         if self.options.health_address is not None:
             host, port = self.options.health_address
             await self.serve("health", health_app(self.metrics, {"informers": self.ready}), host, port)

@@ -20,6 +20,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
+from vdpa_operator.api.jsonpatch import pointer
 from vdpa_operator.api.kube import ConfigMap, Node
 from vdpa_operator.api.models import (
     API_VERSION,
@@ -140,7 +141,7 @@ def plan_node_state_writes(
         if not same_owner:
             ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": [owner]})
         if unmarked:
-            ops.append({"op": "remove", "path": "/metadata/annotations/" + _pointer(KEEP_UNTIL_ANNOTATION)})
+            ops.append({"op": "remove", "path": pointer("metadata", "annotations", KEEP_UNTIL_ANNOTATION)})
         reasons = [r for r, changed in (("spec", not same_spec), ("owner", not same_owner),
                                         ("node is back", unmarked)) if changed]
         writes.append(Write("update", state.name, ops, ", ".join(reasons)))
@@ -221,11 +222,12 @@ class PolicySync:
             self._waiting_for_config = True
             return NO_CONFIG_REQUEUE
         self._waiting_for_config = False
+        states, all_nodes = cache.node_states.all(), cache.nodes.all()
         try:
             rendered = render_cluster(
                 cache.policies.all(),
-                cache.nodes.all(),
-                cache.node_states.all(),
+                all_nodes,
+                states,
                 namespace=settings.namespace,
                 nics=settings.nics,
                 config_daemon_node_selector=config.spec.config_daemon_node_selector,
@@ -236,8 +238,8 @@ class PolicySync:
             await self._recorder.warn(config, "SyncFailed", str(err))
             raise
         owner = owner_reference(config)
-        live = {s.name: s for s in cache.node_states.all() if s.namespace == settings.namespace}
-        nodes = {n.name: n for n in cache.nodes.all()}
+        live = {s.name: s for s in states if s.namespace == settings.namespace}
+        nodes = {n.name: n for n in all_nodes}
         now = self._clock()
         writes, next_deletion = plan_node_state_writes(
             rendered, live, lambda name: cache.node_states.informer.get(name, settings.namespace), nodes, owner,
@@ -328,11 +330,6 @@ class PolicySync:
         except ClusterError as err:
             log.warning("%s", err)
             return [err]
-
-
-def _pointer(key: str) -> str:
-    """A JSON-pointer path segment (RFC 6901)."""
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _summary(writes: Sequence[Write]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
-from vdpa_operator.api.decoding import decode
+from vdpa_operator.api.decoding import decode_from_cluster
 from vdpa_operator.api.models import (
     API_VERSION,
     DEFAULT_NAME,
@@ -49,13 +49,8 @@ WATCH_SERVER_TIMEOUT = 300
 connection can hide changes (client-go picks 5–10 minutes for the same reason)."""
 
 def node_state_from_json(raw: Mapping[str, Any]) -> SriovNetworkNodeState:
-    """The model of a NodeState read from a cluster, decoded leniently (`api.decoding`): a server adds metadata,
-    and a newer operator may add fields, that this project does not know, and that is not an error."""
-    decoded = decode({k: v for k, v in raw.items() if v is not None}, lenient=True)
-    if not isinstance(decoded.obj, SriovNetworkNodeState):
-        issues = "; ".join(str(i) for i in decoded.schema_issues) or f"a {decoded.kind}"
-        raise ValueError(f"not a valid {SriovNetworkNodeState.KIND}: {issues}")
-    return decoded.obj
+    """The model of a NodeState read from a cluster (`api.decoding.decode_from_cluster`); ValueError if invalid."""
+    return decode_from_cluster(raw, SriovNetworkNodeState)
 
 
 class LightkubeNodeStateApi:

@@ -9,7 +9,7 @@ import pytest
 
 from integration.apiserver.webhook_server import WebhookServer, running_webhook
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
-from vdpa_operator.sim.apiserver.certs import CertificateAuthority
+from vdpa_operator.tls import CertificateAuthority
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ import pytest
 
 from integration.apiserver.webhook_server import MUTATING, VALIDATING, WebhookServer, configure, hook
 from vdpa_operator.sim.apiserver import ServerHandle, default_store
-from vdpa_operator.sim.apiserver.certs import CertificateAuthority
 from vdpa_operator.sim.apiserver.resources import ResourceType
 from vdpa_operator.sim.apiserver.store import AdmissionAttributes as Attributes
 from vdpa_operator.sim.apiserver.webhooks import Webhooks, _Hook, rule_matches, selector_matches
+from vdpa_operator.tls import CertificateAuthority
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 NS = "openshift-sriov-network-operator"

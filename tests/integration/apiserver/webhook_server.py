@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2 as httpx
 
-from vdpa_operator.sim.apiserver.certs import CertificateAuthority
+from vdpa_operator.tls import CertificateAuthority
 
 MUTATING = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 VALIDATING = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"

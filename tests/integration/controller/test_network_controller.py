@@ -48,6 +48,17 @@ async def ready(client: AsyncClient, name: str, namespace: str = NS) -> dict[str
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
 
 
+async def ready_becomes(client: AsyncClient, name: str, namespace: str = NS, *, status: str,
+                        reason: str = "", message: str = "") -> None:
+    """Wait until the network's Ready condition has `status`, `reason` (if given) and contains `message`."""
+    async def check() -> bool:
+        condition = await ready(client, name, namespace) or {}
+        return condition.get("status") == status and reason in (condition.get("reason"), "") \
+            and message in condition.get("message", "")
+
+    await eventually(check, what=f"Ready={status} {reason} {message!r} on {namespace}/{name}")
+
+
 async def namespace(client: AsyncClient, name: str) -> None:
     await client.create(NamespaceResource.from_dict({"apiVersion": "v1", "kind": "Namespace",
                                                      "metadata": {"name": name}}))
@@ -57,19 +68,10 @@ def test_nad_waits_for_its_namespace_and_appears_when_it_is_created(server: Serv
     async def scenario(client: AsyncClient) -> None:
         await client.create(network("late", networkNamespace="ns-later"))
 
-        async def not_found() -> bool:
-            condition = await ready(client, "late")
-            return bool(condition and condition["reason"] == "NamespaceNotFound" and condition["status"] == "False")
-
-        await eventually(not_found, what="Ready=False NamespaceNotFound")
+        await ready_becomes(client, "late", status="False", reason="NamespaceNotFound")
         await namespace(client, "ns-later")
         await eventually(lambda: nad(client, "late", "ns-later"), what="NAD once the namespace exists")
-
-        async def now_ready() -> bool:
-            condition = await ready(client, "late")
-            return bool(condition and condition["status"] == "True" and condition["reason"] == "NetworkReady")
-
-        await eventually(now_ready, what="Ready=True after the namespace appeared")
+        await ready_becomes(client, "late", status="True", reason="NetworkReady")
 
     run(server, scenario)
 
@@ -131,12 +133,7 @@ def test_network_outside_the_operator_namespace(server: ServerHandle) -> None:
         # networkNamespace may only be used from the operator namespace (the webhook is not registered here, so
         # the object is stored and the controller reports it).
         await client.create(network("elsewhere", namespace="app", networkNamespace="default"))
-
-        async def invalid() -> bool:
-            condition = await ready(client, "elsewhere", "app")
-            return bool(condition and condition["reason"] == "NetworkAttachmentDefinitionInvalid")
-
-        await eventually(invalid, what="Ready=False for networkNamespace outside the operator namespace")
+        await ready_becomes(client, "elsewhere", "app", status="False", reason="NetworkAttachmentDefinitionInvalid")
         assert await nad(client, "elsewhere", "default") is None
 
     run(server, scenario)
@@ -148,13 +145,7 @@ def test_a_nad_owned_by_another_network_is_left_alone(server: ServerHandle) -> N
         await client.create(network("shared", networkNamespace="app"))
         first = await eventually(lambda: nad(client, "shared", "app"), what="NAD of the operator's network")
         await client.create(network("shared", namespace="app"))
-
-        async def conflict() -> bool:
-            condition = await ready(client, "shared", "app")
-            return bool(condition and condition["status"] == "False"
-                        and "already exists and is owned by" in condition["message"])
-
-        await eventually(conflict, what="Ready=False on the app network")
+        await ready_becomes(client, "shared", "app", status="False", message="already exists and is owned by")
         after = await nad(client, "shared", "app")
         assert after["metadata"]["annotations"] == first["metadata"]["annotations"]
 

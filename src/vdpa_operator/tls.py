@@ -1,7 +1,8 @@
-"""Throwaway TLS material for the simulated cluster: a CA and certificates it signs, in memory, as PEM.
+"""A self-signed CA and the server certificates it issues, in memory as PEM.
 
-The simulated API server uses it for `--tls`, and tests use it for admission webhooks: a webhook's
-`clientConfig.caBundle` is the base64 of `CertificateAuthority.cert_pem`. Keys are P-256, certificates live a day.
+One issuer for the whole project: the operator's webhook certificate (`controller.certs` keeps it on disk or in a
+Secret), the simulated API server's `--tls`, and the tests' webhook servers. Keys are P-256; certificates start a
+few minutes in the past so a node whose clock is a little behind still accepts them.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-LIFETIME = datetime.timedelta(days=1)
+DAY = datetime.timedelta(days=1)
+CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                         encipher_only=False, decipher_only=False)
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.2+ server context (upstream's webhook defaults to TLS 1.2 minimum)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 @dataclass(frozen=True)
@@ -36,34 +47,30 @@ class KeyPair:
     key_pem: bytes
 
     def server_context(self) -> ssl.SSLContext:
-        """An SSL context that serves this certificate."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        """A server context for this certificate (the ssl module loads keys from files only)."""
         with tempfile.TemporaryDirectory(prefix="vdpa-tls-") as tmp:
             cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
             cert.write_bytes(self.cert_pem)
             key.write_bytes(self.key_pem)
             key.chmod(0o600)
-            context.load_cert_chain(cert, key)
-        return context
+            return server_context(cert, key)
 
 
 class CertificateAuthority:
     """A self-signed CA that issues server certificates for host names and IP addresses."""
 
-    def __init__(self, name: str = "vdpa-sim-ca") -> None:
+    def __init__(self, name: str = "vdpa-sim-ca", *, lifetime: datetime.timedelta = DAY,
+                 now: datetime.datetime | None = None) -> None:
+        now = now or datetime.datetime.now(datetime.UTC)
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.UTC)
         self._cert = (
             x509.CertificateBuilder()
             .subject_name(subject).issuer_name(subject).public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + LIFETIME)
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False),
-                           critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
@@ -74,11 +81,13 @@ class CertificateAuthority:
         """The CA certificate as a webhook's `caBundle` or a kubeconfig's `certificate-authority-data`."""
         return base64.b64encode(self.cert_pem).decode()
 
-    def issue(self, hosts: Iterable[str]) -> KeyPair:
-        """A server certificate valid for each of `hosts` (DNS names or IP addresses)."""
+    def issue(self, hosts: Iterable[str], *, lifetime: datetime.timedelta = DAY,
+              now: datetime.datetime | None = None) -> KeyPair:
+        """A server certificate valid for each of `hosts` (DNS names or IP addresses); the first is its CN."""
         hosts = list(hosts)
         if not hosts:
             raise ValueError("a server certificate needs at least one host name or IP address")
+        now = now or datetime.datetime.now(datetime.UTC)
         names: list[x509.GeneralName] = []
         for host in hosts:
             try:
@@ -86,18 +95,20 @@ class CertificateAuthority:
             except ValueError:
                 names.append(x509.DNSName(host))
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
             .issuer_name(self._cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + LIFETIME)
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
                            critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), key_pem)
