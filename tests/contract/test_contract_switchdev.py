@@ -1,6 +1,7 @@
 """SR-IOV and the eswitch, one assertion set for the simulated ConnectX-6 Dx and for netdevsim on the real
-kernel: VF creation, legacy ↔ switchdev, representors via devlink ports and phys_port_name/phys_switch_id,
-the VF administrative MAC, hw-tc-offload, and the errno of a missing devlink device."""
+kernel: VF creation (VFs on their PF's NUMA node), legacy ↔ switchdev, representors via devlink ports and
+phys_port_name/phys_switch_id, the VF administrative MAC, hw-tc-offload, and the errno of a missing devlink
+device."""
 
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ def test_vfs_are_pci_functions_linked_to_their_pf(bed: Bed) -> None:
     assert [vf.index for vf in vfs] == [0, 1, 2]
     assert all(bed.host.pci.get_function(vf.address).physfn == pf for vf in vfs)
     assert bed.host.pci.sriov(pf) is not None and bed.host.pci.sriov(pf).numvfs == 3  # type: ignore[union-attr]
+
+
+def test_a_vf_is_on_its_pfs_numa_node(bed: Bed) -> None:
+    require(bed, PCI_IDENTITY)
+    pf = pci_address(bed.switch.handle.name)
+    bed.switch.set_numvfs(2)
+    node = bed.host.pci.get_function(pf).numa_node
+    assert [bed.host.pci.get_function(vf.address).numa_node for vf in bed.host.pci.list_vfs(pf)] == [node, node]
 
 
 def test_eswitch_starts_legacy_and_round_trips(bed: Bed) -> None:

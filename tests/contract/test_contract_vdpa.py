@@ -1,6 +1,7 @@
 """vDPA through the Host port, one assertion set for the simulated mlx5 VF and for vdpa_sim_net on the real
 kernel: management devices, create/get/delete with the kernel's errno, binding to virtio_vdpa (a virtio_net
-netdev whose bus-info is the device name, movable into a pod netns as eth0) and to vhost_vdpa (a char device)."""
+netdev whose bus-info is the device name, movable into a pod netns as eth0) and to vhost_vdpa (a char device,
+found under /dev through the DevNodes port)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,18 @@ def test_vhost_binding_gives_a_char_device(bed: Bed, vdpa: Vdpa) -> None:
     assert os.path.exists(binding.vhost_chardev)
     if bed.name == "kernel" or os.geteuid() == 0:
         assert stat.S_ISCHR(os.stat(binding.vhost_chardev).st_mode)
+
+
+def test_the_vhost_char_device_is_a_dev_node_while_bound(bed: Bed, vdpa: Vdpa) -> None:
+    """What the device plugin asks before mounting the node into a pod."""
+    vdpa.create(bed.vdpa.device_name, bed.vdpa.mgmtdev)
+    chardev = bound(bed, VdpaDriver.VHOST).vhost_chardev
+    assert chardev is not None
+    name = os.path.basename(chardev)
+    assert bed.host.dev.char_device(name) == chardev
+    assert bed.host.dev.char_device("vhost-vdpa-no-such-node") is None
+    vdpa.delete(bed.vdpa.device_name)
+    assert bed.host.dev.char_device(name) is None
 
 
 def test_rebinding_virtio_to_vhost_removes_the_netdev(bed: Bed, vdpa: Vdpa) -> None:

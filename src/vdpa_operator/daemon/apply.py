@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vdpa_operator.api.models import Interface
-from vdpa_operator.daemon.discover import read_eswitch_mode
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import (
     FLOW_STEERING_PARAM,
@@ -33,6 +32,7 @@ from vdpa_operator.daemon.plan import (
 from vdpa_operator.daemon.store import DaemonStore, Journal
 from vdpa_operator.host.errors import DeviceNotFound, HostError, HostTimeout, InvalidArgument, NotSupported
 from vdpa_operator.host.port import NUMVFS_TIMEOUT, Host
+from vdpa_operator.host.switchdev import eswitch_mode
 from vdpa_operator.host.types import (
     DevlinkHandle,
     EswitchMode,
@@ -282,7 +282,7 @@ class Applier:
         if status is None or step.pf in plan.externally_managed:
             return ""
         self._vfs.clear()
-        live = status.model_copy(update={"eswitch_mode": read_eswitch_mode(self.host, PciAddress(step.pf))})
+        live = status.model_copy(update={"eswitch_mode": eswitch_mode(self.host, PciAddress(step.pf))})
         link = self.host.links.find(status.name) if status.name else None
         if link is not None:
             live.mtu = link.mtu

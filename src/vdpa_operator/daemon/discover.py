@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from vdpa_operator.api.models import InterfaceExt, VirtualFunction
@@ -15,23 +14,13 @@ from vdpa_operator.daemon.plan import FLOW_STEERING_PARAM, HW_TC_OFFLOAD, MANAGE
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host
-from vdpa_operator.host.types import (
-    DevlinkHandle,
-    EswitchMode,
-    Link,
-    PciAddress,
-    PciFunction,
-    SwitchPort,
-    VdpaBinding,
-    Vf,
-    vdpa_name,
-)
+from vdpa_operator.host.switchdev import eswitch_mode, pf_netdevs
+from vdpa_operator.host.types import DevlinkHandle, EswitchMode, Link, PciFunction, VdpaBinding, Vf, vdpa_name
 
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-_UPLINK_PORT = re.compile(r"^p\d+$")
 _LINK_TYPE = {"ether": "ETH", "infiniband": "IB"}
 
 
@@ -67,8 +56,10 @@ def discover(host: Host, nics: SupportedNics, store: DaemonStore, *, dev_mode: b
 
 
 def _discover_pf(host: Host, fn: PciFunction, bindings: dict[str, VdpaBinding]) -> tuple[InterfaceExt, PfFacts]:
-    ports = {netdev: host.links.switch_port(netdev) for netdev in fn.netdevs}
-    name, port = _uplink(fn, ports)
+    sriov = host.pci.sriov(fn.address)
+    mode = eswitch_mode(host, fn.address) if sriov is not None else str(EswitchMode.LEGACY)
+    netdevs = pf_netdevs(host, fn, mode=mode)
+    name = netdevs.uplink
     link = host.links.find(name) if name else None
     iface = InterfaceExt(
         pci_address=fn.address, vendor=fn.vendor, device_id=fn.device, driver=fn.driver or "", name=name,
@@ -77,39 +68,25 @@ def _discover_pf(host: Host, fn: PciFunction, bindings: dict[str, VdpaBinding]) 
         _fill_link(iface, link)
         speed = host.links.speed(name)
         iface.link_speed = f"{speed} Mb/s" if speed is not None else ""
-    sriov = host.pci.sriov(fn.address)
     if sriov is None:
-        return iface, PfFacts(switch_port=port)
+        return iface, PfFacts(switch_port=netdevs.uplink_port)
     iface.total_vfs = sriov.totalvfs
     iface.num_vfs = sriov.numvfs
-    iface.eswitch_mode = read_eswitch_mode(host, fn.address)
-    switchdev = iface.eswitch_mode == EswitchMode.SWITCHDEV
-    representors = _representors(ports, port) if switchdev else {}
+    iface.eswitch_mode = mode
     vdpa: dict[str, str | None] = {}
     for vf in host.pci.list_vfs(fn.address):
-        iface.vfs.append(_discover_vf(host, vf, representors, bindings))
+        iface.vfs.append(_discover_vf(host, vf, netdevs.representors, bindings))
         binding = bindings.get(vdpa_name(vf.address))
         if binding is not None:
             vdpa[vf.address] = binding.driver
     facts = PfFacts(
-        switch_port=port,
+        switch_port=netdevs.uplink_port,
         hw_tc_offload=_optional(lambda: host.ethtool.feature(name, HW_TC_OFFLOAD)) if name else None,
         flow_steering=_optional(lambda: host.devlink.param(DevlinkHandle.pci(fn.address), FLOW_STEERING_PARAM)),
         admin_macs=(_optional(lambda: host.links.vf_macs(name)) or {}) if name and sriov.numvfs else {},
         vdpa=vdpa,
     )
     return iface, facts
-
-
-def _uplink(fn: PciFunction, ports: dict[str, SwitchPort | None]) -> tuple[str, SwitchPort | None]:
-    """Upstream `TryGetInterfaceName`: the only netdev, else the one that is the uplink switch port `p<N>`
-    (in switchdev the representors share the PF's `net/` directory)."""
-    for name, port in ports.items():
-        if port is not None and _UPLINK_PORT.match(port.port_name):
-            return name, port
-    if fn.netdevs:
-        return fn.netdevs[0], ports[fn.netdevs[0]]
-    return "", None
 
 
 def _fill_link(iface: InterfaceExt, link: Link) -> None:
@@ -120,31 +97,7 @@ def _fill_link(iface: InterfaceExt, link: Link) -> None:
     iface.alt_names = list(link.altnames)
 
 
-def read_eswitch_mode(host: Host, pf: PciAddress) -> str:
-    """Upstream `GetNicSriovMode`: any devlink failure (no devlink, no eswitch, an old kernel) reads legacy."""
-    try:
-        return str(host.devlink.eswitch_mode(DevlinkHandle.pci(pf)))
-    except HostError as exc:
-        logger.debug("eswitch mode of pci/%s unreadable, reporting legacy: %s", pf, exc)
-        return str(EswitchMode.LEGACY)
-
-
-def _representors(ports: dict[str, SwitchPort | None], uplink: SwitchPort | None) -> dict[int, str]:
-    """VF index → representor netdev among the PF's netdevs: same switch id, `phys_port_name` `pf<N>vf<M>`
-    (sriovnet `GetVfRepresentor`)."""
-    if uplink is None:
-        return {}
-    prefix = f"pf{uplink.port_name.removeprefix('p')}vf"
-    found = {}
-    for name, port in ports.items():
-        if port is not None and port.switch_id == uplink.switch_id and port.port_name.startswith(prefix):
-            index = port.port_name.removeprefix(prefix)
-            if index.isdigit():
-                found[int(index)] = name
-    return found
-
-
-def _discover_vf(host: Host, vf: Vf, representors: dict[int, str],
+def _discover_vf(host: Host, vf: Vf, representors: Mapping[int, str],
                  vdpa: dict[str, VdpaBinding]) -> VirtualFunction:
     fn = host.pci.get_function(vf.address)
     result = VirtualFunction(

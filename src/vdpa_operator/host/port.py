@@ -2,7 +2,7 @@
 
 One small Protocol per kernel interface, grouped in the frozen `Host` value; a consumer takes the narrowest
 Protocol it needs. Two adapters implement them: `host.linux` (the real kernel: sysfs, rtnetlink through
-pyroute2, devlink and vdpa generic netlink encoded by hand, the ethtool ioctl, OVSDB through ovsdbapp) and
+pyroute2, devlink and vdpa generic netlink encoded by hand, the ethtool ioctl, `/dev`, OVSDB through ovsdbapp) and
 `host.sim` (a ConnectX-6 Dx model with the kernel's sysfs layout, side effects and errno).
 
 Rules every adapter keeps:
@@ -196,6 +196,16 @@ class Vdpa(Protocol):
         ...
 
 
+class DevNodes(Protocol):
+    """Device nodes under `/dev` (root configurable): the device plugin hands pods `/dev/vhost-vdpa-N` (and
+    `/dev/vhost-net`, `/dev/net/tun`) and has to know first which of them this node has."""
+
+    def char_device(self, name: str) -> str | None:
+        """The absolute path of `<dev root>/<name>` (`vhost-net`, `net/tun`) when it is a character device;
+        None when it is absent or something else. InvalidArgument for a name that leaves the dev root."""
+        ...
+
+
 class Modules(Protocol):
     def is_loaded(self, name: str) -> bool: ...
 
@@ -259,6 +269,7 @@ class Host:
     ethtool: Ethtool
     devlink: Devlink
     vdpa: Vdpa
+    dev: DevNodes
     modules: Modules
     udev: Udev
     ovs: Ovs | None

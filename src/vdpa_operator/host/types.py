@@ -74,6 +74,10 @@ class PciFunction:
     """Set for a VF: its PF's address (the `physfn` link)."""
     netdevs: tuple[str, ...] = ()
     """Names under `net/`: for a switchdev PF that includes its representors (kernel >= 5.8)."""
+    numa_node: int | None = None
+    """`numa_node`; None where the platform gives no topology (the kernel shows -1, or no attribute)."""
+    acpi_index: str = ""
+    """`acpi_index` (the firmware's instance number, what systemd names `eno<N>` after); "" when absent."""
 
 
 @dataclass(frozen=True, slots=True)

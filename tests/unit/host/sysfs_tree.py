@@ -54,13 +54,20 @@ class SysfsTree:
         totalvfs: int | None = None,
         sriov_offset: int = 2,
         parent: str = PARENT,
+        numa_node: int | None = -1,
+        acpi_index: int | None = None,
     ) -> Path:
-        """A PCI function; `totalvfs` makes it an SR-IOV PF (with `sriov_numvfs` 0)."""
+        """A PCI function; `totalvfs` makes it an SR-IOV PF (with `sriov_numvfs` 0). `numa_node` None leaves the
+        attribute out (a kernel without CONFIG_NUMA), `acpi_index` None too (firmware without one)."""
         path = self.root / "devices" / parent / address
         path.mkdir(parents=True)
         (path / "vendor").write_text(f"0x{vendor}\n")
         (path / "device").write_text(f"0x{device}\n")
         (path / "class").write_text(f"{class_code}\n")
+        if numa_node is not None:
+            (path / "numa_node").write_text(f"{numa_node}\n")
+        if acpi_index is not None:
+            (path / "acpi_index").write_text(f"{acpi_index}\n")
         (path / "driver_override").write_text("(null)\n")
         (path / "iommu_group").mkdir()
         if totalvfs is not None:
@@ -98,8 +105,9 @@ class SysfsTree:
         (left out with physfn=False, to model the window upstream #1015 is about)."""
         pf_dir = self.device_dir(pf)
         address = vf_address(pf, index, offset=int((pf_dir / "sriov_offset").read_text()))
+        numa_node = pf_dir / "numa_node"
         self.add_function(address, device=device, driver=driver, parent=str(pf_dir.parent.relative_to(
-            (self.root / "devices").resolve())))
+            (self.root / "devices").resolve())), numa_node=int(numa_node.read_text()) if numa_node.exists() else None)
         (pf_dir / f"virtfn{index}").symlink_to(f"../{address}")
         if physfn:
             self.add_physfn(pf, address)
@@ -136,14 +144,15 @@ def _rmtree(path: Path) -> None:
 
 
 def connectx6dx(root: Path, *, vfs: int = 0, totalvfs: int = 8) -> SysfsTree:
-    """Two ConnectX-6 Dx PFs (`0000:65:00.0` ens1f0np0, `0000:65:00.1` ens1f1np1) with `vfs` VFs on the first,
-    an Intel management NIC on another bus, and a non-network function (an NVMe drive). The second PF's VFs
-    start at `0000:65:08.2` (First VF Offset 65), so the two PFs' VF ranges do not overlap."""
+    """Two ConnectX-6 Dx PFs (`0000:65:00.0` ens1f0np0, `0000:65:00.1` ens1f1np1) on NUMA node 1 with `vfs` VFs
+    on the first, an Intel management NIC on another bus (node 0, ACPI index 1: `eno1`), and a non-network
+    function (an NVMe drive). The second PF's VFs start at `0000:65:08.2` (First VF Offset 65), so the two PFs'
+    VF ranges do not overlap."""
     tree = SysfsTree(root)
-    tree.add_function("0000:65:00.0", netdevs=("ens1f0np0",), totalvfs=totalvfs)
-    tree.add_function("0000:65:00.1", netdevs=("ens1f1np1",), totalvfs=totalvfs, sriov_offset=65)
+    tree.add_function("0000:65:00.0", netdevs=("ens1f0np0",), totalvfs=totalvfs, numa_node=1)
+    tree.add_function("0000:65:00.1", netdevs=("ens1f1np1",), totalvfs=totalvfs, sriov_offset=65, numa_node=1)
     tree.add_function("0000:17:00.0", vendor="8086", device="1521", driver="igb", netdevs=("eno1",),
-                      parent="pci0000:16/0000:16:02.0")
+                      parent="pci0000:16/0000:16:02.0", numa_node=0, acpi_index=1)
     tree.add_function("0000:b1:00.0", vendor="144d", device="a80a", class_code="0x010802", driver="nvme",
                       parent="pci0000:b0/0000:b0:02.0")
     for index in range(vfs):

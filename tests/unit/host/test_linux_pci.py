@@ -146,7 +146,7 @@ def test_get_function_of_a_pf(tree: SysfsTree) -> None:
     pci = SysfsPci(Sysfs(tree.root))
     assert pci.get_function(PF) == PciFunction(
         address=PF, vendor="15b3", device="101d", class_code="0x020000", driver="mlx5_core", physfn=None,
-        netdevs=("ens1f0np0",),
+        netdevs=("ens1f0np0",), numa_node=1, acpi_index="",
     )
 
 
@@ -154,6 +154,37 @@ def test_get_function_of_a_vf_names_its_pf(tree: SysfsTree) -> None:
     pci = SysfsPci(Sysfs(tree.root))
     vf = pci.get_function(PciAddress("0000:65:00.3"))
     assert (vf.device, vf.physfn, vf.netdevs) == ("101e", PF, ("ens1f0v1",))
+
+
+def test_list_functions_reads_numa_node_and_acpi_index(tree: SysfsTree) -> None:
+    functions = {f.address: f for f in SysfsPci(Sysfs(tree.root)).list_functions()}
+    assert [functions[a].numa_node for a in (PF, PciAddress("0000:65:00.2"), PciAddress("0000:65:00.3"))] == [1, 1, 1]
+    assert (functions[IGB].numa_node, functions[IGB].acpi_index) == (0, "1")
+    assert functions[PF].acpi_index == ""
+
+
+@pytest.mark.parametrize(
+    ("numa_node", "expected"),
+    [
+        ("0\n", 0),
+        ("3\n", 3),
+        ("-1\n", None),  # CONFIG_NUMA without topology information (upstream `GetDevNode` < 0)
+        (None, None),  # a kernel without CONFIG_NUMA has no attribute
+        ("\n", None),  # unreadable as a number: upstream reads -1
+    ],
+)
+def test_numa_node(tmp_path: Path, numa_node: str | None, expected: int | None) -> None:
+    tree = SysfsTree(tmp_path)
+    tree.add_function(PF, numa_node=None)
+    if numa_node is not None:
+        tree.write_attr(PF, "numa_node", numa_node)
+    assert SysfsPci(Sysfs(tmp_path)).get_function(PF).numa_node == expected
+
+
+@pytest.mark.parametrize(("acpi_index", "expected"), [(7, "7"), (None, "")])
+def test_acpi_index_as_upstream_reads_it(tmp_path: Path, acpi_index: int | None, expected: str) -> None:
+    SysfsTree(tmp_path).add_function(PF, acpi_index=acpi_index)
+    assert SysfsPci(Sysfs(tmp_path)).get_function(PF).acpi_index == expected
 
 
 def test_get_function_of_an_unbound_function_has_no_driver(tree: SysfsTree) -> None:

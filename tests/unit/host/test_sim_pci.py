@@ -88,6 +88,20 @@ def test_vf_offsets_carry_into_the_bus_number(tmp_path: Path) -> None:
         "0000:b1:19.2", "0000:b1:1f.7", "0000:b2:00.0", "0000:b2:12.1")  # routing ID 202 … 401 (offset 201)
 
 
+def test_numa_node_is_the_nics_and_vfs_show_their_pfs(tmp_path: Path) -> None:
+    """A two-socket node: one card on node 0 (the default), one on node 1, one on a machine without NUMA."""
+    nics = [NicSpec((PfSpec("0000:65:00.0", "ens1f0"),)),
+            NicSpec((PfSpec("0000:b1:00.0", "ens2f0"),), parent="pci0000:b0/0000:b0:02.0", numa_node=1),
+            NicSpec((PfSpec("0000:ca:00.0", "ens3f0"),), parent="pci0000:c9/0000:c9:02.0", numa_node=-1)]
+    host = sim_host(sim_kernel(tmp_path, nics=nics))
+    for pf in ("0000:65:00.0", "0000:b1:00.0", "0000:ca:00.0"):
+        host.pci.set_numvfs(pci_address(pf), 2)
+    nodes = {f.address: f.numa_node for f in host.pci.list_functions()}
+    assert nodes == {"0000:65:00.0": 0, "0000:65:00.1": 0, "0000:65:00.2": 0,
+                     "0000:b1:00.0": 1, "0000:b1:00.1": 1, "0000:b1:00.2": 1,
+                     "0000:ca:00.0": None, "0000:ca:00.1": None, "0000:ca:00.2": None}
+
+
 def test_netdev_names_and_macs_are_deterministic(tmp_path: Path) -> None:
     a = sim_host(sim_kernel(tmp_path / "a"))
     b = sim_host(sim_kernel(tmp_path / "b"))

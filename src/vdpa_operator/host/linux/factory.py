@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vdpa_operator.host.linux.devlink import GenlDevlink
+from vdpa_operator.host.linux.devnodes import DevfsNodes
 from vdpa_operator.host.linux.ethtool import IoctlEthtool
 from vdpa_operator.host.linux.modules import KernelModules
 from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE, connect_ovs
@@ -36,6 +37,7 @@ def linux_host(
         ethtool=IoctlEthtool(),
         devlink=GenlDevlink(),
         vdpa=GenlVdpa(sysfs, Path(dev_root)),
+        dev=DevfsNodes(dev_root),
         modules=KernelModules(proc_root=str(proc_root), sysfs=sysfs),
         udev=UdevRuleFiles(str(udev_rules_dir)),
         ovs=connect_ovs(ovsdb_remote) if ovsdb_remote else None,

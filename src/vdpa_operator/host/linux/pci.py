@@ -8,6 +8,7 @@ listing the names under `net/`.
 Sysfs layout relied on (kernel ABI, Documentation/ABI/testing/sysfs-bus-pci):
 - `bus/pci/devices/<addr>` is a symlink into `devices/pci<domain>:<bus>/…/<addr>`;
 - `vendor`, `device` (`0x15b3`, `0x101d`), `class` (`0x020000`), `driver` → `…/drivers/<name>`;
+- `numa_node` (-1 without NUMA information), `acpi_index` (only where the firmware provides one);
 - PFs: `sriov_totalvfs`, `sriov_numvfs`, `virtfn<N>` → `../<vf addr>`; VFs: `physfn` → `../<pf addr>`;
 - `driver_override`, `bus/pci/drivers/<name>/{bind,unbind}`, `bus/pci/drivers_probe`.
 """
@@ -232,6 +233,8 @@ class SysfsPci:
             driver=self.driver(address),
             physfn=pci_address(physfn) if physfn else None,
             netdevs=tuple(self.sysfs.listdir(f"{base}/net")),
+            numa_node=_numa_node(self.sysfs.read_optional(f"{base}/numa_node")),
+            acpi_index=(self.sysfs.read_optional(f"{base}/acpi_index") or "").strip(),
         )
 
     def _virtfns(self, pf: PciAddress) -> list[tuple[int, PciAddress]]:
@@ -245,6 +248,16 @@ class SysfsPci:
             if target and is_pci_address(target):
                 found.append((int(match.group(1)), PciAddress(target)))
         return sorted(found)
+
+
+def _numa_node(text: str | None) -> int | None:
+    """Upstream `GetDevNode` reads a missing or unparsable `numa_node` as -1, and callers treat any negative
+    node as "no topology": here all of those are None."""
+    try:
+        node = int((text or "").strip())
+    except ValueError:
+        return None
+    return node if node >= 0 else None
 
 
 def _hex_id(text: str) -> str:

@@ -1,6 +1,7 @@
 """Wire the simulated host into one `Host`: the only place that knows which sim class implements which
 Protocol. PCI discovery and vDPA binding are the Linux adapter's own sysfs code (`SysfsPci`, `VdpaSysfs`)
-running on the simulated tree; udev rules are real files under `<root>/etc/udev/rules.d`."""
+running on the simulated tree, device nodes its `DevfsNodes` on `<root>/dev`; udev rules are real files under
+`<root>/etc/udev/rules.d`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from vdpa_operator.host.linux.pci import SysfsPci
 from vdpa_operator.host.linux.udev import UdevRuleFiles
 from vdpa_operator.host.port import Host, Ovs
 from vdpa_operator.host.sim.devlink import SimDevlink
+from vdpa_operator.host.sim.devnodes import SimDevNodes
 from vdpa_operator.host.sim.ethtool import SimEthtool
 from vdpa_operator.host.sim.kernel import SimKernel
 from vdpa_operator.host.sim.modules import SimModules
@@ -36,6 +38,7 @@ def sim_host(kernel: SimKernel, *, ovs: Ovs | None = None) -> Host:
         ethtool=SimEthtool(kernel),
         devlink=SimDevlink(kernel),
         vdpa=SimVdpa(sysfs),
+        dev=SimDevNodes(kernel),
         modules=SimModules(kernel),
         udev=SimUdev(kernel.root / "etc/udev/rules.d"),
         ovs=ovs,

@@ -4,7 +4,7 @@
 a restarted one to it. State is `<root>/state.json`, rewritten atomically after each change under an fcntl
 lock held around load-mutate-save; the sysfs tree under `<root>/sys` (kernel layout, `tree.py`) and the char
 devices under `<root>/dev` are rendered from it after every change. The adapters in this package (`sysfs`,
-`devlink`, `vdpa`, `rtnl`, `ethtool`, `modules`) are thin: every rule lives here.
+`devlink`, `vdpa`, `rtnl`, `ethtool`, `modules`, `devnodes`) are thin: every rule lives here.
 
 Sources are Debian's linux-source-6.1 (6.1.192); "inference" marks what the sources do not show.
 Each behaviour below should be marked "proven on kernel" (tests/kernel) or "kernel cannot show":
@@ -14,6 +14,8 @@ PCI / SR-IOV (drivers/pci/iov.c, drivers/base/{bus,dd}.c, drivers/pci/pci-driver
     number (`pci_iov_virtfn_bus/devfn`). Stride 1; PF k's offset puts its VFs right after PF k-1's (PF0 of a
     two-port card: offset 2 → 0000:65:00.2…0000:65:01.1; PF1: offset 9 → 0000:65:01.2…). Generic SR-IOV
     packing; inference for the exact CX-6 Dx firmware values. `sriov_offset`/`sriov_stride` shown.
+    `numa_node` is the NIC's (`NicSpec.numa_node`; -1 without NUMA): VFs show their PF's, as
+    `pci_device_add` takes it from the bus (the PF's, or a virtual bus under the same host bridge).
  2. `sriov_numvfs` (`sriov_numvfs_store`): unparsable → EINVAL; > sriov_totalvfs → ERANGE; == current →
     nothing; PF without driver → ENOENT; 0 → VFs removed (with their netdevs, representors, vdpa devices);
     N while N' ≠ 0 exist → EBUSY.
@@ -91,6 +93,10 @@ netdevs (net/core/dev.c, rtnetlink.c, mlx5 en_rep.c)
 modules
 27. Loading resolves dependencies (vhost_vdpa → vdpa, vhost, vhost_iotlb); unknown → ENOENT; unloading a
     module in use → EAGAIN (EWOULDBLOCK, `delete_module`).
+device nodes (drivers/char/misc.c, kmod `static-nodes`)
+28. `/dev/vhost-net` (10:238) and `/dev/net/tun` (10:200) always exist, loaded module or not: systemd-tmpfiles
+    creates them at boot from the `devname:` aliases of vhost_net and tun (opening one loads its module).
+    Inference for nodes without systemd (the kernel bed's guest has neither until the module is loaded).
 """
 
 from __future__ import annotations
@@ -108,7 +114,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vdpa_operator.host.errors import HostError, KernelModuleMissing, error_from_errno
 from vdpa_operator.host.linux.rtnl import netns_path
@@ -270,6 +276,7 @@ class SimKernel:
         self._lock = threading.RLock()
         self._state: State | None = None
         self._loaded: State | None = None
+        self._parsed: tuple[str, dict[str, Any], State] | None = None
         self._real: RealNet | None = None
         self.faults = Faults(self._transaction)
 
@@ -372,10 +379,37 @@ class SimKernel:
             finally:
                 os.close(fd)
 
-    def _read_state(self) -> State:
-        data = json.loads((self.root / STATE_FILE).read_text())
-        self._loaded = from_json(data)  # an untouched copy: what the file and the tree on disk show
-        return from_json(data)
+    @contextmanager
+    def _reading(self) -> Iterator[State]:
+        """For queries, which change nothing: the state as the file shows it, shared, without the working copy
+        and the commit of `_transaction` (a device plugin asks a dozen questions every 50 ms). Inside a
+        transaction, its state; while delayed VFs are pending, a transaction (time passing is a change)."""
+        with self._lock:
+            if self._state is not None:
+                yield self._state
+                return
+            if (self.root / PENDING_MARKER).exists():
+                with self._transaction() as state:
+                    yield state
+                return
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                self._read_state(copy=False)
+                assert self._loaded is not None
+                yield self._loaded
+            finally:
+                os.close(fd)
+
+    def _read_state(self, *, copy: bool = True) -> State:
+        """A fresh working copy of the state (`copy`), or the shared untouched one. The text is parsed again only
+        when it changed."""
+        text = (self.root / STATE_FILE).read_text()
+        if self._parsed is None or self._parsed[0] != text:
+            data = json.loads(text)
+            self._parsed = (text, data, from_json(data))
+        _, data, self._loaded = self._parsed  # _loaded is never changed: what the file and the tree show
+        return from_json(data) if copy else self._loaded
 
     def _commit(self, state: State) -> None:
         previous = self._loaded
@@ -416,7 +450,7 @@ class SimKernel:
     # --- modules ---------------------------------------------------------------------------------------------
 
     def is_loaded(self, module: str) -> bool:
-        with self._transaction() as state:
+        with self._reading() as state:
             return module in state.modules
 
     def load_module(self, module: str) -> None:
@@ -655,7 +689,7 @@ class SimKernel:
         return fn
 
     def eswitch_mode(self, handle: DevlinkHandle) -> str:
-        with self._transaction() as state:
+        with self._reading() as state:
             fn = self._devlink_fn(state, handle)
             if fn.pf is not None:
                 raise KernelError(E.EOPNOTSUPP, "not an eswitch manager (VF)")
@@ -777,18 +811,18 @@ class SimKernel:
                        and state.pfs[fn.pf].eswitch == "switchdev"), key=lambda f: f.address)
 
     def vdpa_mgmtdevs(self) -> list[VdpaMgmtDev]:
-        with self._transaction() as state:
+        with self._reading() as state:
             self._vdpa_family(state)
             return [VdpaMgmtDev("pci", fn.address, supported_classes=1 << VIRTIO_NET_ID,
                                 max_vqs=state.config.max_virtio_queues + 1) for fn in self._mgmtdev_vfs(state)]
 
     def vdpa_devices(self) -> list[VdpaDevice]:
-        with self._transaction() as state:
+        with self._reading() as state:
             self._vdpa_family(state)
             return [_vdpa_value(dev) for dev in sorted(state.vdpa.values(), key=lambda d: d.name)]
 
     def vdpa_device(self, name: str) -> VdpaDevice:
-        with self._transaction() as state:
+        with self._reading() as state:
             self._vdpa_family(state)
             dev = state.vdpa.get(name)
             if dev is None:
@@ -895,7 +929,7 @@ class SimKernel:
         return nd
 
     def links(self, netns: str | None = None) -> list[Link]:
-        with self._transaction() as state:
+        with self._reading() as state:
             ns = self._ns(state, netns)
             found = [_link_value(state, n) for n in state.netdevs if n.netns == ns]
             if not any(n.kind == "loopback" and n.netns == ns for n in state.netdevs):
@@ -903,32 +937,32 @@ class SimKernel:
             return sorted(found, key=lambda link: link.index)
 
     def link(self, name: str, netns: str | None = None) -> Link:
-        with self._transaction() as state:
+        with self._reading() as state:
             return _link_value(state, self._get(state, name, netns))
 
     def addresses(self, name: str, netns: str | None = None) -> list[Address]:
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = self._get(state, name, netns)
             return [Address(a.split("/")[0], int(a.split("/")[1])) for a in _all_addresses(state, nd)]
 
     def routes(self, netns: str | None = None) -> list[Route]:
-        with self._transaction() as state:
+        with self._reading() as state:
             return _routes(state, self._ns(state, netns))
 
     def switch_port(self, name: str) -> SwitchPort | None:
         """What `phys_port_name`/`phys_switch_id` in the node's sysfs show (node netns only)."""
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = _find(state, None, name)
             return switch_port(state, nd) if nd is not None else None
 
     def link_speed(self, name: str) -> int | None:
         """What `speed` in the node's sysfs shows (node netns only)."""
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = _find(state, None, name)
             return link_speed(state, nd) if nd is not None else None
 
     def vf_macs(self, pf_name: str, netns: str | None = None) -> dict[int, str]:
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = self._get(state, pf_name, netns)
             if nd.kind != "pf" or nd.pci is None:
                 return {}
@@ -936,7 +970,7 @@ class SimKernel:
             return {int(k): v for k, v in sorted(pf.vf_macs.items(), key=lambda kv: int(kv[0]))}
 
     def driver_info(self, name: str, netns: str | None = None) -> DriverInfo:
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = self._get(state, name, netns)
             release, fw = state.config.kernel_release, state.config.fw_version
             if nd.kind in ("pf", "vf"):
@@ -948,7 +982,7 @@ class SimKernel:
             raise KernelError(E.EOPNOTSUPP, f"{name} has no driver information")
 
     def feature(self, name: str, feature: str, netns: str | None = None) -> bool | None:
-        with self._transaction() as state:
+        with self._reading() as state:
             nd = self._get(state, name, netns)
             return nd.hw_tc if feature == "hw-tc-offload" else None
 

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +51,8 @@ class NicSpec:
 
     pfs: tuple[PfSpec, ...]
     parent: str = DEFAULT_PARENT
+    numa_node: int = 0
+    """The node of the socket the root port hangs off; -1 as on a machine without NUMA information."""
 
 
 DEFAULT_NICS = (NicSpec((PfSpec("0000:65:00.0", "ens1f0"), PfSpec("0000:65:00.1", "ens1f1"))),)
@@ -255,25 +258,35 @@ def from_json(data: dict[str, Any]) -> State:
 
 def _convert(tp: Any, value: Any) -> Any:
     """Rebuild `tp` from what `dataclasses.asdict` produced (lists for tuples, dicts for dataclasses)."""
-    if value is None:
-        return None
+    return _converter(tp)(value)
+
+
+@functools.cache
+def _converter(tp: Any) -> Callable[[Any], Any]:
+    """One function per type, built once: the state is re-read on every kernel call, so the type inspection is
+    done here and not per value."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
-        return _convert(args[0], value)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        return [_convert(item, v) for v in value]
-    if origin is tuple:
-        item = typing.get_args(tp)[0]
-        return tuple(_convert(item, v) for v in value)
+        inner = _converter(next(arg for arg in typing.get_args(tp) if arg is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin in (list, tuple):
+        item = _converter(typing.get_args(tp)[0])
+        build = list if origin is list else tuple
+        return lambda value: None if value is None else build(item(v) for v in value)
     if origin is dict:
-        _, item = typing.get_args(tp)
-        return {str(k): _convert(item, v) for k, v in value.items()}
+        item = _converter(typing.get_args(tp)[1])
+        return lambda value: None if value is None else {str(k): item(v) for k, v in value.items()}
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        kwargs = {name: _convert(hint, value[name]) for name, hint in _fields(tp) if name in value}
-        return tp(**kwargs)
-    return value
+        fields = tuple((name, _converter(hint)) for name, hint in _fields(tp))
+        cls = tp
+
+        def build_dataclass(value: Any) -> Any:
+            if value is None:
+                return None
+            return cls(**{name: conv(value[name]) for name, conv in fields if name in value})
+
+        return build_dataclass
+    return lambda value: value
 
 
 @functools.cache

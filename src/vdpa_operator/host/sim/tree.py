@@ -19,6 +19,7 @@ Layout (what the Linux adapter's `SysfsPci`, `VdpaSysfs` and `RtnlLinks.switch_p
     sys/class/net/<ifname>→  (netdevs of the node's own netns only: sysfs hides other namespaces' netdevs)
     sys/module/<name>/initstate
     dev/vhost-vdpa-<minor>   (a char device when running as root, else a plain file holding major:minor)
+    dev/vhost-net, dev/net/tun   (static nodes, always present: kernel.py rule 28; same stand-in rule)
 
 Left out: attributes no reader here needs (resource, config, msi_irqs, power/, uevent contents).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 from dataclasses import dataclass
@@ -47,6 +49,10 @@ from vdpa_operator.host.sim.state import (
 
 RO, RW, WO = 0o444, 0o644, 0o200
 MANAGED = ("sys", "dev")
+MISC_MAJOR = 10
+STATIC_NODES = {"dev/vhost-net": (MISC_MAJOR, 238), "dev/net/tun": (MISC_MAJOR, 200)}
+"""Misc char devices every node has from boot (VHOST_NET_MINOR, TUN_MINOR in include/linux/miscdevice.h)."""
+_STAND_IN = re.compile(r"\d+:\d+\n")
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ def render(state: State) -> dict[str, Entry]:
     t.file("sys/bus/pci/drivers_autoprobe", f"{int(state.pci_autoprobe)}\n", RW)
     for module in state.modules:
         t.file(f"sys/module/{module}/initstate", "live\n")
+    for path, (major, minor) in STATIC_NODES.items():
+        t.chardev(path, major, minor)
     _pci(t, state)
     _vdpa(t, state)
     for nd in state.netdevs:
@@ -140,7 +148,7 @@ def _pci(t: _Tree, state: State) -> None:
         t.file(f"{d}/device", f"0x{fn.device}\n")
         t.file(f"{d}/class", f"{fn.class_code}\n")
         t.file(f"{d}/subsystem_vendor", f"0x{fn.vendor}\n")
-        t.file(f"{d}/numa_node", "0\n")
+        t.file(f"{d}/numa_node", f"{_numa_node(state, fn)}\n")
         t.file(f"{d}/driver_override", f"{fn.driver_override or '(null)'}\n", RW)
         t.dir(f"sys/kernel/iommu_groups/{group}/devices")
         t.link(f"sys/kernel/iommu_groups/{group}/devices/{fn.address}", d)
@@ -161,6 +169,12 @@ def _pci(t: _Tree, state: State) -> None:
         if fn.pf is not None:
             t.link(f"{d}/physfn", f"{function_dir(state.pci[fn.pf])}")
             t.link(f"{function_dir(state.pci[fn.pf])}/virtfn{fn.vf_index}", d)
+
+
+def _numa_node(state: State, fn: PciFn) -> int:
+    """The NIC's node; a VF sits under its PF's root port, so it shows the PF's."""
+    pf = state.pfs.get(fn.pf or fn.address)
+    return state.config.nics[pf.nic].numa_node if pf is not None else -1
 
 
 def _vdpa(t: _Tree, state: State) -> None:
@@ -280,8 +294,22 @@ def _same(path: Path, want: Entry, have: Entry) -> bool:
         except OSError:
             return False
     if isinstance(want, CharDev) and not _can_mknod():
-        return isinstance(have, File) and path.read_text() == f"{want.major}:{want.minor}\n"
+        return isinstance(have, File) and path.read_text() == _stand_in(want)
     return want == have
+
+
+def _stand_in(entry: CharDev) -> str:
+    """What stands for a char device where mknod is not permitted: a plain file holding `major:minor`."""
+    return f"{entry.major}:{entry.minor}\n"
+
+
+def is_char_device(path: Path) -> bool:
+    """Whether `sync` rendered a char device at `path`: the node itself, or its stand-in file where mknod was
+    impossible. OSError (ENOENT, …) as stat(2) gives it."""
+    st = os.stat(path)
+    if stat.S_ISCHR(st.st_mode):
+        return True
+    return stat.S_ISREG(st.st_mode) and _STAND_IN.fullmatch(path.read_text()) is not None
 
 
 def _can_mknod() -> bool:
@@ -344,4 +372,4 @@ def _create(path: Path, entry: Entry) -> None:
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.EACCES):
                     raise
-        path.write_text(f"{entry.major}:{entry.minor}\n")
+        path.write_text(_stand_in(entry))
