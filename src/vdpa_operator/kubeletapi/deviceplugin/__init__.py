@@ -1,0 +1,1 @@
+"""Kubelet device plugin API v1beta1 (proto package `v1beta1`)."""
