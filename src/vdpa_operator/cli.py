@@ -1,235 +1,48 @@
-"""`vdpactl`: the command line. Thin: it reads files, calls the pure core, prints, and picks the exit code.
+"""`vdpactl`: one command group whose subcommands live in their own modules and are imported only when used, so
+a long-running command (the device plugin on every node) loads none of the others' dependencies.
 
-Exit codes: 0 all allowed / done, 1 something was rejected, 2 the input could not be read.
+Exit codes, for every command: 0 done / all allowed, 1 something was rejected or failed, 2 bad input.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+import importlib
 
 import click
 
-from vdpa_operator import cli_node, cli_operator, cli_sim, inputs, yamlio
-from vdpa_operator.api import admission, review
-from vdpa_operator.api.kube import Node
-from vdpa_operator.api.models import (
-    SriovNetworkNodePolicy,
-    SriovNetworkNodeState,
-    SriovNetworkPoolConfig,
-    SriovOperatorConfig,
-)
-from vdpa_operator.render import cluster as render_cluster
-
-EXIT_REJECTED = 1
-EXIT_BAD_INPUT = 2
+COMMANDS = {
+    "validate": "vdpa_operator.cli_manifests:validate",
+    "render": "vdpa_operator.cli_manifests:render",
+    "node": "vdpa_operator.cli_node:node",
+    "node-daemon": "vdpa_operator.cli_node:node_daemon",
+    "device-plugin": "vdpa_operator.cli_deviceplugin:device_plugin",
+    "operator": "vdpa_operator.cli_operator:operator",
+    "sim": "vdpa_operator.cli_sim:sim",
+}
+"""Command name → `module:attribute` of its click command."""
 
 
-def _fail_input(err: inputs.InputError) -> NoReturn:
-    for line in err.lines:
-        click.echo(f"error: {line}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
+class LazyGroup(click.Group):
+    """click's documented lazy-loading group: a subcommand's module is imported when that command runs or help
+    lists it."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
 
-def _note(text: str) -> None:
-    click.echo(f"note: {text}", err=True)
-
-
-def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool) -> admission.Settings:
-    return admission.Settings(
-        namespace=namespace or os.environ.get("NAMESPACE") or admission.DEFAULT_NAMESPACE,
-        dev_mode=dev_mode or os.environ.get("DEV_MODE") == "TRUE",
-        nics=inputs.supported_nics(supported_nics),
-    )
-
-
-def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[SriovNetworkNodePolicy]) -> list[Node]:
-    """Without --nodes: one worker node per node state, labelled so that every policy's nodeSelector matches."""
-    labels = dict(render_cluster.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
-    for policy in policies:
-        labels.update(policy.spec.node_selector)
-    return [Node.model_validate({"metadata": {"name": s.name, "labels": labels}}) for s in states]
-
-
-def _cluster_objects(path: str, kind: type[inputs.R], option: str) -> list[inputs.R]:
-    """Objects read back from a cluster: fields this version does not know are dropped, with a note."""
-    located = inputs.load([path], lenient=True)
-    for o in located:
-        if o.decoded.ignored:
-            _note(f"{o.source}:{o.line}: {o.decoded.kind} \"{o.decoded.name}\": ignoring fields this version "
-                  f"does not know: {', '.join(o.decoded.ignored)}")
-    return inputs.only(located, kind, option)
-
-
-class _Inputs:
-    """Everything the validate and render commands read, checked before anything is evaluated."""
-
-    def __init__(self, files: Sequence[str], node_states: str | None, nodes: str | None) -> None:
-        self.objects = inputs.load(files)
-        self.states = (
-            _cluster_objects(node_states, SriovNetworkNodeState, "--node-states") if node_states else []
-        )
-        self.nodes = _cluster_objects(nodes, Node, "--nodes") if nodes else None
-
-    def policies(self) -> list[SriovNetworkNodePolicy]:
-        return [o.decoded.obj for o in self.objects if isinstance(o.decoded.obj, SriovNetworkNodePolicy)]
-
-    @functools.cached_property
-    def cluster(self) -> admission.ClusterView | None:
-        """What dynamic rules see; None (static rules only) when neither node states nor nodes were given."""
-        if not self.states and self.nodes is None:
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
             return None
-        nodes = self.nodes
-        if nodes is None:
-            nodes = _assumed_nodes(self.states, self.policies())
-            _note("no --nodes given: assuming one worker node per node state, matching every nodeSelector")
-        return admission.ClusterView(nodes=tuple(nodes), node_states=tuple(self.states))
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
 
-def _admit(files: Sequence[str], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, admission.Settings, list[review.Review]]:
-    """Read every input (exit 2 on any unreadable one, before anything is evaluated), then admit in order."""
-    try:
-        data = _Inputs(files, node_states, nodes)
-        settings = _settings(namespace, supported_nics, dev_mode)
-    except inputs.InputError as err:
-        _fail_input(err)
-    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings)
-
-
-_common = [
-    click.option("-f", "--filename", "files", multiple=True, required=True, metavar="FILE",
-                 help="Manifest file (multi-document YAML; '-' for stdin). Repeatable; admitted in order."),
-    click.option("--node-states", metavar="FILE", help="SriovNetworkNodeState objects with status (the NICs)."),
-    click.option("--nodes", metavar="FILE", help="Node objects with their labels (e.g. `kubectl get nodes -o yaml`)."),
-    click.option("--namespace", metavar="NS", help="Operator namespace (default: $NAMESPACE or "
-                 f"{admission.DEFAULT_NAMESPACE})."),
-    click.option("--supported-nics", metavar="FILE",
-                 help="supported-nic-ids ConfigMap or '<vendor> <pf> <vf>' lines, replacing the built-in table."),
-    click.option("--dev-mode", is_flag=True, help="Admit unsupported NIC models, as upstream DEV_MODE=TRUE."),
-]
-
-
-def _with_common(func: Any) -> Any:
-    for option in reversed(_common):
-        func = option(func)
-    return func
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vdpa-operator", prog_name="vdpactl")
 def main() -> None:
     """vdpactl: validate, render and run the vDPA SR-IOV operator."""
-
-
-main.add_command(cli_node.node)
-main.add_command(cli_node.node_daemon)
-main.add_command(cli_operator.operator)
-main.add_command(cli_sim.sim)
-
-
-@main.command()
-@_with_common
-@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def validate(files: tuple[str, ...], node_states: str | None, nodes: str | None, namespace: str | None,
-             supported_nics: str | None, dev_mode: bool, output: str) -> None:
-    """Run admission (mutation + validation) on manifests, as the operator's webhook would.
-
-    Dynamic rules (node and NIC selection, conflicts between policies) run when --node-states or --nodes
-    are given. Exit 0 when all objects are allowed, 1 when any is rejected, 2 when input cannot be read.
-    """
-    _, _, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
-    if output == "json":
-        click.echo(json.dumps([r.to_json() for r in reviews], indent=2))
-    else:
-        _print_review_table(reviews)
-    sys.exit(0 if all(r.allowed for r in reviews) else EXIT_REJECTED)
-
-
-def _print_review_table(reviews: Sequence[review.Review]) -> None:
-    rows = [("KIND", "NAMESPACE", "NAME", "RESULT")]
-    rows += [(r.kind, r.namespace or "-", r.name or "-", "allowed" if r.allowed else "REJECTED") for r in reviews]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for index, row in enumerate(rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-        if index == 0:
-            continue
-        r = reviews[index - 1]
-        for error in r.verdict.errors:
-            click.echo(f"    error:   {error}")
-        for warning in r.verdict.warnings:
-            click.echo(f"    warning: {warning}")
-        for op in r.verdict.patch:
-            click.echo(f"    mutated: {op['op']} {op['path']} = {json.dumps(op.get('value'))}")
-
-
-@main.command()
-@_with_common
-@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
-def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool, output: str) -> None:
-    """Render what the operator would write: one SriovNetworkNodeState per node, the device-plugin ConfigMap,
-    and each node's device-plugin label. Policies are admitted first (defaults and mutation applied)."""
-    if node_states is None:
-        click.echo("error: --node-states is required: rendering needs each node's NICs (status.interfaces)",
-                   err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    data, settings, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
-    rejected = [r for r in reviews if not r.allowed]
-    if rejected:
-        click.echo("error: not rendered, because admission rejected:", err=True)
-        for r in rejected:
-            for error in r.verdict.errors:
-                click.echo(f"  {r.kind} {r.namespace}/{r.name}: {error}", err=True)
-        sys.exit(EXIT_REJECTED)
-    stored = [r.stored for r in reviews]
-    operator_config = next((o for o in stored if isinstance(o, SriovOperatorConfig)), None)
-    cluster = data.cluster
-    assert cluster is not None
-    try:
-        result = render_cluster.render_cluster(
-            [o for o in stored if isinstance(o, SriovNetworkNodePolicy)],
-            cluster.nodes,
-            data.states,
-            namespace=settings.namespace,
-            nics=settings.nics,
-            config_daemon_node_selector=operator_config.spec.config_daemon_node_selector if operator_config else None,
-            pool_configs=[o for o in stored if isinstance(o, SriovNetworkPoolConfig)],
-        )
-    except render_cluster.RenderError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(EXIT_REJECTED)
-    for note in result.skipped:
-        _note(note)
-    objects = _render_objects(result)
-    if output == "json":
-        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
-    else:
-        click.echo(yamlio.dump_yaml_documents(objects), nl=False)
-
-
-def _render_objects(result: render_cluster.ClusterRender) -> list[dict[str, Any]]:
-    """NodeStates (spec only: status belongs to the daemon), the ConfigMap, and label-only Node objects."""
-    objects: list[dict[str, Any]] = []
-    for state in result.node_states:
-        objects.append({
-            "apiVersion": state.API_VERSION,
-            "kind": state.KIND,
-            "metadata": {"name": state.name, "namespace": state.namespace},
-            "spec": state.spec.to_go_dict(),
-        })
-    objects.append(result.config_map.to_dict())
-    for node_name, value in sorted(result.node_labels.items()):
-        objects.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": node_name, "labels": {render_cluster.DEVICE_PLUGIN_LABEL: value}},
-        })
-    return objects
 
 
 if __name__ == "__main__":

@@ -5,42 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
+from vdpa_operator.cli_common import EXIT_FAILED, SIM_ROOT_ENV, configure_logging, default_sim_root, open_host
+from vdpa_operator.cli_common import fail as _fail
+from vdpa_operator.cli_common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError, Step
 from vdpa_operator.daemon.store import DEFAULT_ROOT, DaemonStore, StoreError
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-SIM_ROOT_ENV = "VDPA_SIM_ROOT"
-
-
-def _default_sim_root() -> str:
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.environ.get(SIM_ROOT_ENV) or os.path.join(state, "vdpa-operator", "sim-host")
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _note(text: str) -> None:
-    click.echo(f"note: {text}", err=True)
 
 
 @dataclass
@@ -64,30 +48,17 @@ class HostChoice:
 
     def _host(self) -> tuple[Host, str]:
         if self.host_kind == "linux":
-            from vdpa_operator.host.linux.factory import linux_host
             from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 
-            return linux_host(ovsdb_remote=self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
-        from vdpa_operator.host.linux.ovsdb import connect_ovs
-        from vdpa_operator.host.sim import SimKernel
-        from vdpa_operator.host.sim.factory import sim_host
-
-        root = Path(self.sim_root)
-        try:
-            kernel = SimKernel.open(root)
-        except FileNotFoundError:
-            kernel = SimKernel.create(root, real_netdevs=False)
-            _note(f"created a simulated host at {root}: one ConnectX-6 Dx, PFs 0000:65:00.0 (ens1f0) and "
-                  "0000:65:00.1 (ens1f1), legacy, no VFs (delete the directory to start over)")
-        ovs = connect_ovs(self.ovsdb) if self.ovsdb else None
-        return sim_host(kernel, ovs=ovs), str(root / "etc" / "sriov-operator")
+            return open_host("linux", self.sim_root, self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
+        return open_host("sim", self.sim_root, self.ovsdb), str(Path(self.sim_root) / "etc" / "sriov-operator")
 
 
 def host_options(func: Any) -> Any:
     options = [
         click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
                      help="This machine's kernel, or the simulated ConnectX-6 Dx host."),
-        click.option("--sim-root", metavar="DIR", default=_default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
+        click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
                      "~/.local/state/vdpa-operator/sim-host", help="The simulated host (created when missing)."),
         click.option("--store-dir", metavar="DIR", help=f"PF records and journal (default {DEFAULT_ROOT}; inside "
                      "the sim root with --host sim)."),
@@ -257,7 +228,7 @@ def node_daemon(node_name: str, namespace: str, kubeconfig: str | None, **host: 
     """Run the node config daemon: watch this node's SriovNetworkNodeState, apply its spec, report status."""
     if not node_name:
         _fail("--node-name (or $NODE_NAME) is required: the daemon configures one node")
-    _configure_logging()
+    configure_logging()
     agent = HostChoice(**host).agent()
     asyncio.run(_run_daemon(agent, node_name, namespace, kubeconfig))
 
@@ -268,21 +239,3 @@ async def _run_daemon(agent: NodeAgent, node_name: str, namespace: str, kubeconf
 
     api = await kube.connect(node_name, namespace, kubeconfig)
     await service.run(api, NodeReconciler(api, agent))
-
-
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                           "msg": record.getMessage()})
-
-
-def _configure_logging() -> None:
-    """JSON lines in a cluster (a pod has KUBERNETES_SERVICE_HOST), readable lines on a terminal."""
-    handler = logging.StreamHandler()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        handler.setFormatter(_JsonLines())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    # One line per HTTP request is noise; our own modules log the state changes.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
