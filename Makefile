@@ -17,7 +17,7 @@ DEB_PACKAGES := python3-venv iproute2 ethtool kmod udev openvswitch-switch \
 VDPA_REQUIRE_KERNEL_TIER ?= $(shell [ "$$(id -u)" = 0 ] && [ "$$(uname -m)" = x86_64 ] && echo 1 || echo 0)
 export VDPA_REQUIRE_KERNEL_TIER
 
-.PHONY: demo test lint typecheck unit bench crds setup clean
+.PHONY: demo test lint typecheck unit bench crds protos setup clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ demo: $(STAMP)
 	@echo "== vdpactl node plan again: a converged node needs nothing"
 	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
 	@echo
+	@echo "== vdpactl device-plugin on that host: kubelet's side (vdpactl sim device-manager) sees the VFs and allocates one"
+	$(BIN)/vdpactl render -f examples/vdpa-policy.yaml --node-states examples/node-states.yaml \
+	  --nodes examples/nodes.yaml --device-plugin-config worker-0 > $(DEMO)/device-plugin-config.json
+	$(BIN)/python scripts/demo-device-plugin $(DEMO)/sim-host $(DEMO)/device-plugin-config.json
+	@echo
 	@echo "== The same scenario as a cluster: API server, operator and node daemon as processes, driven by kubectl"
 	$(BIN)/python scripts/demo-cluster
 
@@ -71,9 +76,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/daemon_apply.py
 	$(BIN)/python bench/operator_sync.py
+	$(BIN)/python bench/device_plugin.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen-protos
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,22 +9,19 @@ Exit codes: 0 stopped by a signal, 1 the server could not start (address in use,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from vdpa_operator.cli_common import EXIT_FAILED
+from vdpa_operator.cli_common import fail as _fail
+
 DEFAULT_KUBECONFIG = "vdpa-sim.kubeconfig"
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def _parse_services(values: tuple[str, ...]) -> dict[tuple[str, str], str]:
@@ -43,7 +40,8 @@ def _parse_services(values: tuple[str, ...]) -> dict[tuple[str, str], str]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def sim() -> None:
-    """The simulated cluster: an API server to run the operator, the daemon and kubectl against."""
+    """The simulated cluster: an API server to run the operator, the daemon and kubectl against, and kubelet's
+    device manager for device plugins."""
 
 
 @sim.command("apiserver")
@@ -112,6 +110,76 @@ async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: P
         await server.stop()
         _close(store)
     click.echo("vdpa-sim API server stopped", err=True)
+
+
+@sim.command("device-manager")
+@click.option("--device-plugin-path", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/var/lib/kubelet/device-plugins"), show_default=True,
+              help="Where kubelet.sock is served (legacy registrations) and plugins put their sockets.")
+@click.option("--plugins-registry", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also watch this plugin-watcher directory for plugin sockets.")
+@click.option("--expect", "expected", multiple=True, metavar="RESOURCE",
+              help="Exit 0 once each of these resources has listed its devices (1 after --timeout).")
+@click.option("--allocate", "to_allocate", multiple=True, metavar="RESOURCE",
+              help="Once it lists a healthy device, Allocate one and print the answer (repeatable).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="With --expect.")
+def device_manager(device_plugin_path: Path, plugins_registry: Path | None, expected: tuple[str, ...],
+                   to_allocate: tuple[str, ...], timeout: float) -> None:
+    """Play kubelet's device manager: take device plugin registrations over real gRPC and print what each
+    resource lists (and, with --allocate, what Allocate gives a container). Runs until SIGINT/SIGTERM."""
+    sys.exit(asyncio.run(_device_manager(device_plugin_path, plugins_registry, expected, to_allocate, timeout)))
+
+
+async def _device_manager(directory: Path, registry: Path | None, expected: tuple[str, ...],
+                          to_allocate: tuple[str, ...], timeout: float) -> int:
+    from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
+
+    manager = DeviceManager(directory, registry)
+    await manager.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    click.echo(f"kubelet device manager on {manager.socket}" + (f", watching {registry}" if registry else ""))
+    shown: dict[str, int] = {}
+    allocated: set[str] = set()
+    deadline = loop.time() + timeout
+    try:
+        while not stopping.is_set():
+            for name, endpoint in sorted(manager.endpoints.items()):
+                if not endpoint.updates or shown.get(name) == endpoint.updates:
+                    continue
+                shown[name] = endpoint.updates
+                devices = ", ".join(f"{i} {h}" + (f" numa {','.join(map(str, n))}" if n else "")
+                                    for i, (h, n) in sorted(endpoint.devices.items())) or "none"
+                click.echo(f"{name}: {len(endpoint.devices)} devices: {devices}")
+                if name in to_allocate and name not in allocated and endpoint.healthy():
+                    allocated.add(name)
+                    await _show_allocation(manager, name, endpoint.healthy()[0])
+            listed = {n for n, count in shown.items() if count}
+            if expected and set(expected) <= listed and set(to_allocate) <= allocated:
+                return 0
+            if expected and loop.time() > deadline:
+                click.echo(f"error: not listed within {timeout:g}s: {', '.join(sorted(set(expected) - listed))}",
+                           err=True)
+                return EXIT_FAILED
+            async with manager.changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(manager.changed.wait(), 0.2)
+        return 0
+    finally:
+        await manager.stop()
+
+
+async def _show_allocation(manager: Any, resource: str, device_id: str) -> None:
+    answer = (await manager.allocate(resource, [[device_id]])).container_responses[0]
+    click.echo(f"{resource}: Allocate {device_id} →")
+    for key, value in sorted(answer.envs.items()):
+        click.echo(f"  env {key}={value}")
+    for spec in answer.devices:
+        click.echo(f"  device {spec.host_path} → {spec.container_path} ({spec.permissions})")
+    for key, value in sorted(answer.annotations.items()):
+        click.echo(f"  annotation {key}: {value}")
 
 
 def _close(store: Any) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from posixpath import dirname
 
+import click
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -42,6 +43,7 @@ from vdpa_operator.controller.webhook import (
     webhook_configurations,
 )
 from vdpa_operator.daemon.store import DEFAULT_ROOT
+from vdpa_operator.deviceplugin.settings import DEVICE_PLUGIN_DIR, DEVINFO_DIR, PLUGINS_REGISTRY
 from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 from vdpa_operator.host.linux.udev import RULES_DIR
 from vdpa_operator.render.deviceplugin import CONFIGMAP_NAME, DEVICE_PLUGIN_LABEL
@@ -135,7 +137,7 @@ def test_container_arguments_are_what_vdpactl_accepts(workload: Obj) -> None:
     for container in containers(workload):
         assert "command" not in container, "the image's ENTRYPOINT is vdpactl; give args only"
         name, rest = _command(container["args"])
-        command = cli.main.commands.get(name)
+        command = cli.main.get_command(click.Context(cli.main), name)
         if command is None:
             pytest.skip(f"`vdpactl {name}` does not exist yet; its arguments are checked once it does")
         command.make_context(name, list(rest))  # raises click.UsageError on an unknown option or a bad value
@@ -207,7 +209,10 @@ def test_the_device_plugin_reads_what_the_operator_writes() -> None:
     config_file = next(a for a in container["args"] if a.startswith("--config-file="))
     assert config_file == f"--config-file={mount['mountPath']}/$(NODE_NAME)"
     assert "--resource-prefix=openshift.io" in container["args"]
-    assert _host_mounts(plugin)["/var/lib/kubelet/device-plugins"] == ("/var/lib/kubelet/device-plugins", False)
+    mounts = _host_mounts(plugin)
+    for path in (DEVICE_PLUGIN_DIR, PLUGINS_REGISTRY, DEVINFO_DIR, "/dev"):
+        assert mounts.get(str(path)) == (str(path), False), f"{path} is not the host's, writable"
+    assert mounts["/sys"] == ("/sys", True)
 
 
 def test_the_operator_runs_unprivileged_with_its_probes_and_settings() -> None:
