@@ -7,8 +7,10 @@ else the PF's netdev), VF index, link type (its netdev's, else its PF's), NUMA n
 Host shows of its vDPA device (by management device `pci/<VF>`, as govdpa looks it up), its binding and char
 device, and its representor.
 
-Every read is one Host call per kind of object (one link list, one vDPA device dump, one route dump), so a
-scan costs the same whether one VF changed or none: the service runs it on a short timer.
+Every read is one Host call per kind of object (one link list, one vDPA device dump, one route dump). The
+service probes only the vDPA devices (`vdpa_devices`: a dump and each device's binding, a fraction of a scan)
+on a short timer, and runs the whole scan when the probe changes and otherwise on a slower one: what makes a VF
+healthy or not is seen at once, the rest (new VFs, link types) a little later at worst.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_ROUTES = ("0.0.0.0/0", "::/0")
 
 
-def scan(host: Host) -> Inventory:
+def scan(host: Host, vdpa: Mapping[str, VdpaInfo] | None = None) -> Inventory:
+    """The whole node; `vdpa` when the caller has just read `vdpa_devices`."""
     functions = host.pci.list_functions()
     links = {link.name: link for link in host.links.list()}
     routed = {route.dev for route in host.links.routes() if route.dst in DEFAULT_ROUTES and route.dev}
     by_address = {fn.address: fn for fn in functions}
-    vdpa = _vdpa_by_parent(host)
+    vdpa = vdpa_devices(host) if vdpa is None else vdpa
     pfs: dict[str, tuple[PfNetdevs, dict[str, int]]] = {}
     devices: dict[str, NetDevice] = {}
     for fn in functions:
@@ -68,7 +71,7 @@ def _device(fn: PciFunction, pf: PfNetdevs | None, vf_index: int, links: Mapping
     )
 
 
-def _vdpa_by_parent(host: Host) -> dict[str, VdpaInfo]:
+def vdpa_devices(host: Host) -> dict[str, VdpaInfo]:
     """VF PCI address → its vDPA device (govdpa `GetVdpaDevicesByPciAddress("pci/"+VF)`; the first by name
     when there are several, as upstream takes the first)."""
     found: dict[str, VdpaInfo] = {}

@@ -1,8 +1,9 @@
 """`vdpactl device-plugin`: a thin loop that keeps one `ResourceServer` per configured resource in step with
 the config file, the node, and kubelet.
 
-Every `scan_interval` it scans the node (Host calls on one worker thread), checks the config file, rebuilds the
-pools and hands them to the servers (ListAndWatch sends only what changed). Every `kubelet_check_interval`
+Every `probe_interval` it reads the node's vDPA devices and checks the config file; when either changed, and
+every `scan_interval` regardless, it scans the node (Host calls on one worker thread), rebuilds the pools and
+hands them to the servers (ListAndWatch sends only what changed). Every `kubelet_check_interval`
 it checks the sockets: when kubelet restarted (its `kubelet.sock` is a new file, or our socket was wiped)
 the servers restart and register again; a registration kubelet did not take is retried with backoff.
 A config change that cannot be read keeps the last good config serving and is logged.
@@ -22,8 +23,8 @@ from typing import TypeVar
 
 from vdpa_operator.deviceplugin.allocation import CDI_SPEC_PREFIX
 from vdpa_operator.deviceplugin.config import Config, ConfigError, parse_config
-from vdpa_operator.deviceplugin.devices import Inventory
-from vdpa_operator.deviceplugin.discovery import scan
+from vdpa_operator.deviceplugin.devices import Inventory, VdpaInfo
+from vdpa_operator.deviceplugin.discovery import scan, vdpa_devices
 from vdpa_operator.deviceplugin.files import OutputFiles, remove_stale
 from vdpa_operator.deviceplugin.pools import Pool, build_pools
 from vdpa_operator.deviceplugin.server import RegistrationError, ResourceServer
@@ -81,6 +82,7 @@ class DevicePluginService:
         self.servers: dict[str, ResourceServer] = {}
         self.pools: dict[str, Pool] = {}
         self.inventory = Inventory()
+        self._vdpa_seen: dict[str, VdpaInfo] = {}
         self._kubelet_stamp: tuple[int, int, int, int] | None = None
         self._retry_at: dict[str, float] = {}
         self._retry_delay: dict[str, float] = {}
@@ -112,13 +114,17 @@ class DevicePluginService:
                 await started()
             loop = asyncio.get_running_loop()
             next_kubelet_check = loop.time() + timing.kubelet_check_interval
+            next_scan = loop.time() + timing.scan_interval
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timing.scan_interval)
+                    await asyncio.wait_for(stop.wait(), timing.probe_interval)
                 if stop.is_set():
                     break
                 await self._reload_if_changed()
-                await self._rescan()
+                vdpa = await self._probe()
+                if vdpa is not None or loop.time() >= next_scan:
+                    await self._rescan(vdpa)
+                    next_scan = loop.time() + timing.scan_interval
                 if loop.time() >= next_kubelet_check:
                     await self._check_kubelet()
                     next_kubelet_check = loop.time() + timing.kubelet_check_interval
@@ -156,9 +162,19 @@ class DevicePluginService:
         self.config = config
         await self._apply()
 
-    async def _rescan(self) -> None:
+    async def _probe(self) -> dict[str, VdpaInfo] | None:
+        """The vDPA devices when they (or their bindings) differ from what the last scan saw; else None."""
         try:
-            inventory = await self._host(scan)
+            vdpa = await self._host(vdpa_devices)
+        except HostError:
+            return None  # the next scan reports it
+        return vdpa if vdpa != self._vdpa_seen else None
+
+    async def _rescan(self, vdpa: dict[str, VdpaInfo] | None = None) -> None:
+        """A whole scan, with the vDPA devices the probe just read (or read here)."""
+        try:
+            seen = vdpa if vdpa is not None else await self._host(vdpa_devices)
+            inventory = await self._host(lambda host: scan(host, seen))
         except HostError as exc:
             if str(exc) != self._scan_error:
                 logger.warning("scan failed, keeping the last one: %s", exc)
@@ -167,6 +183,7 @@ class DevicePluginService:
         if self._scan_error:
             logger.info("scan works again")
             self._scan_error = ""
+        self._vdpa_seen = seen
         if inventory != self.inventory:
             self.inventory = inventory
             await self._apply()

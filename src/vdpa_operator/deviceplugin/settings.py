@@ -23,9 +23,11 @@ SUPPORTED_VERSIONS = ("v1alpha1", "v1beta1")
 
 @dataclass(frozen=True)
 class Timing:
-    scan_interval: float = 0.05
-    """How often the node is scanned (vDPA devices, bindings, VFs) and the config file checked: a device that
-    goes away is reported Unhealthy within about this long (bench/device_plugin.py measures it)."""
+    probe_interval: float = 0.05
+    """How often the vDPA devices and their bindings are read, and the config file checked: a device that goes
+    away is reported Unhealthy within about this long (bench/device_plugin.py measures it)."""
+    scan_interval: float = 1.0
+    """How often the whole node is scanned (VFs, PFs, links) when the probe saw no change."""
     kubelet_check_interval: float = 1.0
     """How often the kubelet's socket and our own are checked (upstream: 5 s)."""
     register_timeout: float = 5.0

@@ -30,7 +30,8 @@ SEED_CONFIG = CONFIGS["seed"]["data"]["worker-0"]
 PARTITION_CONFIG = CONFIGS["partition"]["data"]["worker-0"]
 SEED_VFS = ["0000:65:00.2", "0000:65:00.3", "0000:65:01.2", "0000:65:01.3"]
 MLXNICS = "openshift.io/mlxnics"
-FAST = Timing(scan_interval=0.02, kubelet_check_interval=0.1, register_timeout=2.0, retry_max=0.5)
+FAST = Timing(probe_interval=0.02, scan_interval=0.2, kubelet_check_interval=0.1, register_timeout=2.0,
+              retry_max=0.5)
 
 
 def configured_host(root: Path, spec: dict[str, Any]) -> tuple[SimKernel, Host]:

@@ -102,9 +102,23 @@ class Sysfs:
                 return None
             raise error_from_os_error(exc, "readlink", str(self.path(rel))) from exc
 
-    def resolve(self, rel: str) -> Path:
-        """The real path behind `rel` (symlinks followed), as `readlink -f` prints it."""
-        return self.path(rel).resolve()
+    def resolve(self, rel: str) -> str:
+        """Where the link `rel` leads (as `readlink -f` prints it), relative to the root; `rel` itself when it is
+        not a link. Only the link is followed, never a directory on the way: sysfs's bus and class links point
+        into `devices/`, whose directories are all real, so this is the real path at a readlink or two instead of
+        an lstat per component. ValueError when it leads out of the tree."""
+        current = os.path.normpath(rel)
+        for _ in range(8):  # sysfs links are never chains longer than this
+            try:
+                target = os.readlink(self.path(current))
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOENT):  # not a link (any more), or gone
+                    break
+                raise error_from_os_error(exc, "readlink", str(self.path(current))) from exc
+            current = os.path.normpath(os.path.join(os.path.dirname(current), target))
+        if current.startswith(("..", "/")):
+            raise ValueError(f"{self.path(rel)} leads out of {self.root}: {current}")
+        return current
 
     def set_driver_override(self, device: str, driver: str | None) -> None:
         """Write (or with None clear) `<device>/driver_override`; devices without the attribute are skipped, as
@@ -123,7 +137,3 @@ class Sysfs:
             yield
         finally:
             self.set_driver_override(device, None)
-
-    def relative(self, path: Path) -> str:
-        """`path` relative to the root (for paths obtained from `resolve`)."""
-        return str(path.relative_to(self.root.resolve()))

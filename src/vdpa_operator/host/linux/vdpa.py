@@ -97,12 +97,8 @@ class VdpaSysfs:
         longer) visible from here, e.g. after the netdev was moved into a pod's namespace."""
         device_dir = self.sysfs.resolve(_devices(name))
         candidates: list[str] = []
-        for directory in (device_dir, device_dir.parent):
-            try:
-                rel = self.sysfs.relative(directory)
-            except ValueError:  # the parent of a device directly under the root
-                continue
-            found = [entry for entry in self.sysfs.listdir(rel) if _VIRTIO_RE.fullmatch(entry)]
+        for directory in (device_dir, os.path.dirname(device_dir)):
+            found = [entry for entry in self.sysfs.listdir(directory) if _VIRTIO_RE.fullmatch(entry)]
             if found:
                 candidates = found
                 break

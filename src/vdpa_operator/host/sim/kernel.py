@@ -382,7 +382,7 @@ class SimKernel:
     @contextmanager
     def _reading(self) -> Iterator[State]:
         """For queries, which change nothing: the state as the file shows it, shared, without the working copy
-        and the commit of `_transaction` (a device plugin asks a dozen questions every 50 ms). Inside a
+        and the commit of `_transaction` (a device plugin asks several every 50 ms). Inside a
         transaction, its state; while delayed VFs are pending, a transaction (time passing is a change)."""
         with self._lock:
             if self._state is not None:
