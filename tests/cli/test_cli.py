@@ -213,3 +213,14 @@ def test_policies_stay_strict_about_unknown_fields(tmp_path: Path) -> None:
     code, _, err = run("validate", "-f", path)
     assert code == 2
     assert 'unknown field "spec.dpConfigVersion"' in err
+
+
+def test_render_prints_one_nodes_device_plugin_config_as_the_configmap_holds_it() -> None:
+    code, out, _ = run("render", "-f", SEED, "--node-states", STATES, "--nodes", NODES, "-o", "json")
+    assert code == 0
+    [configmap] = [o for o in json.loads(out)["items"] if o["kind"] == "ConfigMap"]
+    code, entry, _ = run("render", "-f", SEED, "--node-states", STATES, "--nodes", NODES,
+                         "--device-plugin-config", "worker-0")
+    assert code == 0 and entry == configmap["data"]["worker-0"] + "\n"
+    code, _, err = run("render", "-f", SEED, "--node-states", STATES, "--device-plugin-config", "worker-9")
+    assert code == 2 and "--device-plugin-config worker-9: no such node in the rendering (nodes: worker-0)" in err

@@ -29,8 +29,9 @@ from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.daemon.node import NodeAgent
 from vdpa_operator.daemon.store import DaemonStore
+from vdpa_operator.deviceplugin.service import DevicePluginService, load_config
 from vdpa_operator.host.types import VdpaDriver, VdpaMgmtDev, vdpa_name
-from vdpa_operator.sim.kubelet.devicemanager import Endpoint
+from vdpa_operator.sim.kubelet.devicemanager import DeviceManager, Endpoint
 
 VF = SEED_VFS[1]
 
@@ -277,5 +278,29 @@ def test_preferred_allocation_over_grpc(tmp_path: Path) -> None:
             endpoint = await rig.kubelet.wait_for(MLXNICS, listed)
             chosen = await rig.kubelet.preferred(MLXNICS, endpoint.healthy(), [SEED_VFS[3]], 2)
             assert chosen == [SEED_VFS[3], SEED_VFS[2]]  # the same PF as the one it must have
+
+    asyncio.run(main())
+
+
+def test_a_plugin_started_before_kubelet_registers_once_kubelet_is_up(tmp_path: Path) -> None:
+    _, host = configured_host(tmp_path, SEED_SPEC)
+    settings = settings_for(tmp_path, config=SEED_CONFIG)
+
+    async def main() -> None:
+        config, file = load_config(settings)
+        service = DevicePluginService(host, settings, config, file)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        await asyncio.sleep(0.3)  # no kubelet.sock yet: the plugin serves and keeps trying
+        assert (settings.device_plugin_dir / "openshift.io_mlxnics.sock").exists()
+        kubelet = DeviceManager(settings.device_plugin_dir)
+        await kubelet.start()
+        try:
+            endpoint = await kubelet.wait_for(MLXNICS, lambda e: e.healthy() == SEED_VFS)
+            assert endpoint.options.get_preferred_allocation_available
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await kubelet.stop()
 
     asyncio.run(main())
