@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +41,7 @@ class ConfigFile:
     """The config file's identity, following symlinks (a ConfigMap volume swaps a `..data` link)."""
 
     stamp: tuple[int, int, int, int] | None
-    text: str | None
+    text: str
 
     @classmethod
     def read(cls, path: Path) -> ConfigFile:
@@ -66,7 +66,7 @@ def load_config(settings: Settings) -> tuple[Config, ConfigFile]:
         raise ConfigError(f"{settings.config_file}: cannot read the resource config: {exc.strerror}; "
                           "pass --config-file (in a cluster: the device-plugin-config ConfigMap key of this "
                           "node)") from None
-    return parse_config(file.text or "", source=str(settings.config_file),
+    return parse_config(file.text, source=str(settings.config_file),
                         default_prefix=settings.resource_prefix), file
 
 
@@ -97,7 +97,7 @@ class DevicePluginService:
 
     # --- the loop ----------------------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event, *, started: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         timing = self.settings.timing
         mode = "plugin watcher at " + str(self.settings.plugins_registry) if self.plugin_watcher else \
             "kubelet registration at " + str(self.settings.kubelet_socket)
@@ -110,8 +110,6 @@ class DevicePluginService:
             await self._rescan()
             await self._apply()
             await self._check_kubelet()
-            if started is not None:
-                await started()
             loop = asyncio.get_running_loop()
             next_kubelet_check = loop.time() + timing.kubelet_check_interval
             next_scan = loop.time() + timing.scan_interval
@@ -123,7 +121,8 @@ class DevicePluginService:
                 await self._reload_if_changed()
                 vdpa = await self._probe()
                 if vdpa is not None or loop.time() >= next_scan:
-                    await self._rescan(vdpa)
+                    if await self._rescan(vdpa):
+                        await self._apply()
                     next_scan = loop.time() + timing.scan_interval
                 if loop.time() >= next_kubelet_check:
                     await self._check_kubelet()
@@ -170,8 +169,8 @@ class DevicePluginService:
             return None  # the next scan reports it
         return vdpa if vdpa != self._vdpa_seen else None
 
-    async def _rescan(self, vdpa: dict[str, VdpaInfo] | None = None) -> None:
-        """A whole scan, with the vDPA devices the probe just read (or read here)."""
+    async def _rescan(self, vdpa: dict[str, VdpaInfo] | None = None) -> bool:
+        """A whole scan, with the vDPA devices the probe just read (or read here); True when the node changed."""
         try:
             seen = vdpa if vdpa is not None else await self._host(vdpa_devices)
             inventory = await self._host(lambda host: scan(host, seen))
@@ -179,14 +178,14 @@ class DevicePluginService:
             if str(exc) != self._scan_error:
                 logger.warning("scan failed, keeping the last one: %s", exc)
                 self._scan_error = str(exc)
-            return
+            return False
         if self._scan_error:
             logger.info("scan works again")
             self._scan_error = ""
         self._vdpa_seen = seen
-        if inventory != self.inventory:
-            self.inventory = inventory
-            await self._apply()
+        changed = inventory != self.inventory
+        self.inventory = inventory
+        return changed
 
     async def _apply(self) -> None:
         """Pools from the config and the last scan; servers started, updated and stopped to match."""
