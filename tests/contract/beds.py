@@ -24,6 +24,7 @@ VDPA_ONE_PER_VF = "vdpa-one-per-vf"  # vdpa_sim allows many devices per mgmtdev;
 OVS_KERNEL_DATAPATH = "ovs-kernel-datapath"  # no openvswitch module on the host: userspace datapath only
 MLX5_ESWITCH_RULES = "mlx5-eswitch-rules"  # netdevsim accepts any order; mlx5 refuses switchdev with bound VFs
 MLX5_PARAMS = "mlx5-params"  # netdevsim has no flow_steering_mode devlink parameter
+VDPA_ATTR_SET = "vdpa-attr-set"  # VDPA_CMD_DEV_ATTR_SET needs Linux >= 6.12; older kernels answer EOPNOTSUPP
 
 
 class SwitchBed(Protocol):

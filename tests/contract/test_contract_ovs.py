@@ -1,6 +1,7 @@
 """OVSDB through the Host port: hw-offload in other_config, bridges, and ports whose Interface rows carry
-external_ids. The kernel bed runs ovs-vswitchd with the kernel datapath in the guest; the sim bed uses a
-userspace (netdev) datapath on the host, where the openvswitch module is absent."""
+external_ids and mtu_request and whose Port rows carry other_config. The kernel bed runs ovs-vswitchd with the
+kernel datapath in the guest; the sim bed uses a userspace (netdev) datapath on the host, where the openvswitch
+module is absent."""
 
 from __future__ import annotations
 
@@ -67,3 +68,26 @@ def test_port_with_external_ids_on_a_bridge(bed: Bed, ovs: Ovs, scratch_link: st
     finally:
         ovs.delete_bridge(bridge)
     assert bridge not in ovs.bridges()
+
+
+def test_port_with_other_config_mtu_request_and_external_ids(bed: Bed, ovs: Ovs, scratch_link: str) -> None:
+    """What OVN-Kubernetes writes for a representor: `transient=true` on the Port, ids and MTU on the Interface."""
+    bridge = "br-" + scratch_link[-6:]
+    ovs.add_bridge(bridge, datapath_type=datapath_type(bed))
+    try:
+        ids = {"iface-id": "ns_pod", "iface-id-ver": "1234", "attached_mac": "0a:58:0a:80:00:05"}
+        assert ovs.interface_external_ids(scratch_link) is None
+        ovs.add_port(bridge, scratch_link, external_ids=ids, port_other_config={"transient": "true"},
+                     mtu_request=1400)
+        (port,) = ovs.ports(bridge)
+        assert (port.name, port.external_ids, port.other_config, port.mtu_request) == (
+            scratch_link, ids, {"transient": "true"}, 1400)
+        assert ovs.interface_external_ids(scratch_link) == ids
+        ovs.add_port(bridge, scratch_link, external_ids={"iface-id-ver": "5678"}, mtu_request=1500)
+        (port,) = ovs.ports(bridge)
+        assert port.external_ids == {**ids, "iface-id-ver": "5678"} and port.mtu_request == 1500
+        assert port.other_config == {"transient": "true"}
+        ovs.delete_port(scratch_link)
+        assert ovs.interface_external_ids(scratch_link) is None
+    finally:
+        ovs.delete_bridge(bridge)

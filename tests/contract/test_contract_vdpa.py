@@ -1,23 +1,26 @@
 """vDPA through the Host port, one assertion set for the simulated mlx5 VF and for vdpa_sim_net on the real
-kernel: management devices, create/get/delete with the kernel's errno, binding to virtio_vdpa (a virtio_net
-netdev whose bus-info is the device name, movable into a pod netns as eth0) and to vhost_vdpa (a char device,
-found under /dev through the DevNodes port)."""
+kernel: management devices, create/get/delete with the kernel's errno, the net config read back and the MAC
+changed after creation (or refused by a kernel without DEV_ATTR_SET), binding to virtio_vdpa (a virtio_net
+netdev whose bus-info is the device name, movable into a pod netns as eth0 and back to the host) and to
+vhost_vdpa (a char device, found under /dev through the DevNodes port)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 
 import pytest
 
-from contract.beds import VDPA_ONE_PER_VF, Bed, require
+from contract.beds import VDPA_ATTR_SET, VDPA_ONE_PER_VF, Bed, require
 from contract.wait import wait_until
-from vdpa_operator.host.errors import AlreadyExists, DeviceNotFound, NoSpace
+from vdpa_operator.host.errors import AlreadyExists, DeviceNotFound, InvalidArgument, NoSpace, NotSupported
 from vdpa_operator.host.port import Vdpa
-from vdpa_operator.host.types import VdpaBinding, VdpaConfig, VdpaDriver, VdpaMgmtDev
+from vdpa_operator.host.types import Address, VdpaBinding, VdpaConfig, VdpaDriver, VdpaMgmtDev
 
 MAC = "00:e8:ca:11:22:44"
+OTHER_MAC = "00:e8:ca:11:22:55"
 
 
 @pytest.fixture
@@ -110,6 +113,57 @@ def test_virtio_binding_gives_a_virtio_net_netdev_that_moves_into_a_pod(bed: Bed
     assert eth0.admin_up and eth0.mac == MAC
     info = bed.host.ethtool.driver_info("eth0", netns=pod)
     assert (info.driver, info.bus_info) == ("virtio_net", name)
+
+
+@pytest.mark.parametrize("host_netns", [None, "/proc/1/ns/net"])
+def test_a_pod_netdev_goes_back_to_the_host_netns(bed: Bed, vdpa: Vdpa, host_netns: str | None) -> None:
+    """CNI DEL: link down, the original name back, then into the host's own netns (None, or PID 1's netns
+    path: the test runs there, as a hostNetwork CNI does)."""
+    name = bed.vdpa.device_name
+    vdpa.create(name, bed.vdpa.mgmtdev, VdpaConfig(mac=MAC))
+    netdev = bound(bed, VdpaDriver.VIRTIO).virtio_netdev
+    assert netdev is not None
+    pod = bed.new_netns()
+    links = bed.host.links
+    links.move_to_netns(netdev, pod)
+    links.rename(netdev, "eth0", netns=pod)
+    links.set_up("eth0", netns=pod)
+    links.add_address("eth0", Address("10.128.0.5", 24), netns=pod)
+    links.set_up("eth0", False, netns=pod)
+    links.rename("eth0", netdev, netns=pod)
+    links.move_to_netns(netdev, host_netns, netns=pod)
+    assert links.find(netdev, netns=pod) is None
+    back = links.get(netdev)
+    assert back.mac == MAC and not back.admin_up
+    assert [a for a in links.addresses(netdev) if a.address == "10.128.0.5"] == []
+    assert vdpa.binding(name).virtio_netdev == netdev  # sysfs shows it again
+
+
+def test_net_config_shows_what_the_device_was_created_with(bed: Bed, vdpa: Vdpa) -> None:
+    name = bed.vdpa.device_name
+    vdpa.create(name, bed.vdpa.mgmtdev, VdpaConfig(mac=MAC, mtu=1400))
+    config = vdpa.net_config(name)
+    assert (config.mac, config.mtu) == (MAC, 1400)
+    with pytest.raises(DeviceNotFound):
+        vdpa.net_config(name + "-absent")
+
+
+def test_set_mac_takes_effect_where_the_kernel_has_attr_set(bed: Bed, vdpa: Vdpa) -> None:
+    """Either net_config shows the new MAC, or (before Linux 6.12) NotSupported and the MAC is unchanged."""
+    name = bed.vdpa.device_name
+    vdpa.create(name, bed.vdpa.mgmtdev, VdpaConfig(mac=MAC))
+    with pytest.raises(InvalidArgument):  # checked before anything is sent, whatever the kernel
+        vdpa.set_mac(name, "00:e8:ca:11:22")
+    if VDPA_ATTR_SET in bed.cannot_show:
+        with pytest.raises(NotSupported) as refused:
+            vdpa.set_mac(name, OTHER_MAC)
+        assert refused.value.errno == errno.EOPNOTSUPP
+        assert vdpa.net_config(name).mac == MAC
+        return
+    vdpa.set_mac(name, OTHER_MAC)
+    assert vdpa.net_config(name).mac == OTHER_MAC
+    with pytest.raises(DeviceNotFound):
+        vdpa.set_mac(name + "-absent", OTHER_MAC)
 
 
 def test_vhost_binding_gives_a_char_device(bed: Bed, vdpa: Vdpa) -> None:

@@ -26,6 +26,7 @@ from contract.beds import (
     MLX5_ESWITCH_RULES,
     MLX5_PARAMS,
     PCI_IDENTITY,
+    VDPA_ATTR_SET,
     VDPA_ONE_PER_VF,
     VDPA_VF_PARENT,
     VF_NETDEVS,
@@ -54,6 +55,7 @@ CANNOT_SHOW: Mapping[str, str] = {
     VDPA_ONE_PER_VF: "vdpa_sim_net creates any number of devices per management device; mlx5 allows one per VF",
     MLX5_ESWITCH_RULES: "netdevsim switches eswitch mode in any order; mlx5 refuses switchdev while VFs are bound",
     MLX5_PARAMS: "netdevsim has no flow_steering_mode (or any mlx5) devlink parameter",
+    VDPA_ATTR_SET: "the guest runs Debian's 6.1 kernel: no VDPA_CMD_DEV_ATTR_SET (Linux >= 6.12)",
 }
 
 

@@ -38,6 +38,7 @@ from vdpa_operator.host.types import (
     VdpaDevice,
     VdpaDriver,
     VdpaMgmtDev,
+    VdpaNetConfig,
     Vf,
 )
 
@@ -88,7 +89,8 @@ class Pci(Protocol):
 
 
 class Links(Protocol):
-    """Netdevs through rtnetlink, plus the two switchdev sysfs attributes. `netns` None = the host's own."""
+    """Netdevs through rtnetlink, plus the two switchdev sysfs attributes. `netns` None = the host's own (the
+    adapter's own namespace); otherwise a netns name (`ip netns` style) or a path (CNI_NETNS)."""
 
     def list(self, netns: Netns = None) -> Sequence[Link]: ...
 
@@ -108,8 +110,18 @@ class Links(Protocol):
         """Brings the link down first when needed (the kernel refuses to rename a running link)."""
         ...
 
-    def move_to_netns(self, name: str, target: str, netns: Netns = None) -> None:
-        """Move a link into `target` (a netns name or path)."""
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
+        """Move a link from `netns` into `target`: a netns name or path, or None for the host's own namespace
+        (the adapter's), which is how a CNI DEL gives a pod's netdev back. A path to that same namespace works
+        too, e.g. `/proc/1/ns/net` where the adapter runs in PID 1's netns (a hostNetwork pod); the simulated
+        host reads `/proc/1/ns/net` and `/proc/self/ns/net` as its node's. The kernel takes the link down and
+        drops its addresses and routes."""
+        ...
+
+    def netns_exists(self, netns: str) -> bool:
+        """Whether `netns` (a name or a path) refers to a network namespace: a path must be an nsfs file of
+        type net (a regular file, a directory or another namespace type is not). What a CNI ADD checks before
+        it moves a netdev into CNI_NETNS."""
         ...
 
     def add_address(self, name: str, address: Address, netns: Netns = None) -> None: ...
@@ -195,6 +207,19 @@ class Vdpa(Protocol):
         """Rebind on the vdpa bus via driver_override (upstream `BindDriverByBusAndDevice`)."""
         ...
 
+    def set_mac(self, name: str, mac: str) -> None:
+        """VDPA_CMD_DEV_ATTR_SET: the MAC in the device's virtio config space, what its consumer (virtio_net at
+        its next probe, or the vhost user) reads. NotSupported where the kernel lacks the command (before
+        ≈6.12) or the device cannot change it: callers then set the VF's administrative MAC
+        (`Links.set_vf_mac`). DeviceNotFound for a missing device; InvalidArgument for a malformed MAC, raised
+        before anything is sent."""
+        ...
+
+    def net_config(self, name: str) -> VdpaNetConfig:
+        """VDPA_CMD_DEV_CONFIG_GET: MAC, MTU, queue pairs and link status as the device reports them (what a CNI
+        CHECK compares with what it set). DeviceNotFound for a missing device."""
+        ...
+
 
 class DevNodes(Protocol):
     """Device nodes under `/dev` (root configurable): the device plugin hands pods `/dev/vhost-vdpa-N` (and
@@ -239,6 +264,10 @@ class Ovs(Protocol):
 
     def other_config(self) -> Mapping[str, str]: ...
 
+    def external_ids(self) -> Mapping[str, str]:
+        """The Open_vSwitch row's external_ids (`ovn-remote`, `ovn-encap-ip`, `system-id`, …)."""
+        ...
+
     def set_other_config(self, key: str, value: str | None) -> None:
         """None removes the key."""
         ...
@@ -252,9 +281,23 @@ class Ovs(Protocol):
     def ports(self, bridge: str | None = None) -> Sequence[OvsPort]: ...
 
     def add_port(
-        self, bridge: str, name: str, *, external_ids: Mapping[str, str] | None = None, may_exist: bool = True
+        self,
+        bridge: str,
+        name: str,
+        *,
+        external_ids: Mapping[str, str] | None = None,
+        port_other_config: Mapping[str, str] | None = None,
+        mtu_request: int | None = None,
+        may_exist: bool = True,
     ) -> None:
-        """Add a port (and its Interface); `external_ids` go on the Interface row."""
+        """Add a port and its Interface in one transaction (OVN-Kubernetes' `--may-exist add-port br-int REP
+        other_config:transient=true -- set interface REP external_ids:… mtu_request=…`): `external_ids` and
+        `mtu_request` on the Interface row, `port_other_config` on the Port row. An existing port on the same
+        bridge (may_exist) gets these keys and the MTU set, keeping its other keys."""
+        ...
+
+    def interface_external_ids(self, name: str) -> Mapping[str, str] | None:
+        """The external_ids of Interface `name`; None when there is no such interface."""
         ...
 
     def delete_port(self, name: str, *, missing_ok: bool = True) -> None: ...

@@ -259,6 +259,20 @@ class VdpaDevice:
 
 
 @dataclass(frozen=True, slots=True)
+class VdpaNetConfig:
+    """The virtio-net config space of a vDPA device as `VDPA_CMD_DEV_CONFIG_GET` reports it (`vdpa dev config
+    show`). None where the kernel leaves the field out, as it does when the device lacks the feature that makes
+    it valid (MAC without VIRTIO_NET_F_MAC, max_vqp without MQ/RSS)."""
+
+    mac: str | None = None
+    """Lower-case colon form."""
+    mtu: int | None = None
+    max_vqp: int | None = None
+    link_up: bool | None = None
+    """VIRTIO_NET_S_LINK_UP of the status field."""
+
+
+@dataclass(frozen=True, slots=True)
 class VdpaBinding:
     """What a vDPA device looks like to consumers once bound (dataplane.md §2.2)."""
 
@@ -284,3 +298,7 @@ class OvsPort:
     bridge: str
     external_ids: dict[str, str] = field(default_factory=dict, hash=False)
     """The Interface row's external_ids (what OVN-Kubernetes keys on: iface-id, iface-id-ver, vf-netdev-name…)."""
+    other_config: dict[str, str] = field(default_factory=dict, hash=False)
+    """The Port row's other_config (OVN-Kubernetes sets `transient=true`: vswitchd drops such ports on restart)."""
+    mtu_request: int | None = None
+    """The Interface row's mtu_request; None when unset (vswitchd leaves the MTU alone)."""

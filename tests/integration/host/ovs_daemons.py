@@ -88,6 +88,12 @@ class OvsDaemons:
         """`ip` inside the namespace ovs-vswitchd runs in (where its ports must be)."""
         return self.run("ip", *(["-n", self.netns] if self.netns else []), *args)
 
+    def transactions(self) -> list[str]:
+        """The committed transactions as the database file records them (`ovsdb-tool show-log -mm`), one text
+        per transaction: the oracle for what one client transaction wrote."""
+        text = self.run("ovsdb-tool", "show-log", "-mm", str(self.directory / "conf.db"))
+        return [record for record in text.split("\n\n") if record.strip()]
+
     def log(self, daemon: str = "ovs-vswitchd") -> str:
         path = self.directory / f"{daemon}.log"
         return path.read_text() if path.exists() else ""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.wait import wait_until
 from integration.host.ovs_daemons import OvsDaemons, running_ovs, unavailable
 from vdpa_operator.host.errors import AlreadyExists, DeviceNotFound, HostError, KernelModuleMissing
 from vdpa_operator.host.linux.ovsdb import OvsdbOvs, connect_ovs
@@ -201,6 +202,62 @@ def test_port_with_external_ids_on_the_interface(
     client.delete_port(veth)
     with pytest.raises(DeviceNotFound):
         client.delete_port(veth, missing_ok=False)
+
+
+@needs_ovs
+@needs_root
+def test_port_row_interface_row_and_their_columns_are_one_transaction(
+    ovs_daemons: OvsDaemons, client: OvsdbOvs, bridge: str, veth: str
+) -> None:
+    """OVN-Kubernetes' `--may-exist add-port br-int REP other_config:transient=true -- set interface REP
+    external_ids:… mtu_request=…`: ovn-controller must never see the Interface without its iface-id."""
+    ids = {"iface-id": "default_pod-a", "iface-id-ver": "1234", "attached_mac": "0a:58:0a:80:00:05"}
+    client.add_port(bridge, veth, external_ids=ids, port_other_config={"transient": "true"}, mtu_request=1400)
+    assert client.ports(bridge) == [OvsPort(veth, bridge, ids, {"transient": "true"}, 1400)]
+    assert vsctl_map(ovs_daemons, "Port", veth, "other_config") == {"transient": "true"}
+    assert vsctl_map(ovs_daemons, "Interface", veth, "external_ids") == ids
+    assert ovs_daemons.vsctl("get", "Interface", veth, "mtu_request") == "1400"
+    insert = [t for t in ovs_daemons.transactions() if f'table Port insert row "{veth}"' in t][-1]
+    assert f'table Interface insert row "{veth}"' in insert
+    assert "mtu_request=1400" in insert and 'other_config={transient="true"}' in insert
+    assert "iface-id=default_pod-a" in insert
+    assert wait_until(lambda: ovs_daemons.vsctl("get", "Interface", veth, "mtu") == "1400",
+                      what="vswitchd applying mtu_request")  # it reached the veth
+
+    before = len(ovs_daemons.transactions())
+    client.add_port(bridge, veth, external_ids={"iface-id-ver": "5678"}, port_other_config={"extra": "1"},
+                    mtu_request=1300)  # may_exist: merged, in one more transaction
+    (port,) = client.ports(bridge)
+    assert port.external_ids == {**ids, "iface-id-ver": "5678"}
+    assert port.other_config == {"transient": "true", "extra": "1"} and port.mtu_request == 1300
+    update = [t for t in ovs_daemons.transactions()[before:] if "iface-id-ver=" in t]
+    assert len(update) == 1 and 'table Port row' in update[0] and "mtu_request=1300" in update[0]
+
+
+@needs_ovs
+@needs_root
+def test_interface_external_ids(client: OvsdbOvs, bridge: str, veth: str) -> None:
+    assert client.interface_external_ids(veth) is None
+    client.add_port(bridge, veth, external_ids={"iface-id": "ns_pod", "sandbox": "abc"})
+    assert client.interface_external_ids(veth) == {"iface-id": "ns_pod", "sandbox": "abc"}
+    client.add_port(bridge, "vt-nosuch1")  # an interface vswitchd cannot open still has its row
+    assert client.interface_external_ids("vt-nosuch1") == {}
+    assert client.ports(bridge)[1].mtu_request is None  # unset, not 0
+    client.delete_port("vt-nosuch1")
+    assert client.interface_external_ids("vt-nosuch1") is None
+
+
+@needs_ovs
+def test_open_vswitch_external_ids(ovs_daemons: OvsDaemons, client: OvsdbOvs) -> None:
+    ovs_daemons.vsctl("set", "Open_vSwitch", ".", "external_ids:ovn-remote=tcp:192.0.2.10:6642",
+                      "external_ids:ovn-encap-ip=192.0.2.21")
+    try:
+        assert wait_until(lambda: client.external_ids().get("ovn-encap-ip") == "192.0.2.21", what="the IDL update")
+        ours = {k: v for k, v in client.external_ids().items() if k.startswith("ovn-")}
+        assert ours == {"ovn-remote": "tcp:192.0.2.10:6642", "ovn-encap-ip": "192.0.2.21"}
+        assert client.external_ids() == vsctl_map(ovs_daemons, "Open_vSwitch", ".", "external_ids")
+    finally:
+        ovs_daemons.vsctl("remove", "Open_vSwitch", ".", "external_ids", "ovn-remote", "ovn-encap-ip")
 
 
 @needs_ovs

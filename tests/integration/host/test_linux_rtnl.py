@@ -1,8 +1,9 @@
 """RtnlLinks against the real kernel, inside private network namespaces, with `ip -j` as the oracle.
 
 Covers every `Links` method: listing and lookup (by name and by alternative name), admin state, MTU, MAC,
-rename of a running link, moves between namespaces (by name and by path), addresses, routes, the VF calls on
-a netdev without VFs, the errno mapping, and that a missing netns is reported rather than created.
+rename of a running link, moves between namespaces (by name and by path) and back to the adapter's own,
+addresses, routes, the VF calls on a netdev without VFs, which paths are network namespaces, the errno
+mapping, and that a missing netns is reported rather than created.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +116,7 @@ def test_netns_of_a_process(links: RtnlLinks) -> None:
                 break
             subprocess.run(["sleep", "0.02"], check=False)
         assert [link.name for link in links.list(path)] == ["lo"]
+        assert links.netns_exists(path)
     finally:
         process.kill()
         process.wait()
@@ -183,6 +186,32 @@ def test_move_between_namespaces(links: RtnlLinks, ns: str, ns2: str) -> None:
     links.move_to_netns("v1", f"/var/run/netns/{ns}", ns2)  # target as a path
     assert links.find("v1", ns) is not None
     assert links.find("v1", ns2) is None
+
+
+@needs_root
+def test_move_back_to_the_adapters_own_netns(ns: str, ns2: str) -> None:
+    """`target` None is the netns of the process running the adapter (here a private one, `ns2`), not PID 1's:
+    the adapter opens /proc/self/ns/net before pyroute2 enters the pod netns."""
+    run("ip", "-n", ns, "link", "set", "v1", "name", "net1")
+    script = ("from vdpa_operator.host.linux.rtnl import RtnlLinks; from vdpa_operator.host.linux.sysfs import Sysfs;"
+              f"RtnlLinks(Sysfs()).move_to_netns('net1', None, netns={ns!r})")
+    run("ip", "netns", "exec", ns2, sys.executable, "-c", script)
+    assert ip_link("net1", ns2) is not None
+    assert ip_link("net1", ns) is None
+
+
+@needs_root
+def test_netns_exists(links: RtnlLinks, ns: str, tmp_path: Path) -> None:
+    regular = tmp_path / "not-a-netns"
+    regular.write_text("")
+    assert links.netns_exists(ns) and links.netns_exists(f"/var/run/netns/{ns}")
+    assert links.netns_exists("/proc/self/ns/net")
+    assert not links.netns_exists(unique_name())
+    assert not links.netns_exists(str(tmp_path / "absent"))
+    assert not links.netns_exists(str(regular))
+    assert not links.netns_exists(str(tmp_path))
+    assert not links.netns_exists("/proc/self/ns/mnt")  # nsfs, but a mount namespace
+    assert not links.netns_exists("/dev/null")
 
 
 @needs_root

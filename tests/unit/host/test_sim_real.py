@@ -125,3 +125,24 @@ def test_a_deleted_pod_netns_gives_the_netdev_back_to_the_node(real: RealBed) ->
     real.kernel.netns_deleted(pod)
     assert {"eth0", "ens1f0_2"} <= set(real_links(real.node))
     assert real.host.links.get("eth0").name == "eth0"
+
+
+def test_a_netdev_moved_back_from_a_pod_is_a_real_link_of_the_node_again(real: RealBed) -> None:
+    real.host.vdpa.create(NAME, VdpaMgmtDev("pci", "0000:65:00.4"))
+    pod = real.pod()
+    real.host.links.move_to_netns("eth0", pod)
+    real.host.links.rename("eth0", "net1", netns=pod)
+    real.host.links.move_to_netns("net1", None, netns=pod)
+    assert "net1" in real_links(real.node) and "net1" not in real_links(pod)
+    assert real.host.links.get("net1").name == "net1"
+
+
+def test_netns_exists_asks_the_real_kernel(real: RealBed, tmp_path: Path) -> None:
+    pod = real.pod()
+    regular = tmp_path / "not-a-netns"
+    regular.write_text("")
+    assert real.host.links.netns_exists(pod)
+    assert real.host.links.netns_exists(real.netns[-1])  # by name
+    assert real.host.links.netns_exists(real.node)  # the node's own
+    assert not real.host.links.netns_exists(f"{real.netns[0]}-absent")  # a name the model would accept
+    assert not real.host.links.netns_exists(str(regular))

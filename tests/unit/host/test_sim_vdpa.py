@@ -1,6 +1,7 @@
-"""The simulated vdpa family and bus through the Host port (kernel.py rules 16–21): which management devices
-exist, DEV_NEW's errno in the kernel's order, the EOPNOTSUPP retry, auto-probing, what binding leaves in sysfs
-and /dev (read back by the Linux adapter's `VdpaSysfs`), and what removes devices."""
+"""The simulated vdpa family and bus through the Host port (kernel.py rules 16–21, 29–30): which management
+devices exist, DEV_NEW's errno in the kernel's order, the EOPNOTSUPP retry, auto-probing, what binding leaves in
+sysfs and /dev (read back by the Linux adapter's `VdpaSysfs`), the MAC set after creation and the config read
+back, and what removes devices."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from vdpa_operator.host.errors import (
     InvalidArgument,
     KernelModuleMissing,
     NoSpace,
+    NotSupported,
 )
 from vdpa_operator.host.port import Host
 from vdpa_operator.host.sim import SimKernel, sim_host
@@ -30,6 +32,7 @@ from vdpa_operator.host.types import (
     VdpaDevice,
     VdpaDriver,
     VdpaMgmtDev,
+    VdpaNetConfig,
     pci_address,
 )
 
@@ -272,6 +275,78 @@ def test_drivers_autoprobe_zero_leaves_new_devices_unbound(host: Host, kernel: S
     assert host.vdpa.binding(NAME).driver is None
     host.vdpa.bind(NAME, VdpaDriver.VIRTIO)
     assert host.vdpa.binding(NAME).virtio_netdev == "eth0"
+
+
+# --- DEV_ATTR_SET / DEV_CONFIG_GET -----------------------------------------------------------------------
+
+
+def test_net_config_shows_what_dev_new_set(host: Host) -> None:
+    host.vdpa.create(NAME, MGMT, VdpaConfig(mac="00:E8:CA:11:22:44", mtu=9000, max_vqp=4))
+    assert host.vdpa.net_config(NAME) == VdpaNetConfig(mac="00:e8:ca:11:22:44", mtu=9000, max_vqp=4, link_up=False)
+
+
+def test_net_config_without_a_mac_has_none_and_the_link_follows_the_representor(host: Host) -> None:
+    host.vdpa.create(NAME, MGMT)  # no MAC given, VF admin MAC zero: mlx5 does not offer VIRTIO_NET_F_MAC
+    assert host.vdpa.net_config(NAME) == VdpaNetConfig(mac=None, mtu=1500, max_vqp=1, link_up=False)
+    host.links.set_up("ens1f0_2")
+    assert host.vdpa.net_config(NAME).link_up is True
+
+
+def test_net_config_of_a_missing_device_is_enodev(host: Host) -> None:
+    with pytest.raises(DeviceNotFound) as failure:
+        host.vdpa.net_config(NAME)
+    assert failure.value.errno == errno.ENODEV
+
+
+def test_set_mac_changes_the_config_and_a_virtio_netdev_sees_it_after_a_rebind(host: Host) -> None:
+    host.modules.load("virtio_vdpa")
+    host.modules.load("vhost_vdpa")
+    host.vdpa.create(NAME, MGMT, VdpaConfig(mac="00:e8:ca:11:22:44"))
+    host.vdpa.set_mac(NAME, "00:E8:CA:11:22:55")
+    assert host.vdpa.net_config(NAME).mac == "00:e8:ca:11:22:55"
+    assert host.links.get("eth0").mac == "00:e8:ca:11:22:44"  # virtio_net read the MAC at probe
+    host.vdpa.bind(NAME, VdpaDriver.VHOST)
+    host.vdpa.bind(NAME, VdpaDriver.VIRTIO)
+    netdev = host.vdpa.binding(NAME).virtio_netdev
+    assert netdev is not None and host.links.get(netdev).mac == "00:e8:ca:11:22:55"
+
+
+def test_set_mac_errno(host: Host, kernel: SimKernel) -> None:
+    with pytest.raises(DeviceNotFound) as missing:
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22:55")
+    assert missing.value.errno == errno.ENODEV
+    host.vdpa.create(NAME, MGMT)
+    with pytest.raises(InvalidArgument):
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22")
+    with pytest.raises(OSError) as policy:  # the model's own check, as the attribute policy's
+        kernel.vdpa_dev_attr_set(NAME, "00:e8:ca:11:22")
+    assert policy.value.errno == errno.EINVAL
+    kernel.faults.inject("vdpa_attr_set", errno=errno.EBUSY, target=NAME)
+    with pytest.raises(DeviceBusy):
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22:55")
+    assert host.vdpa.net_config(NAME).mac is None
+
+
+def test_a_kernel_without_attr_set_answers_eopnotsupp_before_anything_else(tmp_path: Path) -> None:
+    kernel, host = make(tmp_path, vdpa_attr_set=False)
+    to_switchdev(host)
+    with pytest.raises(NotSupported) as missing_device:
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22:55")  # unknown command: the device is never looked up
+    assert missing_device.value.errno == errno.EOPNOTSUPP
+    host.vdpa.create(NAME, MGMT, VdpaConfig(mac="00:e8:ca:11:22:44"))
+    with pytest.raises(NotSupported) as failure:
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22:55")
+    assert "administrative MAC" in failure.value.hint
+    assert host.vdpa.net_config(NAME).mac == "00:e8:ca:11:22:44"
+    assert kernel.config.vdpa_attr_set is False
+
+
+def test_without_the_vdpa_module_set_mac_and_net_config_name_the_module(tmp_path: Path) -> None:
+    _kernel, host = make(tmp_path, modules=("mlx5_core",))
+    with pytest.raises(KernelModuleMissing):
+        host.vdpa.set_mac(NAME, "00:e8:ca:11:22:55")
+    with pytest.raises(KernelModuleMissing):
+        host.vdpa.net_config(NAME)
 
 
 # --- what removes devices ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`Ovs` over OVSDB with ovsdbapp: `other_config`, bridges and ports (with Interface external_ids).
+"""`Ovs` over OVSDB with ovsdbapp: `other_config`/`external_ids`, bridges and ports (Port other_config,
+Interface external_ids and mtu_request).
 
 Why ovsdbapp: its commands mirror `ovs-vsctl`, reads come from the IDL's local cache (research/ecosystem.md
 §4.3: 100 reads in 3 ms), and the connection runs on its own thread. Things to know about it:
@@ -14,10 +15,13 @@ Why ovsdbapp: its commands mirror `ovs-vsctl`, reads come from the IDL's local c
 
 Rows used (vswitch.ovsschema)::
 
-    Open_vSwitch (one row): other_config {string: string}, next_cfg, cur_cfg
+    Open_vSwitch (one row): other_config, external_ids {string: string}, next_cfg, cur_cfg
     Bridge: name, datapath_type ("" = system, "netdev" = userspace), ports [Port]
-    Port:   name, interfaces [Interface]          (a bridge's own port carries the bridge's name)
-    Interface: name, type, external_ids {string: string}, ofport, error
+    Port:   name, interfaces [Interface], other_config   (a bridge's own port carries the bridge's name)
+    Interface: name, type, external_ids {string: string}, mtu_request [0..1 integer], ofport, error
+
+`add_port` writes the Port, its Interface and their columns in one transaction, so OVN-Kubernetes' ovn-controller
+never sees an Interface without its `iface-id` (nor a port without `transient=true`).
 
 The connection is made on first use; `close()` stops its thread. Failures are HostError subclasses, mapped in
 `_host_error`.
@@ -70,6 +74,11 @@ def connect_ovs(remote: str = DEFAULT_REMOTE, timeout: float = 10) -> OvsdbOvs |
         logger.debug("no OVSDB socket at %s", path)
         return None
     return OvsdbOvs(remote, timeout)
+
+
+def _optional_int(column: Any) -> int | None:
+    """An optional OVSDB integer column as the IDL shows it: [] or [n]."""
+    return int(column[0]) if column else None
 
 
 def _host_error(exc: Exception, op: str, target: str) -> HostError:
@@ -159,6 +168,14 @@ class OvsdbOvs:
 
         return self._run("read other_config of", "Open_vSwitch", read)
 
+    def external_ids(self) -> Mapping[str, str]:
+        def read(api: Any) -> dict[str, str]:
+            with self._rows(api) as tables:
+                root = next(iter(tables["Open_vSwitch"].rows.values()), None)
+                return dict(root.external_ids) if root is not None else {}
+
+        return self._run("read external_ids of", "Open_vSwitch", read)
+
     def set_other_config(self, key: str, value: str | None) -> None:
         op = f"remove other_config:{key} from" if value is None else f"set other_config:{key}={value} on"
 
@@ -213,8 +230,9 @@ class OvsdbOvs:
     # --- ports -------------------------------------------------------------------------------------------------
 
     def ports(self, bridge: str | None = None) -> Sequence[OvsPort]:
-        """Ports with the external_ids of their Interface (the one named like the port, else the first);
-        a bridge's own internal port is left out, as `ovs-vsctl list-ports` does."""
+        """Ports with their other_config and the external_ids and mtu_request of their Interface (the one named
+        like the port, else the first); a bridge's own internal port is left out, as `ovs-vsctl list-ports`
+        does."""
         op, target = "list ports of", f"OVS bridge {bridge}" if bridge else "all OVS bridges"
 
         def read(api: Any) -> list[OvsPort]:
@@ -228,8 +246,12 @@ class OvsdbOvs:
                         if port.name == br.name:
                             continue
                         ifaces = sorted(port.interfaces, key=lambda iface: iface.name != port.name)
-                        ids = dict(ifaces[0].external_ids) if ifaces else {}
-                        result.append(OvsPort(name=str(port.name), bridge=str(br.name), external_ids=ids))
+                        result.append(OvsPort(
+                            name=str(port.name), bridge=str(br.name),
+                            external_ids=dict(ifaces[0].external_ids) if ifaces else {},
+                            other_config=dict(port.other_config),
+                            mtu_request=_optional_int(ifaces[0].mtu_request) if ifaces else None,
+                        ))
             return sorted(result, key=lambda p: (p.bridge, p.name))
 
         return self._run(op, target, read)
@@ -242,29 +264,54 @@ class OvsdbOvs:
         return None
 
     def add_port(
-        self, bridge: str, name: str, *, external_ids: Mapping[str, str] | None = None, may_exist: bool = True
+        self,
+        bridge: str,
+        name: str,
+        *,
+        external_ids: Mapping[str, str] | None = None,
+        port_other_config: Mapping[str, str] | None = None,
+        mtu_request: int | None = None,
+        may_exist: bool = True,
     ) -> None:
-        """Like `ovs-vsctl [--may-exist] add-port BRIDGE NAME -- set Interface NAME external_ids:k=v…`: an
-        existing port on the same bridge keeps its other external_ids and gets these set."""
+        """Like `ovs-vsctl [--may-exist] add-port BRIDGE NAME other_config:k=v… -- set Interface NAME
+        external_ids:k=v… mtu_request=N`, one transaction: an existing port on the same bridge keeps its other
+        keys and gets these set (ovs-vsctl would skip the Port's columns there; a CNI re-ADD needs them)."""
         op, target = f"add port {name} to", f"OVS bridge {bridge}"
-        ids = dict(external_ids or {})
+        ids, port_config = dict(external_ids or {}), dict(port_other_config or {})
+        iface_columns: list[tuple[str, Any]] = [("external_ids", ids)] if ids else []
+        if mtu_request is not None:
+            iface_columns.append(("mtu_request", mtu_request))
+        port_columns: list[tuple[str, Any]] = [("other_config", port_config)] if port_config else []
 
         def write(api: Any) -> None:
             current = self._port_bridge(api, name)
+            commands = [api.db_set("Port", name, *port_columns)] if port_columns else []
             if current is not None:
                 if not may_exist or current != bridge:
                     raise AlreadyExists(op, target, errno.EEXIST, detail=f"port {name} exists on bridge {current}")
-                if ids:
-                    self._commit(api, api.db_set("Interface", name, ("external_ids", ids)))
+                if iface_columns:
+                    commands.append(api.db_set("Interface", name, *iface_columns))
+                if commands:
+                    self._commit(api, *commands)
                 return
             if bridge not in self._bridge_names(api):
                 raise DeviceNotFound(op, target, errno.ENOENT, detail="no bridge of that name")
-            columns: dict[str, Any] = {"external_ids": ids} if ids else {}
-            self._commit(api, api.add_port(bridge, name, may_exist=False, **columns))
+            # add_port inserts the Port row; db_set then finds it by name (the IDL indexes rows as they are written)
+            self._commit(api, api.add_port(bridge, name, may_exist=False, **dict(iface_columns)), *commands)
             logger.info("OVS port %s added to %s", name, bridge)
             self._warn_interface_error(api, name)
 
         self._run(op, target, write)
+
+    def interface_external_ids(self, name: str) -> Mapping[str, str] | None:
+        def read(api: Any) -> dict[str, str] | None:
+            with self._rows(api) as tables:
+                for iface in tables["Interface"].rows.values():
+                    if iface.name == name:
+                        return dict(iface.external_ids)
+            return None
+
+        return self._run("read external_ids of", f"OVS interface {name}", read)
 
     def _warn_interface_error(self, api: Any, name: str) -> None:
         with self._rows(api) as tables:

@@ -16,9 +16,11 @@ Every failure is a HostError from `error_from_errno`, named like `set mtu 9000 o
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +36,11 @@ logger = logging.getLogger(__name__)
 
 NETNS_RUN_DIR = "/var/run/netns"
 """Where `ip netns add` (and pyroute2) keep named network namespaces."""
+OWN_NETNS = "/proc/self/ns/net"
+"""The calling process's netns: what `move_to_netns(…, None)` opens to give a link back to the host."""
+NS_GET_NSTYPE = 0xB703
+"""`_IO(0xb7, 0x3)` (include/uapi/linux/nsfs.h, Linux >= 4.11): the CLONE_NEW* type of an nsfs file."""
+CLONE_NEWNET = 0x40000000
 IFNAMSIZ = 16
 """IFLA_IFNAME holds at most 15 bytes; longer names can only be alternative names (IFLA_ALT_IFNAME, 128)."""
 IFF_UP = 0x1
@@ -45,6 +52,29 @@ LINK_TYPES = {1: "ether", 32: "infiniband", 772: "loopback", 65534: "none"}
 def netns_path(netns: str) -> str:
     """A netns name (`ip netns` style) or a path (`/proc/<pid>/ns/net`, CNI_NETNS) → the file to open."""
     return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
+
+
+def is_net_namespace(path: str) -> bool:
+    """Whether `path` is an nsfs file of a network namespace (`/proc/<pid>/ns/net`, a bind mount under
+    /var/run/netns). nsfs inodes are regular files, so the type is asked of the file itself (NS_GET_NSTYPE):
+    anything else answers ENOTTY. Missing → False; a file this process may not open → PermissionDenied."""
+    op = "check network namespace"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            return False
+        raise error_from_os_error(exc, op, path) from exc
+    try:
+        return int(fcntl.ioctl(fd, NS_GET_NSTYPE)) == CLONE_NEWNET
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EINVAL):
+            return False
+        raise error_from_os_error(exc, op, path) from exc
+    finally:
+        os.close(fd)
 
 
 def _ns(netns: Netns) -> str:
@@ -216,13 +246,15 @@ class RtnlLinks:
                         ipr.link("set", index=index, state="up")
         logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
-    def move_to_netns(self, name: str, target: str, netns: Netns = None) -> None:
-        op = f"move to netns {target}"
-        path = netns_path(target)
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
+        """`target` None: this process's own netns, opened here, before pyroute2 enters `netns` in a child
+        (IFLA_NET_NS_FD is resolved in the sender's file table, and this process sends)."""
+        op = f"move to {_ns(target)}"
+        path = OWN_NETNS if target is None else netns_path(target)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise error_from_os_error(exc, "open netns", target) from exc
+            raise error_from_os_error(exc, "open netns", target or path) from exc
         try:
             with self._ipr(netns) as ipr:
                 index = self._index(ipr, name, netns, op)
@@ -230,7 +262,10 @@ class RtnlLinks:
                     ipr.link("set", index=index, net_ns_fd=fd)
         finally:
             os.close(fd)
-        logger.info("moved %s to netns %s", netdev_target(name, netns), target)
+        logger.info("moved %s to %s", netdev_target(name, netns), _ns(target))
+
+    def netns_exists(self, netns: str) -> bool:
+        return is_net_namespace(netns_path(netns))
 
     def add_address(self, name: str, address: Address, netns: Netns = None) -> None:
         op = f"add address {address} to"

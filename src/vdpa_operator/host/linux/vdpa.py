@@ -30,6 +30,10 @@ driver, set `driver_override`, write the device to the new driver's `bind`, clea
 DEV_NEW with config attributes the management device does not support fails with EOPNOTSUPP ("All provided
 attributes are not supported"); like upstream (which retries without `max_vqp` for older mlx5), `create`
 retries once without any config attribute and logs what it dropped.
+
+`set_mac` (DEV_ATTR_SET) does not retry or fall back: on kernels before ≈6.12 the command does not exist
+(EOPNOTSUPP → NotSupported) and the caller decides what to do instead, typically setting the VF's
+administrative MAC before the device is bound.
 """
 
 from __future__ import annotations
@@ -52,12 +56,14 @@ from vdpa_operator.host.linux.genl import GenlCommandError
 from vdpa_operator.host.linux.genl import vdpa_proto as proto
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.port import NO_CONFIG
-from vdpa_operator.host.types import VdpaBinding, VdpaConfig, VdpaDevice, VdpaDriver, VdpaMgmtDev
+from vdpa_operator.host.types import VdpaBinding, VdpaConfig, VdpaDevice, VdpaDriver, VdpaMgmtDev, VdpaNetConfig
 
 logger = logging.getLogger(__name__)
 
 _VIRTIO_RE = re.compile(r"virtio\d+")
 _VHOST_RE = re.compile(r"vhost-vdpa-\d+")
+_ATTR_SET_HINT = ("this kernel or device cannot change a vdpa device's MAC (VDPA_CMD_DEV_ATTR_SET needs Linux "
+                  ">= 6.12 and driver support); set the VF's administrative MAC before binding instead")
 _FAMILY_HINT = ("load the vdpa kernel modules (modprobe vdpa, and the NIC's vdpa driver such as mlx5_vdpa); "
                 "the vdpa netlink family is only visible from the host network namespace (hostNetwork: true)")
 
@@ -176,6 +182,14 @@ class VdpaTransport(Protocol):
         """VDPA_CMD_DEV_DEL."""
         ...
 
+    def dev_attr_set(self, name: str, mac: str) -> None:
+        """VDPA_CMD_DEV_ATTR_SET with DEV_NET_CFG_MACADDR."""
+        ...
+
+    def dev_config_get(self, name: str) -> VdpaNetConfig | None:
+        """VDPA_CMD_DEV_CONFIG_GET for one device (ENODEV when it does not exist); None when no reply came back."""
+        ...
+
 
 class GenlVdpaTransport:
     """`VdpaTransport` over the kernel's `vdpa` family; each command opens its own socket."""
@@ -203,6 +217,16 @@ class GenlVdpaTransport:
     def dev_del(self, name: str) -> None:
         with proto.VdpaSocket() as sock:
             sock.request(proto.dev_del(name))
+
+    def dev_attr_set(self, name: str, mac: str) -> None:
+        request = proto.dev_attr_set(name, mac)  # ValueError here: nothing reaches the kernel
+        with proto.VdpaSocket() as sock:
+            sock.request(request)
+
+    def dev_config_get(self, name: str) -> VdpaNetConfig | None:
+        with proto.VdpaSocket() as sock:
+            replies = sock.request(proto.dev_config_get(name))
+        return proto.parse_net_config(replies[0]) if replies else None
 
 
 class KernelVdpa:
@@ -277,6 +301,26 @@ class KernelVdpa:
             raise _host_error(exc, op, target) from exc
         logger.info("vdpa %s: deleted", name)
 
+    def set_mac(self, name: str, mac: str) -> None:
+        op, target = f"set mac {mac} on vdpa device", name
+        try:
+            proto.check_mac(mac)  # before anything is sent, on every transport
+            self.transport.dev_attr_set(name, mac)
+        except (GenlCommandError, ValueError) as exc:
+            hint = _ATTR_SET_HINT if isinstance(exc, GenlCommandError) and exc.errno == errno.EOPNOTSUPP else ""
+            raise _host_error(exc, op, target, hint) from exc
+        logger.info("vdpa %s: mac set to %s", name, mac.lower())
+
+    def net_config(self, name: str) -> VdpaNetConfig:
+        op, target = "read net config of vdpa device", name
+        try:
+            config = self.transport.dev_config_get(name)
+        except (GenlCommandError, ValueError) as exc:
+            raise _host_error(exc, op, target) from exc
+        if config is None:
+            raise DeviceNotFound(op, target, errno.ENODEV, detail="DEV_CONFIG_GET sent no reply")
+        return config
+
     # --- sysfs -------------------------------------------------------------------------------------------------
 
     def binding(self, name: str) -> VdpaBinding:
@@ -309,16 +353,15 @@ def _config_names(config: VdpaConfig) -> str:
     return ", ".join(names)
 
 
-def _host_error(exc: GenlCommandError | ValueError, op: str, target: str) -> HostError:
+def _host_error(exc: GenlCommandError | ValueError, op: str, target: str, hint: str = "") -> HostError:
     """The one translation from transport failures to HostError (ValueError: a request the kernel's
-    policy would reject, reported as EINVAL)."""
+    policy would reject, reported as EINVAL). `hint` replaces the errno's default one."""
     if isinstance(exc, ValueError):
         return error_from_errno(errno.EINVAL, op, target, detail=str(exc))
     if exc.family_missing:
         return KernelModuleMissing(op, target, hint=_FAMILY_HINT, detail=exc.extack)
-    hint = ""
-    if exc.errno == errno.ENOSPC:
+    if not hint and exc.errno == errno.ENOSPC:
         hint = "the management device allows no more vdpa devices (mlx5: one per VF)"
-    elif exc.errno == errno.EPERM:
-        hint = "creating and deleting vdpa devices needs CAP_NET_ADMIN"
+    elif not hint and exc.errno == errno.EPERM:
+        hint = "changing vdpa devices needs CAP_NET_ADMIN"
     return error_from_errno(exc.errno, op, target, hint=hint, detail=exc.extack)

@@ -17,6 +17,7 @@ Operation names follow the kernel operation that fails, with the object they app
 | param_set     | devlink handle             | DEVLINK_CMD_PARAM_SET                                     |
 | vdpa_dev_new  | vdpa device name           | VDPA_CMD_DEV_NEW                                          |
 | vdpa_dev_del  | vdpa device name           | VDPA_CMD_DEV_DEL                                          |
+| vdpa_attr_set | vdpa device name           | VDPA_CMD_DEV_ATTR_SET                                     |
 | vdpa_bind     | vdpa device name           | vdpa bus bind/unbind/probe; a failed autoprobe leaves it unbound |
 | link_set      | netdev name                | RTM_NEWLINK/RTM_SETLINK changes, addresses, routes        |
 | vf_mac_set    | PF netdev name             | IFLA_VF_MAC                                               |
@@ -34,7 +35,7 @@ from vdpa_operator.host.sim.state import Fault, State
 
 OPS = frozenset({
     "sriov_numvfs", "pci_bind", "pci_unbind", "eswitch_set", "param_set", "vdpa_dev_new", "vdpa_dev_del",
-    "vdpa_bind", "link_set", "vf_mac_set", "feature_set", "module_load",
+    "vdpa_attr_set", "vdpa_bind", "link_set", "vf_mac_set", "feature_set", "module_load",
 })
 
 
@@ -42,6 +43,9 @@ def take(state: State, op: str, target: str, *, sleep: Callable[[float], None] =
     """Consume the first fault for (`op`, `target`): sleep its delay and return its errno (None: succeed)."""
     for fault in state.faults:
         if fault.op == op and fault.target in (None, target):
+            if fault.after > 0:
+                fault.after -= 1
+                continue
             if fault.times is not None:
                 fault.times -= 1
                 if fault.times <= 0:
@@ -59,20 +63,23 @@ class Faults:
         self._transaction = transaction
 
     def inject(self, op: str, *, errno: int | None = None, delay: float = 0.0, times: int | None = 1,
-               target: str | None = None) -> None:
-        """Make the next `times` (None: every) `op` on `target` (None: any) fail with `errno` after `delay`."""
+               target: str | None = None, after: int = 0) -> None:
+        """Make the next `times` (None: every) `op` on `target` (None: any) fail with `errno` after `delay`,
+        once `after` of them have succeeded (how a test fails an operation at each step of a sequence)."""
         if op not in OPS:
             raise ValueError(f"unknown fault op {op!r}; known: {', '.join(sorted(OPS))}")
         if errno is None and delay <= 0:
             raise ValueError("a fault needs an errno, a delay, or both")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None for every time)")
+        if after < 0:
+            raise ValueError("after must be 0 or more")
         with self._transaction() as state:
-            state.faults.append(Fault(op=op, errno=errno, delay=delay, times=times, target=target))
+            state.faults.append(Fault(op=op, errno=errno, delay=delay, times=times, target=target, after=after))
 
     def list(self) -> Sequence[Fault]:
         with self._transaction() as state:
-            return [Fault(f.op, f.errno, f.delay, f.times, f.target) for f in state.faults]
+            return [Fault(f.op, f.errno, f.delay, f.times, f.target, f.after) for f in state.faults]
 
     def clear(self, op: str | None = None) -> None:
         with self._transaction() as state:

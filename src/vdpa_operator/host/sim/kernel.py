@@ -97,6 +97,24 @@ device nodes (drivers/char/misc.c, kmod `static-nodes`)
 28. `/dev/vhost-net` (10:238) and `/dev/net/tun` (10:200) always exist, loaded module or not: systemd-tmpfiles
     creates them at boot from the `devname:` aliases of vhost_net and tun (opening one loads its module).
     Inference for nodes without systemd (the kernel bed's guest has neither until the module is loaded).
+vdpa net config (drivers/vdpa/vdpa.c: 6.12's `vdpa_nl_cmd_dev_attr_set_doit`, 6.1's `vdpa_dev_net_config_fill`;
+mlx5/net/mlx5_vnet.c)
+29. DEV_ATTR_SET (MAC), in the kernel's order: a kernel without the command (`vdpa_attr_set` False, i.e. before
+    ≈6.12) → EOPNOTSUPP whatever the request (genl rejects an unknown cmd first; proven on kernel, 6.1); MAC
+    not 6 bytes → EINVAL (attribute policy); unknown device → ENODEV. It changes the config-space MAC only: a
+    bound virtio_net netdev keeps the MAC it read at probe and shows the new one after a rebind (inference:
+    virtio_net reads it once). mlx5's MPFS update is not modelled. The ≥6.12 half: kernel cannot show.
+30. DEV_CONFIG_GET: unknown device → ENODEV; the MAC and MTU given to DEV_NEW read back (proven on kernel with
+    vdpa_sim_net). mlx5 offers VIRTIO_NET_F_MAC only when the device has a MAC (the given one or the VF's
+    administrative one at DEV_NEW), and F_MTU, MQ and F_STATUS always (inference from mlx5_vnet.c): MAC absent
+    without one; MTU, max_vqp (1 unless DEV_NEW asked for more) and the link status always there, the link up
+    while the VF's vport is, i.e. while its representor is admin up (rule 23).
+network namespaces
+31. A netns is a string: a name and `/var/run/netns/<name>` are one netns; `/proc/1/ns/net` and
+    `/proc/self/ns/net` are the node's own (the adapter runs in the node's init netns, as a hostNetwork pod
+    does). `netns_exists`: the node's own is there; model only, so is any name or `/var/run/netns/` path (the
+    model can move links into any of them), and another path must be an nsfs file of type net, as on Linux;
+    privileged, the real kernel answers for everything but the node's own (proven on kernel).
 """
 
 from __future__ import annotations
@@ -117,7 +135,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vdpa_operator.host.errors import HostError, KernelModuleMissing, error_from_errno
-from vdpa_operator.host.linux.rtnl import netns_path
+from vdpa_operator.host.linux.rtnl import NETNS_RUN_DIR, is_net_namespace, netns_path
 from vdpa_operator.host.port import NO_CONFIG
 from vdpa_operator.host.sim import tree
 from vdpa_operator.host.sim.faults import Faults, take
@@ -158,6 +176,7 @@ from vdpa_operator.host.types import (
     VdpaConfig,
     VdpaDevice,
     VdpaMgmtDev,
+    VdpaNetConfig,
 )
 
 if TYPE_CHECKING:
@@ -253,12 +272,16 @@ def eui64_link_local(mac: str) -> str:
     return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
 
 
+NODE_NETNS_PATHS = ("/proc/1/ns/net", "/proc/self/ns/net")
+"""Paths that name the node's own netns from the adapter's point of view (rule 31)."""
+
+
 def canonical_netns(netns: str | None, node: str | None) -> str | None:
     """None for the node's own netns; a name becomes `/var/run/netns/<name>` (as `ip netns` resolves it)."""
     if netns is None:
         return None
     path = os.path.normpath(netns_path(netns))
-    if node is not None and path == os.path.normpath(netns_path(node)):
+    if path in NODE_NETNS_PATHS or (node is not None and path == os.path.normpath(netns_path(node))):
         return None
     return path
 
@@ -290,6 +313,7 @@ class SimKernel:
         *,
         modules: Sequence[str] = DEFAULT_MODULES,
         vdpa_config_attrs: Sequence[str] = CONFIG_ATTRS,
+        vdpa_attr_set: bool = True,
         switchdev_requires_unbound_vfs: bool = True,
         vf_create_delay: float = 0.0,
         node_netns: str | None = None,
@@ -312,9 +336,9 @@ class SimKernel:
             raise ValueError("real_netdevs needs node_netns: the real netns that stands for the node")
         config = Config(
             nics=list(nics), kernel_release=kernel_release, vdpa_config_attrs=list(vdpa_config_attrs),
-            switchdev_requires_unbound_vfs=switchdev_requires_unbound_vfs, vf_create_delay=vf_create_delay,
-            max_virtio_queues=max_virtio_queues, smfs_supported=smfs_supported, node_netns=node_netns,
-            real_netdevs=real_netdevs,
+            vdpa_attr_set=vdpa_attr_set, switchdev_requires_unbound_vfs=switchdev_requires_unbound_vfs,
+            vf_create_delay=vf_create_delay, max_virtio_queues=max_virtio_queues, smfs_supported=smfs_supported,
+            node_netns=node_netns, real_netdevs=real_netdevs,
         )
         state = State(config=config)
         lo = _loopback(None)
@@ -872,6 +896,31 @@ class SimKernel:
                 raise KernelError(E.ENODEV, "device not found")
             self._vdpa_remove(state, dev)
 
+    def vdpa_dev_attr_set(self, name: str, mac: str) -> None:
+        with self._transaction() as state:
+            self._vdpa_family(state)
+            if not state.config.vdpa_attr_set:
+                raise KernelError(E.EOPNOTSUPP, "no such command (VDPA_CMD_DEV_ATTR_SET needs Linux 6.12)")
+            self._fault(state, "vdpa_attr_set", name)
+            mac = mac.lower()
+            if not _MAC_RE.fullmatch(mac):
+                raise KernelError(E.EINVAL, f"invalid MAC {mac}")  # the attribute policy: 6 bytes
+            dev = state.vdpa.get(name)
+            if dev is None:
+                raise KernelError(E.ENODEV, "device not found")
+            dev.mac = mac
+
+    def vdpa_dev_config(self, name: str) -> VdpaNetConfig:
+        with self._reading() as state:
+            self._vdpa_family(state)
+            dev = state.vdpa.get(name)
+            if dev is None:
+                raise KernelError(E.ENODEV, "device not found")
+            fn = state.pci[dev.vf]
+            rep = next((n for n in _reps(state, fn.pf or "") if n.vf == fn.vf_index), None)
+            return VdpaNetConfig(mac=dev.mac, mtu=dev.mtu, max_vqp=dev.max_vqp or 1,
+                                 link_up=rep is not None and rep.up)
+
     def _vdpa_remove(self, state: State, dev: VdpaDev) -> None:
         if dev.driver is not None:
             self._vdpa_detach(state, dev)
@@ -913,6 +962,16 @@ class SimKernel:
 
     def _ns(self, state: State, netns: str | None) -> str | None:
         return canonical_netns(netns, state.config.node_netns)
+
+    def netns_exists(self, netns: str) -> bool:
+        """Rule 31."""
+        with self._reading() as state:
+            real, ns = state.config.real_netdevs, self._ns(state, netns)
+        if ns is None:
+            return True
+        if not real and os.path.dirname(ns) == NETNS_RUN_DIR:
+            return True
+        return is_net_namespace(ns)
 
     def _get(self, state: State, name: str, netns: str | None, *, change: bool = False) -> Netdev:
         """The netdev `name` in `netns`. Every netns has its lo: a pod's is stored once something changes it
@@ -1047,7 +1106,8 @@ class SimKernel:
                 _flush_routes(state, nd)  # the down/up around a rename of a running link drops its routes
             nd.name = new_name
 
-    def move_link(self, name: str, target: str, netns: str | None = None) -> None:
+    def move_link(self, name: str, target: str | None, netns: str | None = None) -> None:
+        """Into `target`; None (or a path of rule 31) is the node's own netns."""
         with self._transaction() as state:
             self._fault(state, "link_set", name)
             nd = self._get(state, name, netns, change=True)
@@ -1058,7 +1118,8 @@ class SimKernel:
                                                    and state.pfs[nd.pci].eswitch == "switchdev"):
                 raise KernelError(E.EINVAL, f"{name} cannot change network namespace (NETIF_F_NETNS_LOCAL)")
             if _find(state, dest, nd.name) is not None:
-                raise KernelError(E.EEXIST, f"{nd.name} exists in netns {target}")
+                where = "the node netns" if dest is None else f"netns {target}"
+                raise KernelError(E.EEXIST, f"{nd.name} exists in {where}")
             if nd.real:
                 self._real_links().move_to_netns(nd.name, self._real_ns(state, dest) or "",
                                                  netns=self._real_ns(state, nd.netns))

@@ -1,7 +1,8 @@
-"""`Links` on the simulated host: the model's netdev table (rules 22–26 in `kernel.py`).
+"""`Links` on the simulated host: the model's netdev table (rules 22–26 and 31 in `kernel.py`).
 
-`netns` None is the simulated node's own namespace; any other netns is identified by the string the caller
-passes (a name and `/var/run/netns/<name>` are the same netns). In privileged mode the virtio netdevs and their
+`netns` None is the simulated node's own namespace (so are `/proc/1/ns/net` and `/proc/self/ns/net`); any other
+netns is identified by the string the caller passes (a name and `/var/run/netns/<name>` are the same netns).
+In privileged mode the virtio netdevs and their
 representors are real veth ends in the node's real netns, and every change to them is applied to the real
 link first (through `RtnlLinks`) and then mirrored in the model, so what this class reports and what the
 kernel holds agree; model-only netdevs (PF, VF, other representors) are changed in the model alone.
@@ -53,10 +54,15 @@ class SimLinks:
             self.kernel.rename_link(name, new_name, netns)
         logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
-    def move_to_netns(self, name: str, target: str, netns: Netns = None) -> None:
-        with host_errors(f"move to netns {target}", netdev_target(name, netns)):
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
+        where = "the host netns" if target is None else f"netns {target}"
+        with host_errors(f"move to {where}", netdev_target(name, netns)):
             self.kernel.move_link(name, target, netns)
-        logger.info("moved %s to netns %s", netdev_target(name, netns), target)
+        logger.info("moved %s to %s", netdev_target(name, netns), where)
+
+    def netns_exists(self, netns: str) -> bool:
+        with host_errors("check network namespace", netns):
+            return self.kernel.netns_exists(netns)
 
     def add_address(self, name: str, address: Address, netns: Netns = None) -> None:
         with host_errors(f"add address {address} to", netdev_target(name, netns)):

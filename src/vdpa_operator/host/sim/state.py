@@ -66,6 +66,9 @@ class Config:
     fw_version: str = "22.36.1010 (MT_0000000359)"
     vdpa_config_attrs: list[str] = field(default_factory=lambda: ["mac", "mtu", "max_vqp"])
     """The mgmtdev's `config_attr_mask`: 6.1 mlx5 = MAC|MAX_VQP|MTU; older kernels MAC only."""
+    vdpa_attr_set: bool = True
+    """Whether the vdpa family has VDPA_CMD_DEV_ATTR_SET (Linux >= 6.12, with mlx5's `dev_set_attr`); False
+    models an older kernel, which answers EOPNOTSUPP."""
     switchdev_requires_unbound_vfs: bool = True
     vf_create_delay: float = 0.0
     max_virtio_queues: int = 256
@@ -173,6 +176,8 @@ class Fault:
     delay: float = 0.0
     times: int | None = 1
     target: str | None = None
+    after: int = 0
+    """Matching operations that still succeed before this fault starts to hit (counted down)."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`Vdpa` on the simulated host: the Linux adapter's own policy (`KernelVdpa`: sorting, the missing family, the
 EOPNOTSUPP retry, the read-back, `missing_ok`, errno → HostError) over a transport that answers the `vdpa` genl
-commands from the kernel model (rules 16–20 in `kernel.py`), and binding through the Linux adapter's
+commands from the kernel model (rules 16–20, 29 and 30 in `kernel.py`), and binding through the Linux adapter's
 `VdpaSysfs` on the simulated tree, so everything above the genl commands is the product code itself.
 
 The model's answers (`KernelError`, `FamilyMissing`) become the Linux transport's one error type,
@@ -18,7 +18,7 @@ from vdpa_operator.host.linux.vdpa import KernelVdpa, VdpaSysfs
 from vdpa_operator.host.port import NO_CONFIG
 from vdpa_operator.host.sim.kernel import FamilyMissing, KernelError, SimKernel
 from vdpa_operator.host.sim.sysfs import SimSysfs
-from vdpa_operator.host.types import VdpaConfig, VdpaDevice, VdpaMgmtDev
+from vdpa_operator.host.types import VdpaConfig, VdpaDevice, VdpaMgmtDev, VdpaNetConfig
 
 
 @contextmanager
@@ -55,6 +55,14 @@ class SimVdpaTransport:
     def dev_del(self, name: str) -> None:
         with _as_genl():
             self.kernel.vdpa_dev_del(name)
+
+    def dev_attr_set(self, name: str, mac: str) -> None:
+        with _as_genl():
+            self.kernel.vdpa_dev_attr_set(name, mac)
+
+    def dev_config_get(self, name: str) -> VdpaNetConfig | None:
+        with _as_genl():
+            return self.kernel.vdpa_dev_config(name)
 
 
 class SimVdpa(KernelVdpa):

@@ -32,6 +32,14 @@ and anything above decodes as an unknown attribute::
     14 DEV_NEGOTIATED_FEATURES u64       15 DEV_MGMTDEV_MAX_VQS u32   16 DEV_SUPPORTED_FEATURES u64
     17 DEV_QUEUE_INDEX u32  18 DEV_VENDOR_ATTR_NAME string  19 DEV_VENDOR_ATTR_VALUE u64  20 DEV_FEATURES u64
 
+DEV_ATTR_SET (`vdpa dev set name vdpa0 mac …`) carries DEV_NAME and DEV_NET_CFG_MACADDR; a kernel without the
+command (before ≈6.12) answers EOPNOTSUPP, as genl does for every unknown command, before looking at anything.
+DEV_CONFIG_GET (do: DEV_NAME) replies with cmd 6: DEV_NAME, DEV_ID, [PAD, NEGOTIATED_FEATURES once a driver set
+FEATURES_OK], then for net devices STATUS (u16), the device features (6.1: id 21, later: PAD + FEATURES), MTU
+(with F_MTU), MACADDR (with F_MAC), MAX_VQP (with F_MQ or F_RSS). What 6.1 answers for vdpa_sim_net (seen in the
+kernel bed): NAME, ID, NEGOTIATED_FEATURES, STATUS 1, 21, MTU, MACADDR. Which fields depend on features has
+changed over releases, so the parser takes each as optional.
+
 A DEV_NEW request for `vdpa dev add name vdpa:0000:65:00.4 mgmtdev pci/0000:65:00.4 mac … mtu 1500 max_vqp 4`
 carries, in iproute2's order: MGMTDEV_BUS_NAME, MGMTDEV_DEV_NAME, DEV_NAME, DEV_NET_CFG_MACADDR,
 DEV_NET_CFG_MTU, DEV_NET_CFG_MAX_VQP. A DEV_GET reply carries MGMTDEV_BUS_NAME (if any), MGMTDEV_DEV_NAME,
@@ -47,7 +55,7 @@ from typing import Any
 from pyroute2.netlink import genlmsg  # type: ignore[import-untyped]
 
 from vdpa_operator.host.linux.genl import GenlSocket, message
-from vdpa_operator.host.types import VdpaConfig, VdpaDevice, VdpaMgmtDev
+from vdpa_operator.host.types import VdpaConfig, VdpaDevice, VdpaMgmtDev, VdpaNetConfig
 
 VDPA_GENL_NAME = "vdpa"
 VDPA_GENL_VERSION = 1
@@ -87,6 +95,9 @@ VDPA_ATTR_DEV_FEATURES = 20
 
 NO_CONFIG = VdpaConfig()
 """DEV_NEW without config attributes: the kernel's defaults."""
+
+VIRTIO_NET_S_LINK_UP = 1
+"""Bit 0 of the config space's status field (include/uapi/linux/virtio_net.h)."""
 
 _MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
@@ -140,14 +151,20 @@ def _handle_attrs(mgmtdev: VdpaMgmtDev) -> list[tuple[str, Any]]:
     return attrs
 
 
+def check_mac(mac: str) -> str:
+    """The MAC as the attribute carries it (6 bytes, written lower-case colon form); ValueError for anything
+    else, which the kernel's policy (NLA_POLICY_ETH_ADDR) would reject."""
+    if not _MAC_RE.fullmatch(mac):
+        raise ValueError(f"{mac!r} is not a MAC address (expected xx:xx:xx:xx:xx:xx)")
+    return mac.lower()
+
+
 def dev_new(name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = NO_CONFIG) -> VdpaMsg:
     """VDPA_CMD_DEV_NEW. ValueError for a config the kernel's policy would reject before any driver sees it
     (malformed MAC, MTU < 68 or > 65535, max_vqp outside 1..65535)."""
     attrs = [*_handle_attrs(mgmtdev), ("VDPA_ATTR_DEV_NAME", name)]
     if config.mac is not None:
-        if not _MAC_RE.fullmatch(config.mac):
-            raise ValueError(f"{config.mac!r} is not a MAC address (expected xx:xx:xx:xx:xx:xx)")
-        attrs.append(("VDPA_ATTR_DEV_NET_CFG_MACADDR", config.mac.lower()))
+        attrs.append(("VDPA_ATTR_DEV_NET_CFG_MACADDR", check_mac(config.mac)))
     if config.mtu is not None:
         if not 68 <= config.mtu <= 0xFFFF:
             raise ValueError(f"mtu {config.mtu} is out of range (68..65535)")
@@ -157,6 +174,17 @@ def dev_new(name: str, mgmtdev: VdpaMgmtDev, config: VdpaConfig = NO_CONFIG) -> 
             raise ValueError(f"max_vqp {config.max_vqp} is out of range (1..65535)")
         attrs.append(("VDPA_ATTR_DEV_NET_CFG_MAX_VQP", config.max_vqp))
     return _msg(VDPA_CMD_DEV_NEW, attrs)
+
+
+def dev_attr_set(name: str, mac: str) -> VdpaMsg:
+    """VDPA_CMD_DEV_ATTR_SET with a new MAC (the only attribute the command takes); ValueError for a bad MAC."""
+    attrs = [("VDPA_ATTR_DEV_NAME", name), ("VDPA_ATTR_DEV_NET_CFG_MACADDR", check_mac(mac))]
+    return _msg(VDPA_CMD_DEV_ATTR_SET, attrs)
+
+
+def dev_config_get(name: str) -> VdpaMsg:
+    """VDPA_CMD_DEV_CONFIG_GET for one device (do)."""
+    return _msg(VDPA_CMD_DEV_CONFIG_GET, [("VDPA_ATTR_DEV_NAME", name)])
 
 
 def dev_del(name: str) -> VdpaMsg:
@@ -208,4 +236,22 @@ def parse_mgmtdev(msg: Any) -> VdpaMgmtDev:
         name=handle.name,
         supported_classes=_int(msg, "VDPA_ATTR_MGMTDEV_SUPPORTED_CLASSES"),
         max_vqs=_int(msg, "VDPA_ATTR_DEV_MGMTDEV_MAX_VQS"),
+    )
+
+
+def parse_net_config(msg: Any) -> VdpaNetConfig:
+    """A DEV_CONFIG_GET reply of a net device → VdpaNetConfig, as the kernel wrote it: each field None when its
+    attribute is absent. 6.1 sends the status even without VIRTIO_NET_F_STATUS (vdpa_sim_net: 1, link up, as
+    the virtio spec assumes then); which fields a kernel gates on the device's features is the kernel's call."""
+    if msg.get_attr("VDPA_ATTR_DEV_NAME") is None:
+        raise ValueError("vdpa config reply without VDPA_ATTR_DEV_NAME")
+    mac = msg.get_attr("VDPA_ATTR_DEV_NET_CFG_MACADDR")
+    mtu = msg.get_attr("VDPA_ATTR_DEV_NET_CFG_MTU")
+    max_vqp = msg.get_attr("VDPA_ATTR_DEV_NET_CFG_MAX_VQP")
+    status = msg.get_attr("VDPA_ATTR_DEV_NET_STATUS")
+    return VdpaNetConfig(
+        mac=str(mac).lower() if mac is not None else None,
+        mtu=int(mtu) if mtu is not None else None,
+        max_vqp=int(max_vqp) if max_vqp is not None else None,
+        link_up=bool(int(status) & VIRTIO_NET_S_LINK_UP) if status is not None else None,
     )
