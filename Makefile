@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := .demo
 # Debian packages the targets need; installed only when running as root and missing.
-# iproute2/ethtool/openvswitch-switch: the host adapter's integration tests (and oracles in tests);
+# iproute2/ethtool/openvswitch-switch: the host adapter's integration tests (and oracles in tests); iputils-ping and
+# containernetworking-plugins (static, host-local, host-device in /usr/lib/cni): the CNI's tests and bench;
 # qemu-system-x86 … bc: the real-kernel tier (tests/kernel), which builds netdevsim/vdpa_sim modules.
-DEB_PACKAGES := python3-venv iproute2 ethtool kmod udev openvswitch-switch \
+DEB_PACKAGES := python3-venv iproute2 ethtool kmod udev openvswitch-switch iputils-ping containernetworking-plugins \
   qemu-system-x86 busybox-static cpio gcc-12 make libc6-dev bc xz-utils
 
 # The real-kernel tier (tests/kernel) must run, not skip, wherever QEMU can: as root on x86_64 (CI). Elsewhere it

@@ -16,6 +16,8 @@ COMMANDS = {
     "node": "vdpa_operator.cli_node:node",
     "node-daemon": "vdpa_operator.cli_node:node_daemon",
     "device-plugin": "vdpa_operator.cli_deviceplugin:device_plugin",
+    "cni-server": "vdpa_operator.cli_cni:cni_server",
+    "install-cni": "vdpa_operator.cli_cni:install_cni",
     "operator": "vdpa_operator.cli_operator:operator",
     "sim": "vdpa_operator.cli_sim:sim",
 }

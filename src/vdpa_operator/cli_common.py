@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -35,25 +35,57 @@ def default_sim_root() -> str:
     return os.environ.get(SIM_ROOT_ENV) or os.path.join(state, "vdpa-operator", "sim-host")
 
 
-def open_host(host_kind: str, sim_root: str, ovsdb: str | None) -> Host:
+def open_host(host_kind: str, sim_root: str, ovsdb: str | None, sim_netns: str | None = None) -> Host:
     """The Host of `--host linux` (this machine) or `--host sim` (the simulated host at `sim_root`, created when
-    missing); with OVSDB at `ovsdb`, none when it is None."""
+    missing, with real links in the network namespace `sim_netns` when given); with OVSDB at `ovsdb`, none when
+    it is None."""
     if host_kind == "linux":
         from vdpa_operator.host.linux.factory import linux_host
 
         return linux_host(ovsdb_remote=ovsdb)
     from vdpa_operator.host.linux.ovsdb import connect_ovs
-    from vdpa_operator.host.sim import SimKernel
     from vdpa_operator.host.sim.factory import sim_host
 
-    root = Path(sim_root)
+    return sim_host(_sim_kernel(Path(sim_root), sim_netns), ovs=connect_ovs(ovsdb) if ovsdb else None)
+
+
+def _sim_kernel(root: Path, sim_netns: str | None) -> Any:
+    from vdpa_operator.host.sim import SimKernel
+
     try:
         kernel = SimKernel.open(root)
     except FileNotFoundError:
+        pass
+    else:
+        node = kernel.config.node_netns
+        if sim_netns is not None and node != sim_netns:
+            fail(f"--sim-netns {sim_netns}: the simulated host at {root} was created "
+                 + (f"with its links in netns {node}" if node else "without real links")
+                 + "; pass the same --sim-netns, or delete the directory to start over")
+        return kernel
+    if sim_netns is None:
         kernel = SimKernel.create(root, real_netdevs=False)
-        note(f"created a simulated host at {root}: one ConnectX-6 Dx, PFs 0000:65:00.0 (ens1f0) and "
-             "0000:65:00.1 (ens1f1), legacy, no VFs (delete the directory to start over)")
-    return sim_host(kernel, ovs=connect_ovs(ovsdb) if ovsdb else None)
+    else:
+        if os.geteuid() != 0:
+            fail("--sim-netns needs root: it creates network namespaces and veth pairs")
+        from vdpa_operator.host.sim.realnet import create_netns
+
+        if not os.path.exists(f"/var/run/netns/{sim_netns}"):
+            create_netns(sim_netns)
+        kernel = SimKernel.create(root, node_netns=sim_netns, real_netdevs=True)
+    note(f"created a simulated host at {root}: one ConnectX-6 Dx, PFs 0000:65:00.0 (ens1f0) and "
+         "0000:65:00.1 (ens1f1), legacy, no VFs"
+         + (f", its virtio netdevs and representors real veth pairs in netns {sim_netns}" if sim_netns else "")
+         + " (delete the directory to start over)")
+    return kernel
+
+
+def sim_netns_option(func: Any) -> Any:
+    """`--sim-netns NAME`, wherever `--sim-root` is accepted."""
+    return click.option(
+        "--sim-netns", metavar="NAME", default=None,
+        help="With --host sim, when the simulated host is created: back its virtio netdevs and representors "
+             "with real veth pairs in this network namespace (created if missing; needs root).")(func)
 
 
 class _JsonLines(logging.Formatter):

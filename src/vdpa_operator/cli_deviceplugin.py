@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from vdpa_operator.cli_common import configure_logging, default_sim_root, fail, open_host
+from vdpa_operator.cli_common import configure_logging, default_sim_root, fail, open_host, sim_netns_option
 from vdpa_operator.deviceplugin import settings as defaults
 from vdpa_operator.deviceplugin.config import DEFAULT_RESOURCE_PREFIX, ConfigError
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
               help="This machine's kernel, or the simulated ConnectX-6 Dx host.")
 @click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default="$VDPA_SIM_ROOT or "
               "~/.local/state/vdpa-operator/sim-host", help="The simulated host (with --host sim).")
+@sim_netns_option
 @click.option("--config-file", metavar="FILE", default=str(defaults.CONFIG_FILE), show_default=True,
               help="The resource list (the operator's device-plugin-config ConfigMap entry for this node); "
               "watched: a change is applied without a restart.")
@@ -43,9 +44,9 @@ if TYPE_CHECKING:
               "device specs.")
 @click.option("--cdi-dir", metavar="DIR", default=str(defaults.CDI_DIR), show_default=True,
               help="Where CDI specs are written (with --use-cdi).")
-def device_plugin(node_name: str, host_kind: str, sim_root: str, config_file: str, device_plugin_path: str,
-                  plugins_registry: str, devinfo_dir: str, resource_prefix: str, use_cdi: bool,
-                  cdi_dir: str) -> None:
+def device_plugin(node_name: str, host_kind: str, sim_root: str, sim_netns: str | None, config_file: str,
+                  device_plugin_path: str, plugins_registry: str, devinfo_dir: str, resource_prefix: str,
+                  use_cdi: bool, cdi_dir: str) -> None:
     """Advertise this node's VFs with vDPA devices to kubelet and hand them to pods (Allocate, device-info)."""
     if not node_name:
         fail("--node-name (or $NODE_NAME) is required")
@@ -65,7 +66,7 @@ def device_plugin(node_name: str, host_kind: str, sim_root: str, config_file: st
     # NOTE: scans run on a worker thread every 50 ms; with the default 5 ms GIL switch interval an Allocate that
     # arrives mid-scan waits up to 5 ms for the event loop's thread. 0.5 ms keeps kubelet's answer prompt.
     sys.setswitchinterval(0.0005)
-    service = DevicePluginService(open_host(host_kind, sim_root, None), settings, config, file)
+    service = DevicePluginService(open_host(host_kind, sim_root, None, sim_netns), settings, config, file)
     asyncio.run(_run(service))
 
 

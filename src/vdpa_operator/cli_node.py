@@ -16,7 +16,14 @@ import click
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
-from vdpa_operator.cli_common import EXIT_FAILED, SIM_ROOT_ENV, configure_logging, default_sim_root, open_host
+from vdpa_operator.cli_common import (
+    EXIT_FAILED,
+    SIM_ROOT_ENV,
+    configure_logging,
+    default_sim_root,
+    open_host,
+    sim_netns_option,
+)
 from vdpa_operator.cli_common import fail as _fail
 from vdpa_operator.cli_common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
@@ -37,6 +44,7 @@ class HostChoice:
     ovsdb: str | None
     supported_nics: str | None
     dev_mode: bool
+    sim_netns: str | None = None
 
     def agent(self) -> NodeAgent:
         try:
@@ -51,7 +59,8 @@ class HostChoice:
             from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 
             return open_host("linux", self.sim_root, self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
-        return open_host("sim", self.sim_root, self.ovsdb), str(Path(self.sim_root) / "etc" / "sriov-operator")
+        host = open_host("sim", self.sim_root, self.ovsdb, self.sim_netns)
+        return host, str(Path(self.sim_root) / "etc" / "sriov-operator")
 
 
 def host_options(func: Any) -> Any:
@@ -67,6 +76,7 @@ def host_options(func: Any) -> Any:
         click.option("--supported-nics", metavar="FILE", help="supported-nic-ids ConfigMap or '<vendor> <pf> "
                      "<vf>' lines, replacing the built-in table."),
         click.option("--dev-mode", is_flag=True, help="Also manage unsupported NIC models (upstream DEV_MODE)."),
+        sim_netns_option,
     ]
     for option in reversed(options):
         func = option(func)

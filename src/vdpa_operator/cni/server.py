@@ -1,0 +1,96 @@
+"""`vdpactl cni-server`: the node's CNI server. The `vdpa-cni` shim POSTs each request to `/cni` on a unix
+socket; the server runs it on its one worker thread (the Host is synchronous, and one request at a time makes
+parallel ADD/DEL for different containers safe by construction) and answers `{"exitCode", "stdout"}`.
+
+With a Kubernetes client it also reads what OVN-Kubernetes would: the pod's `k8s.ovn.org/pod-networks`
+annotation for an ADD whose config has no `ipam` section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from vdpa_operator.cni.answer import answer
+from vdpa_operator.cni.plugin import VdpaCni
+from vdpa_operator.cni.spec import CniRequest, parse_args
+
+logger = logging.getLogger(__name__)
+
+PodAnnotation = Callable[[str, str], Awaitable[str | None]]
+"""(namespace, pod) → the pod's k8s.ovn.org/pod-networks annotation, or None."""
+MAX_REQUEST = 1 << 20
+"""A CNI config with a prevResult is a few KiB; anything near this is not one."""
+
+
+class CniServer:
+    def __init__(self, plugin: VdpaCni, socket: Path, *, pod_annotation: PodAnnotation | None = None) -> None:
+        self.plugin = plugin
+        self.socket = socket
+        self.pod_annotation = pod_annotation
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cni")
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_REQUEST)
+        app.router.add_post("/cni", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        await web.UnixSite(self._runner, str(self.socket)).start()
+        os.chmod(self.socket, 0o600)  # only root (the runtime) may ask for interfaces
+        logger.info("CNI server listening on %s (bridge %s)", self.socket, self.plugin.settings.bridge)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.socket.unlink(missing_ok=True)
+        self._worker.shutdown(wait=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            env = {str(k): str(v) for k, v in dict(body["env"]).items()}
+            stdin = str(body["config"]).encode()
+            device_info = body.get("deviceInfo")
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": f"not a vdpa-cni request: {exc}"}, status=400)
+        pod_networks = await self._pod_networks(env, stdin)
+        loop = asyncio.get_running_loop()
+        code, stdout = await loop.run_in_executor(self._worker, lambda: answer(
+            lambda r: self._run(r, pod_networks), env, stdin, device_info if isinstance(device_info, str) else None))
+        return web.json_response({"exitCode": code, "stdout": stdout})
+
+    def _run(self, request: CniRequest, pod_networks: str | None) -> dict[str, Any] | None:
+        return self.plugin.run(request, pod_networks=pod_networks)
+
+    async def _pod_networks(self, env: dict[str, str], stdin: bytes) -> str | None:
+        """For an ADD without IPAM config: the pod's annotation, as OVN-K's CNI reads it (no wait: without it
+        the node allocator serves)."""
+        if self.pod_annotation is None or env.get("CNI_COMMAND") != "ADD":
+            return None
+        try:
+            config = json.loads(stdin)
+            args = parse_args(env.get("CNI_ARGS", ""))
+        except Exception:
+            return None  # the request's own parsing reports it
+        if not isinstance(config, dict) or (config.get("ipam") or {}).get("type"):
+            return None
+        namespace, pod = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
+        if not namespace or not pod:
+            return None
+        try:
+            return await self.pod_annotation(namespace, pod)
+        except Exception as exc:
+            logger.warning("cannot read pod %s/%s's annotations: %s", namespace, pod, exc)
+            return None
