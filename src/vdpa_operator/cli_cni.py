@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from vdpa_operator.cli_common import configure_logging, default_sim_root, fail, note, open_host, sim_netns_option
+from vdpa_operator.cli_common import (
+    configure_logging,
+    default_sim_root,
+    fail,
+    note,
+    on_stop_signals,
+    open_host,
+    sim_netns_option,
+)
 
 if TYPE_CHECKING:
     from vdpa_operator.cni.ipam import NodeIpam
@@ -20,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "/var/run/vdpa-cni/server.sock"
 DEFAULT_STATE = "/var/lib/vdpa-cni"
 SHIM_NAME = "vdpa-cni"
+UNIX_PATH_MAX = 107
+"""sun_path holds 108 bytes with the terminating NUL."""
 
 
 @click.command("install-cni")
@@ -75,12 +85,18 @@ def cni_server(node_name: str, host_kind: str, sim_root: str, sim_netns: str | N
     if not node_name:
         fail("--node-name (or $NODE_NAME) is required")
     subnet = _subnet(pod_cidr, pod_ip_range)
+    if len(os.fsencode(socket_path)) > UNIX_PATH_MAX:
+        fail(f"--socket {socket_path}: {len(os.fsencode(socket_path))} bytes, over the {UNIX_PATH_MAX} a unix socket "
+             "path may have; choose a shorter path")
     if host_kind == "linux":
         from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 
         ovsdb = ovsdb or DEFAULT_REMOTE
     state = Path(state_dir or (Path(sim_root) / "var/lib/vdpa-cni" if host_kind == "sim" else DEFAULT_STATE))
     configure_logging()
+    # NOTE: a request hands off between the event loop, the worker and the OVSDB connection thread several
+    # times; with the default 5 ms GIL switch interval each hand-off to a thread that is busy costs up to 5 ms.
+    sys.setswitchinterval(0.0005)
     host = open_host(host_kind, sim_root, ovsdb, sim_netns)
     if host.ovs is None:
         note("no OVSDB: ADD will answer `try again later` until one is configured (--ovsdb)")
@@ -130,8 +146,7 @@ async def _serve(host: Any, node_name: str, socket_path: Path, bridge: str, kube
     server = CniServer(VdpaCni(host, settings, node_ipam=node_ipam), socket_path, pod_annotation=pod_annotation)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(loop, stop.set)
     await server.start()
     try:
         await stop.wait()

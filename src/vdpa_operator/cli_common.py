@@ -4,10 +4,13 @@ they use, so the process stays small."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -104,3 +107,31 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # One line per HTTP request is noise; our own modules log the state changes.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], object]) -> None:
+    """SIGTERM (a pod being stopped) and SIGINT call `stop` in the event loop.
+
+    asyncio delivers these through a wakeup socket that a forked child shares with this process. Libraries fork
+    behind our back (pyroute2 forks a helper for each network-namespace operation and SIGTERMs it when done), and
+    that child's SIGTERM would arrive here as ours and stop the service. So a child starts with the default
+    handlers and no wakeup socket."""
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop)
+    global _fork_hook_registered
+    if not _fork_hook_registered:
+        os.register_at_fork(after_in_child=_plain_signals)
+        _fork_hook_registered = True
+
+
+_fork_hook_registered = False
+
+
+def _plain_signals() -> None:
+    """In a forked child (its only thread is its main thread): no asyncio wakeup socket, default handlers."""
+    signal.set_wakeup_fd(-1)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)

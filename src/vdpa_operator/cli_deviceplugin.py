@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from vdpa_operator.cli_common import configure_logging, default_sim_root, fail, open_host, sim_netns_option
+from vdpa_operator.cli_common import (
+    configure_logging,
+    default_sim_root,
+    fail,
+    on_stop_signals,
+    open_host,
+    sim_netns_option,
+)
 from vdpa_operator.deviceplugin import settings as defaults
 from vdpa_operator.deviceplugin.config import DEFAULT_RESOURCE_PREFIX, ConfigError
 
@@ -74,6 +80,5 @@ async def _run(service: DevicePluginService) -> None:
     """Until SIGTERM/SIGINT (a pod being stopped); the service removes its sockets and files on the way out."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(loop, stop.set)
     await service.run(stop)

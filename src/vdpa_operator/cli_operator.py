@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import click
 
 from vdpa_operator.cli_common import configure_logging as _configure_logging
 from vdpa_operator.cli_common import fail as _fail
+from vdpa_operator.cli_common import on_stop_signals
 from vdpa_operator.controller.settings import OperatorSettings, SettingsError
 
 CERT_SECRET = "operator-webhook-cert"
@@ -102,7 +102,6 @@ async def _run(operator_type: Any, options: Any) -> None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+    on_stop_signals(loop, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await operator_type(options).run()

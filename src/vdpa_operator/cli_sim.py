@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vdpa_operator.cli_common import EXIT_FAILED
+from vdpa_operator.cli_common import EXIT_FAILED, on_stop_signals
 from vdpa_operator.cli_common import fail as _fail
 
 DEFAULT_KUBECONFIG = "vdpa-sim.kubeconfig"
@@ -99,8 +98,7 @@ async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: P
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+    on_stop_signals(loop, stopping.set)
     click.echo(f"vdpa-sim API server listening on {server.url} (data: {data_dir or 'memory only'}); use it with: "
                f"export KUBECONFIG={kubeconfig_path}; kubectl get sriovnetworknodepolicies -A")
     sys.stdout.flush()
@@ -138,8 +136,7 @@ async def _device_manager(directory: Path, registry: Path | None, expected: tupl
     await manager.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+    on_stop_signals(loop, stopping.set)
     click.echo(f"kubelet device manager on {manager.socket}" + (f", watching {registry}" if registry else ""))
     shown: dict[str, int] = {}
     allocated: set[str] = set()

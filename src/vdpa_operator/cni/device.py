@@ -126,16 +126,11 @@ def confirm_virtio_netdev(host: Host, vf: VdpaVf) -> str:
     return vf.netdev
 
 
-def move_into(host: Host, netdev: str, netns: str, ifname: str, container_id: str) -> None:
-    """Into the pod's netns as `ifname`. A netdev whose name is taken there is renamed first (OVN-K's
-    `safeMoveIfToNetns`)."""
-    if host.links.find(netdev, netns) is not None:
-        temporary = temporary_name(container_id, netdev)
-        host_step(lambda: host.links.rename(netdev, temporary), f"rename {netdev} to {temporary}")
-        netdev = temporary
-    host_step(lambda: host.links.move_to_netns(netdev, netns), f"move {netdev} into {netns}")
-    if netdev != ifname:
-        host_step(lambda: host.links.rename(netdev, ifname, netns), f"rename {netdev} to {ifname} in {netns}")
+def move_into(host: Host, netdev: str, netns: str, ifname: str) -> None:
+    """Into the pod's netns as `ifname`, in one request: the kernel takes the new name there, so the netdev's
+    current name may be taken in the pod (what OVN-K's `safeMoveIfToNetns` renames around)."""
+    host_step(lambda: host.links.move_to_netns(netdev, netns, new_name=ifname), f"move {netdev} into {netns} as "
+              f"{ifname}")
 
 
 def temporary_name(container_id: str, name: str) -> str:

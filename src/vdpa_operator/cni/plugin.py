@@ -217,13 +217,15 @@ class VdpaCni:
         original = vf.netdev or ""
         step = dev.host_step
         before = step(lambda: links.get(original), f"read {original}")
-        saved = Saved(mac=before.mac, mtu=before.mtu)
-        dev.move_into(self.host, original, netns, ifname, request.container_id)
+        mac = mac.lower() if mac and mac.lower() != before.mac.lower() else ""
+        mtu = request.config.mtu if request.config.mtu and request.config.mtu != before.mtu else None
+        saved = Saved(mac=before.mac if mac else "", mtu=before.mtu if mtu else None)  # what DEL puts back
+        dev.move_into(self.host, original, netns, ifname)
         undo.push(f"move {ifname} out of {netns}", lambda: self._move_out(ifname, netns, original, saved))
         if mac:
             step(lambda: links.set_mac(ifname, mac, netns), f"set MAC {mac} on {ifname}")
-        if request.config.mtu:
-            step(lambda: links.set_mtu(ifname, request.config.mtu or 0, netns), f"set MTU on {ifname}")
+        if mtu:
+            step(lambda: links.set_mtu(ifname, mtu, netns), f"set MTU {mtu} on {ifname}")
         step(lambda: links.set_up(ifname, True, netns), f"bring {ifname} up")
         for ip in ipam.ips if ipam else ():
             address = Address(str(ip.address.ip), ip.address.network.prefixlen)
@@ -287,7 +289,8 @@ class VdpaCni:
         bridge, rep = self.settings.bridge, vf.representor
         if request.config.mtu:
             rep_link = dev.host_step(lambda: self.host.links.get(rep), f"read {rep}")
-            saved = dataclasses.replace(saved, rep_mtu=rep_link.mtu)
+            if rep_link.mtu != request.config.mtu:
+                saved = dataclasses.replace(saved, rep_mtu=rep_link.mtu)
         external_ids.update(saved.to_ids())
         if bridge not in dev.host_step(ovs.bridges, "list OVS bridges"):
             raise CniError(HOST_FAILURE, f"OVS bridge {bridge} does not exist",
@@ -298,7 +301,7 @@ class VdpaCni:
                                            mtu_request=request.config.mtu),
                       f"add {rep} to {bridge}")
         undo.push(f"remove port {rep}", lambda: self._unplug(rep, saved))
-        if request.config.mtu:
+        if saved.rep_mtu:
             dev.host_step(lambda: self.host.links.set_mtu(rep, request.config.mtu or 0), f"set MTU on {rep}")
         dev.host_step(lambda: self.host.links.set_up(rep), f"bring {rep} up")
         if self._ovn(ovs):
@@ -391,10 +394,7 @@ class VdpaCni:
         target = name or dev.temporary_name(netns, ifname)
         if links.find(target) is not None:
             target = dev.temporary_name(netns, ifname)
-        links.set_up(ifname, False, netns)
-        if ifname != target:
-            links.rename(ifname, target, netns)
-        links.move_to_netns(target, None, netns)  # None: the node's own netns
+        links.move_to_netns(ifname, None, netns, new_name=target)  # None: the node's own netns; the move downs it
         if saved.mac:
             links.set_mac(target, saved.mac)
         if saved.mtu:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,10 +66,13 @@ class CniServer:
             device_info = body.get("deviceInfo")
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": f"not a vdpa-cni request: {exc}"}, status=400)
+        started = time.perf_counter()
         pod_networks = await self._pod_networks(env, stdin)
         loop = asyncio.get_running_loop()
         code, stdout = await loop.run_in_executor(self._worker, lambda: answer(
             lambda r: self._run(r, pod_networks), env, stdin, device_info if isinstance(device_info, str) else None))
+        logger.info("%s %s: exit %d in %.1f ms", env.get("CNI_COMMAND", "?"), env.get("CNI_CONTAINERID", "")[:12],
+                     code, (time.perf_counter() - started) * 1000)
         return web.json_response({"exitCode": code, "stdout": stdout})
 
     def _run(self, request: CniRequest, pod_networks: str | None) -> dict[str, Any] | None:

@@ -110,12 +110,16 @@ class Links(Protocol):
         """Brings the link down first when needed (the kernel refuses to rename a running link)."""
         ...
 
-    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None, *, new_name: str | None = None) -> None:
         """Move a link from `netns` into `target`: a netns name or path, or None for the host's own namespace
         (the adapter's), which is how a CNI DEL gives a pod's netdev back. A path to that same namespace works
         too, e.g. `/proc/1/ns/net` where the adapter runs in PID 1's netns (a hostNetwork pod); the simulated
         host reads `/proc/1/ns/net` and `/proc/self/ns/net` as its node's. The kernel takes the link down and
-        drops its addresses and routes."""
+        drops its addresses and routes.
+
+        With `new_name`, the link is called that in `target` (one RTM_NEWLINK with IFLA_NET_NS_FD and
+        IFLA_IFNAME: the kernel moves, then renames the now-down link; its current name may be taken there).
+        `new_name` taken in `target` is EEXIST with the link left where it was."""
         ...
 
     def netns_exists(self, netns: str) -> bool:
@@ -300,7 +304,10 @@ class Ovs(Protocol):
         """The external_ids of Interface `name`; None when there is no such interface."""
         ...
 
-    def delete_port(self, name: str, *, missing_ok: bool = True) -> None: ...
+    def delete_port(self, name: str, *, missing_ok: bool = True) -> None:
+        """Remove the port from the database; ovs-vswitchd takes it out of the datapath on its own time
+        (`ovs-vsctl --no-wait del-port`): nothing later depends on it, and a following add waits for it."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,8 @@ def test_two_pods_ping_through_their_representors_and_ovs(tmp_path: Path) -> Non
         assert ports["ens1f0_0"] == {
             "iface-id": "vdpa_vdpa-pod1", "iface-id-ver": "uid-a", "attached_mac": pod_eth0["address"],
             "ip_addresses": "10.56.1.2/16", "sandbox": "ca", "pod-if-name": "eth0", "vf-netdev-name": "eth0",
-            "vdpa-cni-network": "ovn-kubernetes-a", "vdpa-cni-device": VF_A, "vdpa-cni-ipam": "node",
-            "vdpa-cni-saved-mac": before["eth0"][0], "vdpa-cni-saved-mtu": str(before["eth0"][1])}
+            "vdpa-cni-network": "ovn-kubernetes-a", "vdpa-cni-device": VF_A, "vdpa-cni-ipam": "node"}
+        # nothing saved to restore: this ADD changed neither MAC nor MTU
         assert rig.ovs.vsctl("get", "Port", "ens1f0_0", "other_config").strip() == '{transient="true"}'
         assert links_of(rig)["ens1f0_0"][2], "the representor is up"
         result = ping(rig, a, address_of(second))
@@ -84,6 +85,26 @@ def test_two_pods_ping_through_their_representors_and_ovs(tmp_path: Path) -> Non
         code, again = rig.cni("ADD", config(deviceID=VF_A), container="ca2", netns=a)
         assert code == 0 and address_of(again) == "10.56.1.2", "the released address is handed out again"
         assert ping(rig, a, address_of(second)).returncode == 0
+
+
+def test_mac_and_mtu_are_set_and_del_puts_back_what_add_changed(tmp_path: Path) -> None:
+    with node(tmp_path) as rig:
+        before = links_of(rig)
+        a = rig.pod()
+        code, out = rig.cni("ADD", config(deviceID=VF_A, mac="02:00:00:aa:00:01", mtu=1400), container="cm",
+                            netns=a)
+        assert code == 0, out
+        pod_eth0 = json.loads(rig.ip(a, "ip", "-j", "link", "show", "eth0"))[0]
+        assert (pod_eth0["address"], pod_eth0["mtu"]) == ("02:00:00:aa:00:01", 1400)
+        assert links_of(rig)["ens1f0_0"][1] == 1400, "the representor carries the pod's MTU"
+        ids = rig.ports()["ens1f0_0"]
+        assert (ids["vdpa-cni-saved-mac"], ids["vdpa-cni-saved-mtu"], ids["vdpa-cni-saved-rep-mtu"]) == (
+            before["eth0"][0], str(before["eth0"][1]), str(before["ens1f0_0"][1]))
+        code, _ = rig.cni("DEL", config(deviceID=VF_A, mac="02:00:00:aa:00:01", mtu=1400), container="cm", netns=a)
+        assert code == 0
+        after = links_of(rig)
+        assert after["eth0"] == before["eth0"], "its own MAC and MTU again, down"
+        assert after["ens1f0_0"][1] == before["ens1f0_0"][1]
 
 
 def test_del_without_prevresult_netns_or_port_succeeds(tmp_path: Path) -> None:
@@ -233,7 +254,10 @@ def test_status(tmp_path: Path) -> None:
     with node(tmp_path) as rig:
         assert rig.cni("STATUS", config(version="1.1.0")) == (0, {})
         rig.ovs.vsctl("del-br", "br-int")
-        code, out = rig.cni("STATUS", config(version="1.1.0"))
+        deadline = time.monotonic() + 5  # the server's OVSDB view learns of another client's change a moment later
+        while (answer := rig.cni("STATUS", config(version="1.1.0")))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        code, out = answer
         assert (code, out["code"], out["msg"]) == (1, 50, "OVS bridge br-int does not exist")
 
 

@@ -229,6 +229,27 @@ def test_move_onto_a_taken_name(links: RtnlLinks, ns: str, ns2: str) -> None:
 
 
 @needs_root
+def test_move_with_a_new_name_in_one_request(links: RtnlLinks, ns: str, ns2: str) -> None:
+    """The kernel moves, then renames there: a running link arrives down, and its old name may be taken."""
+    run("ip", "-n", ns2, "link", "add", "v1", "type", "veth", "peer", "name", "other")
+    links.set_up("v1", netns=ns)
+    links.move_to_netns("v1", ns2, ns, new_name="eth0")
+    moved = links.get("eth0", ns2)
+    assert not moved.admin_up and links.find("v1", ns) is None
+    assert ip_link("eth0", ns2) is not None
+
+
+@needs_root
+def test_move_onto_a_taken_new_name_leaves_the_link_where_it_was(links: RtnlLinks, ns: str, ns2: str) -> None:
+    """The kernel has moved the link when the rename fails; the adapter puts it back."""
+    run("ip", "-n", ns2, "link", "add", "eth0", "type", "veth", "peer", "name", "other")
+    with pytest.raises(AlreadyExists) as failure:
+        links.move_to_netns("v1", ns2, ns, new_name="eth0")
+    assert failure.value.errno == errno.EEXIST and "as eth0" in str(failure.value)
+    assert links.find("v1", ns) is not None and links.find("v1", ns2) is None
+
+
+@needs_root
 def test_addresses(links: RtnlLinks, ns: str) -> None:
     links.add_address("v0", Address("10.199.3.1", 24), ns)
     links.add_address("v0", Address("fd00:199::1", 64), ns)

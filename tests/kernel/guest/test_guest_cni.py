@@ -48,12 +48,11 @@ def test_the_virtio_netdev_becomes_the_pods_eth0_and_ethtool_shows_the_vdpa_devi
     assert (vf.vdpa, vf.kind) == (NAME, "virtio")
     netdev = dev.confirm_virtio_netdev(host, vf)
     pod = kbed.new_netns()
-    dev.move_into(host, netdev, pod, "eth0", "c0ffee")
+    dev.move_into(host, netdev, pod, "eth0")
     shown = subprocess.run(["ip", "netns", "exec", Path(pod).name, "ethtool", "-i", "eth0"], check=True,
                            capture_output=True, text=True).stdout
     assert "driver: virtio_net" in shown.splitlines()
     assert f"bus-info: {NAME}" in shown.splitlines()
     assert host.links.find(netdev) is None
-    host.links.rename("eth0", netdev, pod)  # DEL's way back: the original name, then the node's own netns
-    host.links.move_to_netns(netdev, None, pod)
+    host.links.move_to_netns("eth0", None, pod, new_name=netdev)  # DEL's way back, under its original name
     assert host.links.find(netdev) is not None

@@ -143,7 +143,7 @@ def test_a_lease_truncated_to_zero_bytes_stays_taken(tmp_path: Path, caplog: pyt
     damaged.write_bytes(b"")
     with caplog.at_level(logging.WARNING, logger="vdpa_operator.cni.ipam_node"):
         assert addresses(ipam, "net1", "b") == ["192.168.7.3/29"]
-    assert [record.getMessage() for record in caplog.records] == [
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == [
         f"lease file {damaged} is empty (0 bytes): address 192.168.7.2 stays taken; once no pod on this node uses "
         "192.168.7.2, delete the file to free it"]
     assert ipam.lease_of("net1", "a", "net1") is None  # whose it was cannot be read
@@ -152,7 +152,7 @@ def test_a_lease_truncated_to_zero_bytes_stays_taken(tmp_path: Path, caplog: pyt
     with caplog.at_level(logging.WARNING, logger="vdpa_operator.cni.ipam_node"):
         assert ipam.gc("net1", []) == ["192.168.7.3", "192.168.7.4"]
     assert damaged.exists()
-    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert [record.levelname for record in caplog.records if record.levelno >= logging.WARNING] == ["WARNING"]
     damaged.unlink()
     assert addresses(ipam, "net1", "c") == ["192.168.7.2/29"]
 

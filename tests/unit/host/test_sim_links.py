@@ -169,6 +169,21 @@ def test_move_into_a_netns_that_has_the_name_is_eexist(host: Host) -> None:
         host.links.move_to_netns("ens1f0v0", POD)
 
 
+def test_move_with_a_new_name(host: Host) -> None:
+    """As the kernel's move-then-rename: the current name may be taken in the target, the new one may not (then
+    nothing moved)."""
+    host.pci.set_numvfs(PF0, 2)
+    host.links.set_up("ens1f0v0")
+    host.links.move_to_netns("ens1f0v1", POD)
+    host.links.move_to_netns("ens1f0v0", POD, new_name="net1")
+    moved = host.links.get("net1", netns=POD)
+    assert not moved.admin_up and host.links.find("ens1f0v0") is None
+    host.links.move_to_netns("net1", None, netns=POD, new_name="ens1f0v1")  # free again in the node netns
+    with pytest.raises(AlreadyExists, match="ens1f0v1 exists in netns"):
+        host.links.move_to_netns("ens1f0v1", POD, new_name="ens1f0v1")
+    assert host.links.find("ens1f0v1") is not None
+
+
 def test_vf_and_virtio_carrier_follow_the_representor_in_switchdev(host: Host) -> None:
     netdev = virtio_netdev(host)
     host.links.set_up(netdev)

@@ -28,25 +28,20 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import functools
 import logging
-import os
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vdpa_operator.host.errors import (
-    HostError,
     InvalidArgument,
     NotSupported,
-    error_from_errno,
     error_from_os_error,
     netdev_target,
 )
-from vdpa_operator.host.linux.rtnl import netns_path
+from vdpa_operator.host.linux.netns import socket_in_netns
 from vdpa_operator.host.types import DriverInfo, Netns
 
 logger = logging.getLogger(__name__)
@@ -213,59 +208,11 @@ def _feature_state(sock: socket.socket, name: str, bit: int, op: str, netns: Net
 @contextmanager
 def _socket(netns: Netns, op: str, name: str) -> Iterator[socket.socket]:
     """An AF_INET datagram socket in `netns` (None: the caller's own), closed on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if netns is None else _socket_in_netns(netns, op, name)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if netns is None else \
+        socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM, op=op)
     try:
         yield sock
     finally:
         sock.close()
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    """Loaded on first use: only a netns other than the caller's needs setns."""
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc().setns(fd, CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-
-
-def _socket_in_netns(netns: str, op: str, name: str) -> socket.socket:
-    """Create the socket on a throwaway thread that enters `netns` and goes back before it ends."""
-    result: list[socket.socket] = []
-    failure: list[BaseException] = []
-    path = netns_path(netns)
-
-    def enter_and_create() -> None:
-        try:
-            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    _setns(target)
-                finally:
-                    os.close(target)
-                try:
-                    result.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-                finally:
-                    _setns(own)
-            finally:
-                os.close(own)
-        except BaseException as exc:  # handed to the caller's thread below
-            failure.append(exc)
-
-    worker = threading.Thread(target=enter_and_create, name=f"ethtool-netns-{netns}", daemon=True)
-    worker.start()
-    worker.join()
-    if failure:
-        exc = failure[0]
-        for sock in result:
-            sock.close()
-        if isinstance(exc, HostError):
-            raise exc
-        if isinstance(exc, OSError):
-            raise error_from_os_error(exc, f"enter netns for {op}", netns) from exc
-        raise error_from_errno(None, "enter netns", netns, detail=repr(exc)) from exc
-    return result[0]

@@ -6,7 +6,8 @@ Why ovsdbapp: its commands mirror `ovs-vsctl`, reads come from the IDL's local c
 
 - The Open_vSwitch API behaves like `ovs-vsctl` without `--no-wait`: every write bumps `next_cfg` and waits until
   ovs-vswitchd reports `cur_cfg`. Without a running vswitchd the write *is committed* but the call ends in a
-  timeout after `timeout` seconds (reported as HostTimeout saying so).
+  timeout after `timeout` seconds (reported as HostTimeout saying so). A port deletion here does not wait
+  (`--no-wait`): the userspace datapath takes ~16 ms to let a port go, and a CNI DEL has no use for the wait.
 - `Backend` keeps its connection in a *class* attribute, so every `impl_idl.OvsdbIdl` in a process would share
   the first connection ever made, whatever its remote. Each `OvsdbOvs` therefore builds its own subclass.
 - After adding a port, ovsdbapp checks that vswitchd opened the interface; when it did not (no such netdev) it
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 from ovsdbapp import exceptions as ovsdbapp_exceptions  # type: ignore[import-untyped]
 from ovsdbapp.backend.ovs_idl import connection as ovs_connection  # type: ignore[import-untyped]
 from ovsdbapp.backend.ovs_idl import idlutils
+from ovsdbapp.backend.ovs_idl import transaction as ovs_transaction
 from ovsdbapp.schema.open_vswitch import impl_idl  # type: ignore[import-untyped]
 
 from vdpa_operator.host.errors import (
@@ -153,8 +155,12 @@ class OvsdbOvs:
         with api.ovsdb_connection.lock:
             yield api.tables
 
-    def _commit(self, api: Any, *commands: Any) -> None:
-        with api.transaction(check_error=True, log_errors=False) as txn:
+    def _commit(self, api: Any, *commands: Any, wait: bool = True) -> None:
+        """One transaction; with `wait`, returns once ovs-vswitchd applied it (`ovs-vsctl`), else once committed
+        (`--no-wait`)."""
+        txn = (api.create_transaction(check_error=True, log_errors=False) if wait else
+               ovs_transaction.Transaction(api, api.ovsdb_connection, check_error=True, log_errors=False))
+        with txn:
             for command in commands:
                 txn.add(command)
 
@@ -213,7 +219,7 @@ class OvsdbOvs:
                      lambda api: api.del_br(name, if_exists=True))
 
     def _delete(self, kind: str, name: str, missing_ok: bool, exists: Callable[[Any], bool],
-                command: Callable[[Any], Any]) -> None:
+                command: Callable[[Any], Any], *, wait: bool = True) -> None:
         """Delete OVS `kind` `name` with `command`; absent: nothing when `missing_ok`, else DeviceNotFound."""
         op = f"delete OVS {kind}"
 
@@ -222,7 +228,7 @@ class OvsdbOvs:
                 if missing_ok:
                     return
                 raise DeviceNotFound(op, name, errno.ENOENT, detail=f"no {kind} of that name")
-            self._commit(api, command(api))
+            self._commit(api, command(api), wait=wait)
             logger.info("OVS %s %s deleted", kind, name)
 
         self._run(op, name, write)
@@ -321,4 +327,4 @@ class OvsdbOvs:
 
     def delete_port(self, name: str, *, missing_ok: bool = True) -> None:
         self._delete("port", name, missing_ok, lambda api: self._port_bridge(api, name) is not None,
-                     lambda api: api.del_port(name, if_exists=True))
+                     lambda api: api.del_port(name, if_exists=True), wait=False)

@@ -3,9 +3,9 @@
 Each call opens its own `IPRoute` and closes it before returning. pyroute2's synchronous sockets belong to
 the thread that created them and run a private asyncio loop, so they cannot be created inside a running
 event loop; services call this adapter from their one host thread (house style H8), and a per-call socket
-keeps that rule trivially true. A socket for another netns is opened with `IPRoute(netns=<path>, flags=0)`:
-pyroute2 forks a child that enters the netns and passes the socket back, and `flags=0` keeps it from
-*creating* a missing netns, which is its default.
+keeps that rule trivially true. A socket for another netns is created inside it by `netns.socket_in_netns`
+(a thread that enters it, no fork) and handed to `IPRoute(use_socket=…)`; a missing netns is an error, never
+created.
 
 What is left out: link creation and deletion (the CNI and the simulated host own those), VLAN/rate/trust
 settings of VFs (the vDPA path sets only the administrative MAC), and IPv4/IPv6 policy routing.
@@ -16,11 +16,9 @@ Every failure is a HostError from `error_from_errno`, named like `set mtu 9000 o
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import socket
-import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,53 +26,27 @@ from typing import Any
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from vdpa_operator.host.errors import DeviceNotFound, error_from_errno, error_from_os_error, netdev_target
+from vdpa_operator.host.errors import (
+    DeviceNotFound,
+    HostError,
+    error_from_errno,
+    error_from_os_error,
+    netdev_target,
+)
+from vdpa_operator.host.linux.netns import OWN_NETNS, is_net_namespace, netns_path, socket_in_netns
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.types import Address, Link, Netns, Route, SwitchPort
 
 logger = logging.getLogger(__name__)
 
-NETNS_RUN_DIR = "/var/run/netns"
-"""Where `ip netns add` (and pyroute2) keep named network namespaces."""
-OWN_NETNS = "/proc/self/ns/net"
-"""The calling process's netns: what `move_to_netns(…, None)` opens to give a link back to the host."""
-NS_GET_NSTYPE = 0xB703
-"""`_IO(0xb7, 0x3)` (include/uapi/linux/nsfs.h, Linux >= 4.11): the CLONE_NEW* type of an nsfs file."""
-CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
+"""The netlink protocol of rtnetlink (socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE))."""
 IFNAMSIZ = 16
 """IFLA_IFNAME holds at most 15 bytes; longer names can only be alternative names (IFLA_ALT_IFNAME, 128)."""
 IFF_UP = 0x1
 RT_TABLE_MAIN = 254
 LINK_TYPES = {1: "ether", 32: "infiniband", 772: "loopback", 65534: "none"}
 """ARPHRD_* → the word `ip link` prints after `link/`; others print as their number."""
-
-
-def netns_path(netns: str) -> str:
-    """A netns name (`ip netns` style) or a path (`/proc/<pid>/ns/net`, CNI_NETNS) → the file to open."""
-    return netns if "/" in netns else os.path.join(NETNS_RUN_DIR, netns)
-
-
-def is_net_namespace(path: str) -> bool:
-    """Whether `path` is an nsfs file of a network namespace (`/proc/<pid>/ns/net`, a bind mount under
-    /var/run/netns). nsfs inodes are regular files, so the type is asked of the file itself (NS_GET_NSTYPE):
-    anything else answers ENOTTY. Missing → False; a file this process may not open → PermissionDenied."""
-    op = "check network namespace"
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
-            return False
-        raise error_from_os_error(exc, op, path) from exc
-    try:
-        return int(fcntl.ioctl(fd, NS_GET_NSTYPE)) == CLONE_NEWNET
-    except OSError as exc:
-        if exc.errno in (errno.ENOTTY, errno.EINVAL):
-            return False
-        raise error_from_os_error(exc, op, path) from exc
-    finally:
-        os.close(fd)
 
 
 def _ns(netns: Netns) -> str:
@@ -118,8 +90,8 @@ class RtnlLinks:
             path = netns_path(netns)
             if not os.path.exists(path):
                 raise DeviceNotFound("open netns", netns, errno.ENOENT, detail=f"no {path}")
-            with _errors("open netns", netns):
-                ipr = IPRoute(netns=path, flags=0)
+            ipr = IPRoute(use_socket=socket_in_netns(path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE,
+                                                     op="open netns"))
         try:
             yield ipr
         finally:
@@ -246,10 +218,11 @@ class RtnlLinks:
                         ipr.link("set", index=index, state="up")
         logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
-    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
-        """`target` None: this process's own netns, opened here, before pyroute2 enters `netns` in a child
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None, *, new_name: str | None = None) -> None:
+        """`target` None: this process's own netns, opened here, before the socket for `netns` is made
         (IFLA_NET_NS_FD is resolved in the sender's file table, and this process sends)."""
-        op = f"move to {_ns(target)}"
+        renamed = new_name is not None and new_name != name
+        op = f"move to {_ns(target)}" + (f" as {new_name}" if renamed else "")
         path = OWN_NETNS if target is None else netns_path(target)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -258,11 +231,29 @@ class RtnlLinks:
         try:
             with self._ipr(netns) as ipr:
                 index = self._index(ipr, name, netns, op)
-                with _errors(op, netdev_target(name, netns)):
-                    ipr.link("set", index=index, net_ns_fd=fd)
+                changes: dict[str, Any] = {"net_ns_fd": fd}
+                if renamed:
+                    changes["ifname"] = new_name
+                try:
+                    with _errors(op, netdev_target(name, netns)):
+                        ipr.link("set", index=index, **changes)
+                except HostError as exc:
+                    if renamed and exc.errno == errno.EEXIST:
+                        self._move_back(name, target, netns)
+                    raise
         finally:
             os.close(fd)
-        logger.info("moved %s to %s", netdev_target(name, netns), _ns(target))
+        logger.info("moved %s to %s%s", netdev_target(name, netns), _ns(target), f" as {new_name}" if renamed
+                    else "")
+
+    def _move_back(self, name: str, moved_to: Netns, origin: Netns) -> None:
+        """After EEXIST on a move with a new name: the kernel moved the link before its rename failed when only
+        the new name was taken; put it back (best effort: the EEXIST is what the caller hears)."""
+        try:
+            if self.find(name, moved_to) is not None:
+                self.move_to_netns(name, origin, moved_to)
+        except HostError as exc:
+            logger.warning("could not return %s from %s after a failed rename: %s", name, _ns(moved_to), exc)
 
     def netns_exists(self, netns: str) -> bool:
         return is_net_namespace(netns_path(netns))

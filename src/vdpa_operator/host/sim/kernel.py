@@ -135,7 +135,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vdpa_operator.host.errors import HostError, KernelModuleMissing, error_from_errno
-from vdpa_operator.host.linux.rtnl import NETNS_RUN_DIR, is_net_namespace, netns_path
+from vdpa_operator.host.linux.netns import NETNS_RUN_DIR, is_net_namespace, netns_path
 from vdpa_operator.host.port import NO_CONFIG
 from vdpa_operator.host.sim import tree
 from vdpa_operator.host.sim.faults import Faults, take
@@ -300,6 +300,8 @@ class SimKernel:
         self._state: State | None = None
         self._loaded: State | None = None
         self._parsed: tuple[str, dict[str, Any], State] | None = None
+        self._rendered: tuple[State, dict[str, tree.Entry]] | None = None
+        """The tree rendered for a state this process wrote (the next commit's `before`)."""
         self._real: RealNet | None = None
         self.faults = Faults(self._transaction)
 
@@ -440,18 +442,25 @@ class SimKernel:
         if state == previous:  # the generation only moves here, so equal means unchanged
             return
         state.generation += 1
-        self._write_state(state)
-        tree.sync(self.root, state, previous)
+        data, text = self._write_state(state)
+        before = self._rendered[1] if self._rendered is not None and self._rendered[0] is previous else None
+        self._rendered = (state, tree.sync(self.root, state, previous, before=before))
+        # what the file now shows is this state: the next transaction reads it without parsing it again
+        self._parsed = (text, data, state)
+        self._loaded = state
 
-    def _write_state(self, state: State) -> None:
+    def _write_state(self, state: State) -> tuple[dict[str, Any], str]:
+        data = to_json(state)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))  # compact: the C encoder
         tmp = self.root / f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}"
-        tmp.write_text(json.dumps(to_json(state), sort_keys=True, indent=1))
+        tmp.write_text(text)
         os.replace(tmp, self.root / STATE_FILE)
         marker = self.root / PENDING_MARKER
         if any(pf.pending_numvfs for pf in state.pfs.values()):
             marker.touch()
         else:
             marker.unlink(missing_ok=True)
+        return data, text
 
     def tick(self) -> None:
         """Let time pass: VFs whose creation was delayed appear once due. Cheap when nothing is pending."""
@@ -1106,25 +1115,31 @@ class SimKernel:
                 _flush_routes(state, nd)  # the down/up around a rename of a running link drops its routes
             nd.name = new_name
 
-    def move_link(self, name: str, target: str | None, netns: str | None = None) -> None:
-        """Into `target`; None (or a path of rule 31) is the node's own netns."""
+    def move_link(self, name: str, target: str | None, netns: str | None = None, *,
+                  new_name: str | None = None) -> None:
+        """Into `target`; None (or a path of rule 31) is the node's own netns. With `new_name`, called that
+        there (the kernel's move-then-rename in one request: the current name may be taken in `target`)."""
         with self._transaction() as state:
             self._fault(state, "link_set", name)
             nd = self._get(state, name, netns, change=True)
             dest = self._ns(state, target)
-            if dest == nd.netns:
+            final = new_name if new_name is not None else nd.name
+            if dest == nd.netns:  # the kernel's "nothing to do" for the move; the rename still happens
+                self.rename_link(nd.name, final, netns)
                 return
             if nd.kind in ("rep", "loopback") or (nd.kind == "pf" and nd.pci is not None
                                                    and state.pfs[nd.pci].eswitch == "switchdev"):
                 raise KernelError(E.EINVAL, f"{name} cannot change network namespace (NETIF_F_NETNS_LOCAL)")
-            if _find(state, dest, nd.name) is not None:
+            if not ifname_ok(final):
+                raise KernelError(E.EINVAL, f"{final!r} is not a valid interface name")
+            if _find(state, dest, final) is not None:
                 where = "the node netns" if dest is None else f"netns {target}"
-                raise KernelError(E.EEXIST, f"{nd.name} exists in {where}")
+                raise KernelError(E.EEXIST, f"{final} exists in {where}")
             if nd.real:
                 self._real_links().move_to_netns(nd.name, self._real_ns(state, dest) or "",
-                                                 netns=self._real_ns(state, nd.netns))
+                                                 netns=self._real_ns(state, nd.netns), new_name=final)
             _flush_routes(state, nd)
-            nd.netns, nd.up, nd.addresses = dest, False, []
+            nd.netns, nd.up, nd.addresses, nd.name = dest, False, [], final
 
     def add_address(self, name: str, address: Address, netns: str | None = None) -> None:
         with self._transaction() as state:

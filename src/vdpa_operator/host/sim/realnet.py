@@ -21,7 +21,8 @@ from pyroute2 import IPRoute, netns  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from vdpa_operator.host.errors import error_from_errno
-from vdpa_operator.host.linux.rtnl import RtnlLinks, netns_path
+from vdpa_operator.host.linux.netns import netns_path
+from vdpa_operator.host.linux.rtnl import RtnlLinks
 from vdpa_operator.host.linux.sysfs import Sysfs
 from vdpa_operator.host.sim.state import Netdev
 

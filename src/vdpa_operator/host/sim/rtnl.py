@@ -54,11 +54,13 @@ class SimLinks:
             self.kernel.rename_link(name, new_name, netns)
         logger.info("renamed %s to %s", netdev_target(name, netns), new_name)
 
-    def move_to_netns(self, name: str, target: Netns, netns: Netns = None) -> None:
+    def move_to_netns(self, name: str, target: Netns, netns: Netns = None, *, new_name: str | None = None) -> None:
         where = "the host netns" if target is None else f"netns {target}"
-        with host_errors(f"move to {where}", netdev_target(name, netns)):
-            self.kernel.move_link(name, target, netns)
-        logger.info("moved %s to %s", netdev_target(name, netns), where)
+        renamed = new_name is not None and new_name != name
+        as_name = f" as {new_name}" if renamed else ""
+        with host_errors(f"move to {where}{as_name}", netdev_target(name, netns)):
+            self.kernel.move_link(name, target, netns, new_name=new_name)
+        logger.info("moved %s to %s%s", netdev_target(name, netns), where, as_name)
 
     def netns_exists(self, netns: str) -> bool:
         with host_errors("check network namespace", netns):

@@ -254,7 +254,10 @@ def switch_port(state: State, nd: Netdev) -> SwitchPort | None:
 
 
 def to_json(state: State) -> dict[str, Any]:
-    return dataclasses.asdict(state)
+    """What `dataclasses.asdict` gives, without its deep copy of every leaf (the state is saved on every
+    change)."""
+    result: dict[str, Any] = _dumper(State)(state)
+    return result
 
 
 def from_json(data: dict[str, Any]) -> State:
@@ -291,6 +294,25 @@ def _converter(tp: Any) -> Callable[[Any], Any]:
             return cls(**{name: conv(value[name]) for name, conv in fields if name in value})
 
         return build_dataclass
+    return lambda value: value
+
+
+@functools.cache
+def _dumper(tp: Any) -> Callable[[Any], Any]:
+    """The inverse of `_converter`: plain lists and dicts of the leaves (str, int, float, bool, None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = _dumper(next(arg for arg in typing.get_args(tp) if arg is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin in (list, tuple):
+        item = _dumper(typing.get_args(tp)[0])
+        return lambda value: None if value is None else [item(v) for v in value]
+    if origin is dict:
+        item = _dumper(typing.get_args(tp)[1])
+        return lambda value: None if value is None else {k: item(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        fields = tuple((name, _dumper(hint)) for name, hint in _fields(tp))
+        return lambda value: None if value is None else {name: dump(getattr(value, name)) for name, dump in fields}
     return lambda value: value
 
 

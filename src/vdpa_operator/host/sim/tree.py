@@ -86,18 +86,22 @@ class _Tree:
         self.entries: dict[str, Entry] = {}
 
     def dir(self, path: str) -> None:
-        parts = path.split("/")
-        for i in range(1, len(parts) + 1):
-            self.entries.setdefault("/".join(parts[:i]), Dir())
+        if path in self.entries:
+            return
+        parent = path.rpartition("/")[0]
+        if parent:
+            self.dir(parent)
+        self.entries[path] = Dir()
 
     def file(self, path: str, content: str, mode: int = RO) -> None:
-        self.dir(os.path.dirname(path))
+        self.dir(path.rpartition("/")[0])
         self.entries[path] = File(content, mode)
 
     def link(self, path: str, target: str) -> None:
         """A symlink at `path` pointing at the tree path `target`, stored relative."""
-        self.dir(os.path.dirname(path))
-        self.entries[path] = Symlink(_relative(target, os.path.dirname(path)))
+        parent = path.rpartition("/")[0]
+        self.dir(parent)
+        self.entries[path] = Symlink(_relative(target, parent))
 
     def chardev(self, path: str, major: int, minor: int) -> None:
         self.dir(os.path.dirname(path))
@@ -316,13 +320,14 @@ def _can_mknod() -> bool:
     return os.geteuid() == 0
 
 
-def sync(root: Path, state: State, previous: State | None = None) -> None:
-    """Make `<root>/sys` and `<root>/dev` show `state`. With `previous` (the state the tree shows now), only
-    the difference between the two renderings is applied; without it the tree on disk is compared in full
-    (attaching after a crash)."""
+def sync(root: Path, state: State, previous: State | None = None, *,
+         before: dict[str, Entry] | None = None) -> dict[str, Entry]:
+    """Make `<root>/sys` and `<root>/dev` show `state`; return its rendering. With `previous` (the state the
+    tree shows now; `before`, its rendering, when the caller kept it), only the difference between the two
+    renderings is applied; without it the tree on disk is compared in full (attaching after a crash)."""
     desired = render(state)
     if previous is not None:
-        before = render(previous)
+        before = before if before is not None else render(previous)
         stale = [p for p in before if p not in desired]
         changed = [p for p in desired if p in before and before[p] != desired[p]]
         missing = [p for p in desired if p not in before or p in changed]
@@ -340,6 +345,7 @@ def sync(root: Path, state: State, previous: State | None = None) -> None:
     # Creation: directories and attributes before the links that point at them (device_add order).
     for path in sorted(missing, key=lambda p: (isinstance(desired[p], Symlink), p.count("/"), p)):
         _create(root / path, desired[path])
+    return desired
 
 
 def _remove(path: Path) -> None:
