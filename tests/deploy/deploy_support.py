@@ -103,6 +103,15 @@ def containers(obj: Obj) -> list[Obj]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def container_of(workload: Obj, name: str | None = None) -> Obj:
+    """The named container (or init container) of a workload; its only container when no name is given."""
+    if name is None:
+        [only] = workload["spec"]["template"]["spec"]["containers"]
+        return only
+    [named] = [c for c in containers(workload) if c["name"] == name]
+    return named
+
+
 def project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 

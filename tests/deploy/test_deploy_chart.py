@@ -14,6 +14,7 @@ from deploy_support import (
     SAMPLE,
     Obj,
     by_key,
+    container_of,
     containers,
     key,
     load,
@@ -36,6 +37,7 @@ CUSTOM_VALUES: Obj = {
     "staleNodeStateCleanupDelayMinutes": 0,
     "operator": {"replicas": 2, "nodeSelector": {"node-role.kubernetes.io/control-plane": ""}},
     "configDaemon": {"nodeSelector": {"kubernetes.io/os": "linux", "feature.example.com/vdpa": "true"}},
+    "cni": {"binDir": "/var/lib/cni/bin", "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}}},
     "devicePlugin": {"nodeSelector": {"sriovnetwork.openshift.io/device-plugin": "Enabled", "pool": "a"}},
     "supportedExtraNICs": {"MyNIC": "8086 1521 1520"},
     "sriovOperatorConfig": {"deploy": True},
@@ -55,9 +57,16 @@ def _env(workload: Obj) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
-def _args(workload: Obj) -> list[str]:
-    [container] = workload["spec"]["template"]["spec"]["containers"]
-    return list(container["args"])
+def _args(workload: Obj, container: str | None = None) -> list[str]:
+    return list(container_of(workload, container)["args"])
+
+
+def _host_mounts(workload: Obj, container: str) -> dict[str, tuple[str, bool]]:
+    """mountPath → (host path, read-only) for one container's hostPath mounts."""
+    spec = workload["spec"]["template"]["spec"]
+    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    return {m["mountPath"]: (host[m["name"]], m.get("readOnly", False))
+            for m in container_of(workload, container)["volumeMounts"] if m["name"] in host}
 
 
 def test_default_values_render_exactly_the_plain_manifests() -> None:
@@ -121,7 +130,8 @@ def test_operator_settings_reach_the_components() -> None:
     assert (env["RESOURCE_PREFIX"], env["STALE_NODE_STATE_CLEANUP_DELAY_MINUTES"], env["DEV_MODE"]) == (
         "example.com", "0", "TRUE")
     daemon = _one(CUSTOM, "DaemonSet", "vdpa-config-daemon")
-    assert "--dev-mode" in _args(daemon)
+    assert "--dev-mode" in _args(daemon, "config-daemon")
+    assert "--dev-mode" not in _args(daemon, "cni-server"), "not an option of `vdpactl cni-server`"
     assert daemon["spec"]["template"]["spec"]["nodeSelector"] == CUSTOM_VALUES["configDaemon"]["nodeSelector"]
     plugin = _one(CUSTOM, "DaemonSet", "vdpa-device-plugin")
     assert "--resource-prefix=example.com" in _args(plugin)
@@ -132,6 +142,18 @@ def test_operator_settings_reach_the_components() -> None:
     dropped = render_chart({"devicePlugin": {"nodeSelector": {"kubernetes.io/os": None}}})
     assert _one(dropped, "DaemonSet", "vdpa-device-plugin")["spec"]["template"]["spec"]["nodeSelector"] == {
         "sriovnetwork.openshift.io/device-plugin": "Enabled"}
+
+
+def test_the_cni_bin_dir_value_reaches_the_installer_and_the_server() -> None:
+    """Another CNI bin directory (CRI-O on OpenShift uses /var/lib/cni/bin): the shim is installed there, and the
+    server finds IPAM plugins there at the same path, as the runtime's CNI_PATH names it."""
+    daemon = _one(CUSTOM, "DaemonSet", "vdpa-config-daemon")
+    assert _args(daemon, "install-cni") == ["install-cni", "--cni-bin-dir=/host/var/lib/cni/bin"]
+    assert _host_mounts(daemon, "install-cni") == {"/host/var/lib/cni/bin": ("/var/lib/cni/bin", False)}
+    server = _host_mounts(daemon, "cni-server")
+    assert server["/var/lib/cni/bin"] == ("/var/lib/cni/bin", True)
+    assert "/opt/cni/bin" not in json.dumps(daemon)
+    assert container_of(daemon, "cni-server")["resources"] == CUSTOM_VALUES["cni"]["resources"]
 
 
 def test_extra_nics_are_added_to_the_builtin_table() -> None:

@@ -4,6 +4,7 @@ and with the code they run."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from deploy_support import (
     CHART,
     DEPLOY,
     NAMESPACE,
+    ROOT,
     SAMPLE,
     Obj,
     by_key,
+    container_of,
     containers,
     key,
     load,
@@ -32,8 +35,10 @@ from deploy_support import (
 
 from project_scripts import gen_crds
 from vdpa_operator import cli
-from vdpa_operator.api.decoding import DecodeError
+from vdpa_operator.api.decoding import DecodeError, decode
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
+from vdpa_operator.cli_cni import DEFAULT_SOCKET, DEFAULT_STATE, SHIM_NAME
+from vdpa_operator.cni.spec import parse_config
 from vdpa_operator.controller.service import OperatorOptions
 from vdpa_operator.controller.webhook import (
     CONFIGURATION_NAME,
@@ -44,11 +49,18 @@ from vdpa_operator.controller.webhook import (
 )
 from vdpa_operator.daemon.store import DEFAULT_ROOT
 from vdpa_operator.deviceplugin.settings import DEVICE_PLUGIN_DIR, DEVINFO_DIR, PLUGINS_REGISTRY
+from vdpa_operator.host.linux.netns import NETNS_RUN_DIR
 from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 from vdpa_operator.host.linux.udev import RULES_DIR
 from vdpa_operator.render.deviceplugin import CONFIGMAP_NAME, DEVICE_PLUGIN_LABEL
+from vdpa_operator.sim.apiserver.resources import NETWORK_ATTACHMENT_DEFINITION_CRD
 
 OBJECTS = plain_objects()
+EXAMPLE_NAD = ROOT / "examples" / "vdpa-cni-nad.yaml"
+CNI_BIN_DIR = "/opt/cni/bin"
+"""Where containerd and CRI-O look for CNI plugins by default, and what their CNI_PATH names."""
+HOST_LOCAL_DATA_DIR = "/var/lib/cni/networks"
+"""host-local's default dataDir: the IPAM plugin the server runs keeps its leases there."""
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 
@@ -175,13 +187,13 @@ def test_webhook_configurations_are_the_operators_own_but_for_the_ca() -> None:
             k: v for k, v in rendered.items() if k != "metadata"}
 
 
-def _host_mounts(workload: Obj) -> dict[str, tuple[str, bool]]:
-    """mountPath → (host path, read-only) for the hostPath volumes of a workload's only container."""
+def _host_mounts(workload: Obj, container: str | None = None) -> dict[str, tuple[str, bool]]:
+    """mountPath → (host path, read-only) for the hostPath volumes of one container of a workload (its only one
+    when none is named)."""
     spec = workload["spec"]["template"]["spec"]
     host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    [container] = spec["containers"]
     return {m["mountPath"]: (host[m["name"]], m.get("readOnly", False))
-            for m in container["volumeMounts"] if m["name"] in host}
+            for m in container_of(workload, container)["volumeMounts"] if m["name"] in host}
 
 
 def test_the_daemon_sees_the_host_where_the_code_looks() -> None:
@@ -191,11 +203,75 @@ def test_the_daemon_sees_the_host_where_the_code_looks() -> None:
     assert (spec["hostNetwork"], spec["hostPID"]) == (True, True)
     assert spec["containers"][0]["securityContext"]["privileged"] is True
     assert spec["tolerations"] == [{"operator": "Exists"}]
-    mounts = _host_mounts(daemon)
+    mounts = _host_mounts(daemon, "config-daemon")
     ovs_dir = dirname(DEFAULT_REMOTE.removeprefix("unix:"))
     for path in ["/sys", "/dev", DEFAULT_ROOT, RULES_DIR, "/run/udev", ovs_dir]:
         assert mounts.get(path) == (path, False), f"{path} is not the host's, writable"
     assert mounts["/lib/modules"] == ("/lib/modules", True)
+
+
+def test_the_cni_server_sees_the_host_where_the_code_looks() -> None:
+    """`vdpactl cni-server` with its defaults: the OVS socket, its own socket (the shim on the host connects to it)
+    and leases on the host at the same paths; CNI_NETNS paths resolve (host PID for /proc/<pid>/ns/net, the host's
+    netns directory with the runtime's later mounts); IPAM plugins run from CNI_PATH's host paths."""
+    daemon = _one("DaemonSet", "vdpa-config-daemon")
+    server = container_of(daemon, "cni-server")
+    assert server["args"][0] == "cni-server" and "--node-name=$(NODE_NAME)" in server["args"]
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in server["env"]
+    assert server["securityContext"] == {"privileged": True, "readOnlyRootFilesystem": True}
+    mounts = _host_mounts(daemon, "cni-server")
+    ovs_dir = dirname(DEFAULT_REMOTE.removeprefix("unix:"))
+    for path in ["/sys", "/dev", ovs_dir, dirname(DEFAULT_SOCKET), DEFAULT_STATE, NETNS_RUN_DIR, HOST_LOCAL_DATA_DIR]:
+        assert mounts.get(path) == (path, False), f"{path} is not the host's, writable"
+    assert mounts[CNI_BIN_DIR] == (CNI_BIN_DIR, True)
+    [netns] = [m for m in server["volumeMounts"] if m["mountPath"] == NETNS_RUN_DIR]
+    assert netns.get("mountPropagation") == "HostToContainer", "netns created after the pod started stay unseen"
+    writable = {m["mountPath"] for m in server["volumeMounts"] if not m.get("readOnly")}
+    assert writable <= set(mounts), "with a read-only root file system, only the host's paths can be written"
+
+
+def test_the_init_container_installs_the_shim_into_the_hosts_cni_bin_dir() -> None:
+    daemon = _one("DaemonSet", "vdpa-config-daemon")
+    [install] = daemon["spec"]["template"]["spec"]["initContainers"]
+    assert install["name"] == "install-cni"
+    option = next(a for a in install["args"] if a.startswith("--cni-bin-dir="))
+    target = option.removeprefix("--cni-bin-dir=")
+    assert _host_mounts(daemon, "install-cni") == {target: (CNI_BIN_DIR, False)}, "the host's CNI bin dir, writable"
+    assert install["args"] == ["install-cni", option]
+
+
+def test_install_cni_writes_the_shim_where_it_is_told(tmp_path: Path) -> None:
+    """The init container's command run against a directory: one executable `vdpa-cni`, the standard-library
+    shim, answering VERSION with the host's python3 alone (nothing of this package on its path)."""
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli.main, ["install-cni", f"--cni-bin-dir={tmp_path}"])
+    assert result.exit_code == 0, result.output
+    shim = tmp_path / SHIM_NAME
+    assert [p.name for p in tmp_path.iterdir()] == [SHIM_NAME]
+    assert os.access(shim, os.X_OK)
+    answer = subprocess.run([str(shim)], input=b"{}", capture_output=True, timeout=30, check=True, cwd=tmp_path,
+                            env={"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"})
+    assert "1.0.0" in json.loads(answer.stdout)["supportedVersions"]
+    missing = CliRunner().invoke(cli.main, ["install-cni", f"--cni-bin-dir={tmp_path / 'absent'}"])
+    assert missing.exit_code == 2 and "no such directory" in missing.output
+
+
+def test_the_vdpa_cni_example_is_a_valid_nad_for_the_shim() -> None:
+    """examples/vdpa-cni-nad.yaml: valid against Multus's CRD schema, and a CNI config the plugin reads, which
+    runs the installed shim for the device plugin's resource and has the runtime pass the device-info file."""
+    [nad] = load(EXAMPLE_NAD)
+    jsonschema.Draft202012Validator(
+        NETWORK_ATTACHMENT_DEFINITION_CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).validate(nad)
+    assert not decode(nad).schema_issues
+    assert (nad["kind"], nad["metadata"]["namespace"], nad["metadata"]["name"]) == (
+        "NetworkAttachmentDefinition", "kube-system", "vdpa-cni-a")
+    assert nad["metadata"]["annotations"] == {"k8s.v1.cni.cncf.io/resourceName": "openshift.io/mlxnics"}
+    parsed = parse_config(nad["spec"]["config"].encode(), "ADD")
+    assert (parsed.type, parsed.name, parsed.cni_version, parsed.mtu) == (SHIM_NAME, "vdpa-cni-a", "1.0.0", 1500)
+    config = json.loads(nad["spec"]["config"])
+    assert config["capabilities"] == {"CNIDeviceInfoFile": True, "mac": True}
+    assert config["ipam"] == {"type": "host-local", "subnet": "10.56.0.0/16"}
 
 
 def test_the_device_plugin_reads_what_the_operator_writes() -> None:

@@ -85,6 +85,11 @@ CALLS: dict[str, list[Call]] = {
         Call("get", GROUP, "sriovoperatorconfigs", NAMESPACE, "default", why="daemon/kube.py: disableDrain"),
         Call("create", "", "events", NAMESPACE, why="daemon/kube.py: events on its NodeState"),
         *_each("get patch", "", "nodes", CLUSTER, why="daemon/kube.py: sriovnetwork.openshift.io/state annotation"),
+        # The same pod's second container, `vdpactl cni-server`, runs as the same ServiceAccount.
+        Call("get", "", "nodes", CLUSTER, "worker-0",
+             why="cli_cni.py _node_subnet: k8s.ovn.org/node-subnets, else spec.podCIDR, of its own node"),
+        Call("get", "", "pods", TENANT, "app-0",
+             why="cli_cni.py pod_annotation: k8s.ovn.org/pod-networks of the pod an ADD without ipam is for"),
     ],
     DEVICE_PLUGIN: [],
 }
@@ -109,6 +114,9 @@ FORBIDDEN: dict[str, list[Call]] = {
         Call("patch", GROUP, "sriovnetworknodestates", "kube-system", "worker-0"),
         Call("update", GROUP, "sriovoperatorconfigs", NAMESPACE, "default"),
         Call("list", "", "pods", TENANT),
+        Call("watch", "", "pods", TENANT),
+        Call("patch", "", "pods", TENANT, "app-0"),
+        Call("get", "", "pods/log", TENANT, "app-0"),
         Call("list", "", "nodes", CLUSTER),
         Call("get", "", "secrets", NAMESPACE),
         Call("get", "", "configmaps", NAMESPACE, CONFIGMAP_NAME),
