@@ -46,7 +46,20 @@ def test_a_missing_config_file_or_node_name_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--node-name (or $NODE_NAME) is required" in result.output
 
 
-def test_a_real_process_serves_kubelet_and_cleans_up_on_sigterm(tmp_path: Path) -> None:
+def test_a_socket_path_too_long_for_a_unix_socket_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(SEED_CONFIG)
+    plugins = tmp_path / ("d" * 100)
+    result = CliRunner().invoke(main, ["device-plugin", "--node-name", "n", "--host", "sim", "--sim-root",
+                                       str(tmp_path / "sim"), "--config-file", str(path), "--device-plugin-path",
+                                       str(plugins)])
+    assert result.exit_code == 2, result.output
+    assert "resource openshift.io/mlxnics: its socket" in result.output and "--device-plugin-path" in result.output
+    assert not plugins.exists(), "refused before anything was made"
+
+
+def test_a_real_process_serves_kubelet_and_cleans_up_on_sigterm(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     configured_host(tmp_path, SEED_SPEC)
     config = tmp_path / "worker-0"
     config.write_text(SEED_CONFIG)

@@ -73,8 +73,12 @@ class ResourceServer:
         dp_grpc.add_DevicePluginServicer_to_server(_DevicePlugin(self), server)  # type: ignore[no-untyped-call]
         if self.plugin_watcher:
             reg_grpc.add_RegistrationServicer_to_server(_WatcherRegistration(self), server)  # type: ignore[no-untyped-call]
-        server.add_insecure_port(f"unix://{self.socket}")
-        await server.start()
+        try:
+            server.add_insecure_port(f"unix://{self.socket}")
+            await server.start()
+        except BaseException:
+            await server.stop(None)  # a grpc.aio server left to the garbage collector can hang the process
+            raise
         self._server = server
         logger.info("%s: serving %d devices on %s", self.resource_name, len(self.pool.members), self.socket)
 

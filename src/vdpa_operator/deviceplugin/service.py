@@ -58,6 +58,10 @@ class ConfigFile:
         return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
+UNIX_PATH_MAX = 107
+"""sun_path holds 108 bytes with the terminating NUL."""
+
+
 def load_config(settings: Settings) -> tuple[Config, ConfigFile]:
     """Read and check the config file; ConfigError (naming the file) when it cannot be served."""
     try:
@@ -66,8 +70,14 @@ def load_config(settings: Settings) -> tuple[Config, ConfigFile]:
         raise ConfigError(f"{settings.config_file}: cannot read the resource config: {exc.strerror}; "
                           "pass --config-file (in a cluster: the device-plugin-config ConfigMap key of this "
                           "node)") from None
-    return parse_config(file.text, source=str(settings.config_file),
-                        default_prefix=settings.resource_prefix), file
+    config = parse_config(file.text, source=str(settings.config_file), default_prefix=settings.resource_prefix)
+    for resource in config.resources:
+        socket = settings.device_plugin_dir / f"{resource.prefix}_{resource.name}.sock"
+        if len(os.fsencode(socket)) > UNIX_PATH_MAX:
+            raise ConfigError(f"{settings.config_file}: resource {resource.prefix}/{resource.name}: its socket "
+                              f"{socket} is {len(os.fsencode(socket))} bytes, over the {UNIX_PATH_MAX} a unix "
+                              "socket path may have; use a shorter --device-plugin-path or resourceName")
+    return config, file
 
 
 class DevicePluginService:

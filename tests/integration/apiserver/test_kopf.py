@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,18 @@ def annotations(client: Client) -> dict[str, str]:
     return dict(client.get(PolicyResource, "p")["metadata"].get("annotations") or {})
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """kopf's `run --verbose` sets the process's root logger to DEBUG; later tests' caplog would see INFO records
+    they never asked for. Put it back."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
+@pytest.mark.usefixtures("root_logging")
 def test_kopf_handlers_see_defaults_and_patch_annotations(server: ServerHandle,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig_path))

@@ -44,28 +44,28 @@ def health_of(device_id: str, health: str):  # type: ignore[no-untyped-def]
     return lambda e: e.devices.get(device_id, ("", ()))[0] == health
 
 
-def test_registers_and_lists_the_seed_vfs(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_registers_and_lists_the_seed_vfs(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             endpoint = await rig.kubelet.wait_for(MLXNICS, listed)
             [request] = rig.kubelet.registrations
             assert (request.version, request.endpoint, request.resource_name) == (
                 "v1beta1", "openshift.io_mlxnics.sock", MLXNICS)
             assert request.options.get_preferred_allocation_available
             assert endpoint.options.get_preferred_allocation_available and not endpoint.options.pre_start_required
-            assert endpoint.socket == tmp_path / "device-plugins" / "openshift.io_mlxnics.sock"
+            assert endpoint.socket == short_tmp / "device-plugins" / "openshift.io_mlxnics.sock"
             assert endpoint.devices == {vf: ("Healthy", (0,)) for vf in SEED_VFS}
 
     asyncio.run(main())
 
 
-def test_allocate_virtio_env_and_device_info_file(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_allocate_virtio_env_and_device_info_file(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             await rig.kubelet.wait_for(MLXNICS, listed)
             response = await rig.kubelet.allocate(MLXNICS, [[VF], [SEED_VFS[2]]])
             first, second = response.container_responses
@@ -88,12 +88,12 @@ def test_allocate_virtio_env_and_device_info_file(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_allocate_vhost_gives_the_char_device(tmp_path: Path) -> None:
+def test_allocate_vhost_gives_the_char_device(short_tmp: Path) -> None:
     """The partition: VFs 0-1 of ens1f0 vhost, 2-3 virtio, each its own resource."""
-    _, host = configured_host(tmp_path, PARTITION_SPEC)
+    _, host = configured_host(short_tmp, PARTITION_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=PARTITION_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=PARTITION_CONFIG)) as rig:
             vhost = await rig.kubelet.wait_for("openshift.io/vhostvdpa", listed)
             virtio = await rig.kubelet.wait_for("openshift.io/virtiovdpa", listed)
             assert sorted(vhost.devices) == ["0000:65:00.2", "0000:65:00.3"]
@@ -112,11 +112,11 @@ def test_allocate_vhost_gives_the_char_device(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_an_unknown_or_unhealthy_device_is_invalid_argument_and_nothing_is_written(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_an_unknown_or_unhealthy_device_is_invalid_argument_and_nothing_is_written(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             await rig.kubelet.wait_for(MLXNICS, listed)
             with pytest.raises(grpc.aio.AioRpcError) as failure:
                 await rig.kubelet.allocate(MLXNICS, [[VF], ["0000:99:00.9"]])
@@ -133,11 +133,11 @@ def test_an_unknown_or_unhealthy_device_is_invalid_argument_and_nothing_is_writt
     asyncio.run(main())
 
 
-def test_a_vdpa_device_deleted_goes_unhealthy_and_healthy_again_when_restored(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_a_vdpa_device_deleted_goes_unhealthy_and_healthy_again_when_restored(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             await rig.kubelet.wait_for(MLXNICS, listed)
             host.vdpa.delete(vdpa_name(VF))  # type: ignore[arg-type]
             endpoint = await rig.kubelet.wait_for(MLXNICS, health_of(VF, "Unhealthy"))
@@ -155,15 +155,15 @@ def test_a_vdpa_device_deleted_goes_unhealthy_and_healthy_again_when_restored(tm
     asyncio.run(main())
 
 
-def test_vfs_created_after_start_join_without_a_restart(tmp_path: Path) -> None:
+def test_vfs_created_after_start_join_without_a_restart(short_tmp: Path) -> None:
     """Upstream discovers once at start (the operator restarts its pod); here the next scan finds them."""
-    _, host = configured_host(tmp_path, {"interfaces": []})
+    _, host = configured_host(short_tmp, {"interfaces": []})
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             endpoint = await rig.kubelet.wait_for(MLXNICS, listed)
             assert endpoint.devices == {}
-            agent = NodeAgent(host, DaemonStore(tmp_path / "store"), DEFAULT_SUPPORTED_NICS)
+            agent = NodeAgent(host, DaemonStore(short_tmp / "store"), DEFAULT_SUPPORTED_NICS)
             observed = agent.observe()
             plan = agent.plan(SriovNetworkNodeStateSpec.model_validate(SEED_SPEC), observed)
             assert (await asyncio.to_thread(agent.apply, plan, observed)).ok
@@ -173,11 +173,11 @@ def test_vfs_created_after_start_join_without_a_restart(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_config_reload_through_a_configmap_symlink_swap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_config_reload_through_a_configmap_symlink_swap(short_tmp: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A ConfigMap volume: `worker-0` → `..data/worker-0`, `..data` → a timestamped dir, swapped atomically."""
-    _, host = configured_host(tmp_path, SEED_SPEC)
-    settings = settings_for(tmp_path, config=SEED_CONFIG)
-    volume = tmp_path / "volume"
+    _, host = configured_host(short_tmp, SEED_SPEC)
+    settings = settings_for(short_tmp, config=SEED_CONFIG)
+    volume = short_tmp / "volume"
 
     def publish(version: str, text: str) -> None:
         (volume / version).mkdir(parents=True)
@@ -211,14 +211,14 @@ def test_config_reload_through_a_configmap_symlink_swap(tmp_path: Path, caplog: 
     asyncio.run(main())
 
 
-def test_re_registers_after_a_kubelet_restart(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_re_registers_after_a_kubelet_restart(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             await rig.kubelet.wait_for(MLXNICS, listed)
             await rig.kubelet.stop(wipe=True)  # kubelet goes, and with it every socket in the directory
-            assert not (tmp_path / "device-plugins" / "openshift.io_mlxnics.sock").exists()
+            assert not (short_tmp / "device-plugins" / "openshift.io_mlxnics.sock").exists()
             await rig.kubelet.start()
             endpoint = await rig.kubelet.wait_for(MLXNICS, lambda e: e.healthy() == SEED_VFS)
             assert len(rig.kubelet.registrations) == 2  # once with each kubelet
@@ -227,25 +227,25 @@ def test_re_registers_after_a_kubelet_restart(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_plugin_watcher_mode_registers_through_the_watcher_only(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
-    settings = settings_for(tmp_path, config=SEED_CONFIG, plugin_watcher=True)
+def test_plugin_watcher_mode_registers_through_the_watcher_only(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
+    settings = settings_for(short_tmp, config=SEED_CONFIG, plugin_watcher=True)
 
     async def main() -> None:
         async with running(host, settings, plugin_watcher=True) as rig:
             endpoint = await rig.kubelet.wait_for(MLXNICS, lambda e: e.healthy() == SEED_VFS)
-            assert endpoint.socket == tmp_path / "plugins_registry" / "openshift.io_mlxnics.sock"
+            assert endpoint.socket == short_tmp / "plugins_registry" / "openshift.io_mlxnics.sock"
             assert rig.kubelet.registrations == []  # never both: no Register call on kubelet.sock
-            assert not (tmp_path / "device-plugins" / "openshift.io_mlxnics.sock").exists()
+            assert not (short_tmp / "device-plugins" / "openshift.io_mlxnics.sock").exists()
             await rig.kubelet.allocate(MLXNICS, [[VF]])
         assert not endpoint.socket.exists()
 
     asyncio.run(main())
 
 
-def test_cdi_mode(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, PARTITION_SPEC)
-    settings = settings_for(tmp_path, config=PARTITION_CONFIG, use_cdi=True)
+def test_cdi_mode(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, PARTITION_SPEC)
+    settings = settings_for(short_tmp, config=PARTITION_CONFIG, use_cdi=True)
     settings.cdi_dir.mkdir()
     stale = settings.cdi_dir / "sriov-dp-openshift.io-net-pci-old.json"
     stale.write_text("{}")
@@ -270,11 +270,11 @@ def test_cdi_mode(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_preferred_allocation_over_grpc(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
+def test_preferred_allocation_over_grpc(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
 
     async def main() -> None:
-        async with running(host, settings_for(tmp_path, config=SEED_CONFIG)) as rig:
+        async with running(host, settings_for(short_tmp, config=SEED_CONFIG)) as rig:
             endpoint = await rig.kubelet.wait_for(MLXNICS, listed)
             chosen = await rig.kubelet.preferred(MLXNICS, endpoint.healthy(), [SEED_VFS[3]], 2)
             assert chosen == [SEED_VFS[3], SEED_VFS[2]]  # the same PF as the one it must have
@@ -282,9 +282,9 @@ def test_preferred_allocation_over_grpc(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_plugin_started_before_kubelet_registers_once_kubelet_is_up(tmp_path: Path) -> None:
-    _, host = configured_host(tmp_path, SEED_SPEC)
-    settings = settings_for(tmp_path, config=SEED_CONFIG)
+def test_a_plugin_started_before_kubelet_registers_once_kubelet_is_up(short_tmp: Path) -> None:
+    _, host = configured_host(short_tmp, SEED_SPEC)
+    settings = settings_for(short_tmp, config=SEED_CONFIG)
 
     async def main() -> None:
         config, file = load_config(settings)
