@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/daemon_apply.py
 	$(BIN)/python bench/operator_sync.py
 	$(BIN)/python bench/device_plugin.py
+	$(BIN)/python bench/cni.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds
