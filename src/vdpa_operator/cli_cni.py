@@ -14,12 +14,11 @@ import click
 
 from vdpa_operator.cli_common import (
     configure_logging,
-    default_sim_root,
     fail,
     note,
     on_stop_signals,
     open_host,
-    sim_netns_option,
+    sim_host_options,
 )
 
 if TYPE_CHECKING:
@@ -57,11 +56,7 @@ def install_cni(cni_bin_dir: str) -> None:
 @click.command("cni-server")
 @click.option("--node-name", default=lambda: os.environ.get("NODE_NAME", ""), show_default="$NODE_NAME",
               help="The node this server runs on.")
-@click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
-              help="This machine's kernel, or the simulated ConnectX-6 Dx host.")
-@click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default="$VDPA_SIM_ROOT or "
-              "~/.local/state/vdpa-operator/sim-host", help="The simulated host (with --host sim).")
-@sim_netns_option
+@sim_host_options
 @click.option("--socket", "socket_path", metavar="PATH", default=DEFAULT_SOCKET, show_default=True,
               help="The unix socket the vdpa-cni shim talks to (its config key serverSocket).")
 @click.option("--ovsdb", metavar="REMOTE", help="OVSDB remote (default: unix:/var/run/openvswitch/db.sock with "

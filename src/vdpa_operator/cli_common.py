@@ -83,12 +83,23 @@ def _sim_kernel(root: Path, sim_netns: str | None) -> Any:
     return kernel
 
 
-def sim_netns_option(func: Any) -> Any:
-    """`--sim-netns NAME`, wherever `--sim-root` is accepted."""
-    return click.option(
-        "--sim-netns", metavar="NAME", default=None,
-        help="With --host sim, when the simulated host is created: back its virtio netdevs and representors "
-             "with real veth pairs in this network namespace (created if missing; needs root).")(func)
+def sim_host_options(func: Any) -> Any:
+    """`--host`, `--sim-root` and `--sim-netns`: which machine a command works on (every command that takes a
+    Host), as `host_kind`, `sim_root` and `sim_netns`."""
+    options = [
+        click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
+                     help="This machine's kernel, or the simulated ConnectX-6 Dx host."),
+        click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
+                     "~/.local/state/vdpa-operator/sim-host", help="The simulated host (with --host sim; created "
+                     "when missing)."),
+        click.option("--sim-netns", metavar="NAME", default=None,
+                     help="With --host sim, when the simulated host is created: back its virtio netdevs and "
+                     "representors with real veth pairs in this network namespace (created if missing; needs "
+                     "root)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 class _JsonLines(logging.Formatter):
@@ -113,25 +124,6 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], object]) -> None:
-    """SIGTERM (a pod being stopped) and SIGINT call `stop` in the event loop.
-
-    asyncio delivers these through a wakeup socket that a forked child shares with this process. Libraries fork
-    behind our back (pyroute2 forks a helper for each network-namespace operation and SIGTERMs it when done), and
-    that child's SIGTERM would arrive here as ours and stop the service. So a child starts with the default
-    handlers and no wakeup socket."""
+    """SIGTERM (a pod being stopped) and SIGINT call `stop` in the event loop."""
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop)
-    global _fork_hook_registered
-    if not _fork_hook_registered:
-        os.register_at_fork(after_in_child=_plain_signals)
-        _fork_hook_registered = True
-
-
-_fork_hook_registered = False
-
-
-def _plain_signals() -> None:
-    """In a forked child (its only thread is its main thread): no asyncio wakeup socket, default handlers."""
-    signal.set_wakeup_fd(-1)
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)

@@ -14,11 +14,10 @@ import click
 
 from vdpa_operator.cli_common import (
     configure_logging,
-    default_sim_root,
     fail,
     on_stop_signals,
     open_host,
-    sim_netns_option,
+    sim_host_options,
 )
 from vdpa_operator.deviceplugin import settings as defaults
 from vdpa_operator.deviceplugin.config import DEFAULT_RESOURCE_PREFIX, ConfigError
@@ -30,11 +29,7 @@ if TYPE_CHECKING:
 @click.command("device-plugin")
 @click.option("--node-name", default=lambda: os.environ.get("NODE_NAME", ""), show_default="$NODE_NAME",
               help="The node this plugin runs on.")
-@click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
-              help="This machine's kernel, or the simulated ConnectX-6 Dx host.")
-@click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default="$VDPA_SIM_ROOT or "
-              "~/.local/state/vdpa-operator/sim-host", help="The simulated host (with --host sim).")
-@sim_netns_option
+@sim_host_options
 @click.option("--config-file", metavar="FILE", default=str(defaults.CONFIG_FILE), show_default=True,
               help="The resource list (the operator's device-plugin-config ConfigMap entry for this node); "
               "watched: a change is applied without a restart.")

@@ -18,11 +18,9 @@ from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
 from vdpa_operator.cli_common import (
     EXIT_FAILED,
-    SIM_ROOT_ENV,
     configure_logging,
-    default_sim_root,
     open_host,
-    sim_netns_option,
+    sim_host_options,
 )
 from vdpa_operator.cli_common import fail as _fail
 from vdpa_operator.cli_common import note as _note
@@ -65,10 +63,6 @@ class HostChoice:
 
 def host_options(func: Any) -> Any:
     options = [
-        click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
-                     help="This machine's kernel, or the simulated ConnectX-6 Dx host."),
-        click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
-                     "~/.local/state/vdpa-operator/sim-host", help="The simulated host (created when missing)."),
         click.option("--store-dir", metavar="DIR", help=f"PF records and journal (default {DEFAULT_ROOT}; inside "
                      "the sim root with --host sim)."),
         click.option("--ovsdb", metavar="REMOTE", help="OVSDB remote, e.g. unix:/var/run/openvswitch/db.sock "
@@ -76,11 +70,10 @@ def host_options(func: Any) -> Any:
         click.option("--supported-nics", metavar="FILE", help="supported-nic-ids ConfigMap or '<vendor> <pf> "
                      "<vf>' lines, replacing the built-in table."),
         click.option("--dev-mode", is_flag=True, help="Also manage unsupported NIC models (upstream DEV_MODE)."),
-        sim_netns_option,
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return sim_host_options(func)
 
 
 def state_file_options(func: Any) -> Any:

@@ -23,7 +23,6 @@ from vdpa_operator.host.types import VdpaDevice, pci_address, vdpa_name
 logger = logging.getLogger(__name__)
 
 VIRTIO_NET = "virtio_net"
-KINDS = {"virtio_vdpa": "virtio", "vhost_vdpa": "vhost"}
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ def resolve(host: Host, device_id: str, device_info: dict[str, Any] | None, *, n
                        f"no vDPA device has management device pci/{device_id} or is named vdpa:{device_id}; "
                        "is the node's SriovNetworkNodeState applied (vdpaType in the policy)?")
     binding = host_step(lambda: host.vdpa.binding(device.name), f"read the binding of {device.name}")
-    kind = KINDS.get(binding.driver or "")
-    if kind is None:
+    kind = binding.vdpa_type
+    if not kind:
         raise CniError(DEVICE_MISMATCH, f"{device.name} is bound to {binding.driver or 'no driver'}",
                        "a pod's vDPA device must be bound to virtio_vdpa or vhost_vdpa")
     _cross_check(device.name, kind, device_info)

@@ -28,7 +28,6 @@ import fcntl
 import ipaddress
 import logging
 import os
-import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,14 +35,11 @@ from pathlib import Path
 
 from vdpa_operator.cni.errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
 from vdpa_operator.cni.ipam_result import IpAddress, IpamResult, IpConfig, IpNetwork
+from vdpa_operator.cni.spec import NAME_RULE, ifname_problem
 
 logger = logging.getLogger(__name__)
 
-NAME_RULE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-"""The CNI spec's rule for network names and container IDs: no path separator, never `.` or `..`."""
 LOCK_FILE = ".lock"
-_IFNAME_MAX = 15
-"""IFNAMSIZ - 1, as libcni's `ValidateInterfaceName`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +303,7 @@ def _parse_lease(address: IpAddress, data: bytes) -> Lease | str:
         lines = data.decode().split("\n")
     except UnicodeDecodeError:
         return "is not UTF-8"
-    if len(lines) != 3 or not NAME_RULE.match(lines[0]) or _ifname_problem(lines[1]):
+    if len(lines) != 3 or not NAME_RULE.fullmatch(lines[0]) or ifname_problem(lines[1]):
         return f"does not hold '<container id>\\n<ifname>\\n' ({data[:80]!r})"
     return Lease(address, lines[0], lines[1])
 
@@ -318,29 +314,16 @@ def _warn(bad: Unreadable) -> None:
 
 
 def _check_name(value: str, what: str, code: int, role: str) -> None:
-    if not NAME_RULE.match(value):
+    if not NAME_RULE.fullmatch(value):
         raise CniError(code, f"{what} {value!r} is not a valid CNI name",
                        f"the {role} must match {NAME_RULE.pattern} (the CNI spec's rule)")
 
 
 def _check_ifname(ifname: str) -> None:
-    problem = _ifname_problem(ifname)
+    problem = ifname_problem(ifname)
     if problem:
-        raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {ifname!r} {problem}",
+        raise CniError(INVALID_ENVIRONMENT, f"CNI_IFNAME {ifname!r}: {problem[0]}",
                        "the runtime must pass a Linux interface name")
-
-
-def _ifname_problem(ifname: str) -> str:
-    """libcni's `ValidateInterfaceName`: what is wrong with the name, or ''."""
-    if not ifname:
-        return "is empty"
-    if len(ifname.encode()) > _IFNAME_MAX:
-        return f"is longer than {_IFNAME_MAX} bytes"
-    if ifname in (".", ".."):
-        return "is . or .."
-    if any(char in "/:" or char.isspace() for char in ifname):
-        return "holds '/', ':' or white space"
-    return ""
 
 
 def _store_error(action: str, path: Path, error: OSError) -> CniError:

@@ -19,7 +19,7 @@ from vdpa_operator.cni.errors import (
     UNKNOWN_CONTAINER,
     CniError,
 )
-from vdpa_operator.cni.ipam import DnsConfig, IpamResult, IpConfig, RouteConfig, parse_ipam_result
+from vdpa_operator.cni.ipam_result import DnsConfig, IpamResult, IpConfig, RouteConfig, parse_ipam_result
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]
@@ -29,9 +29,11 @@ SINCE = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 VALID_ATTACHMENTS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 """GC's list of attachments to keep: the 1.1.0 spec's key, and the name libcni used before it."""
 
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-"""libcni `cniValidNameChars`: container IDs and network names."""
+NAME_RULE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+"""libcni `cniValidNameChars` (use `fullmatch`): container IDs and network names; no path separator, never `.`
+or `..`, so the node allocator's lease store may use them as file names."""
 MAX_IFNAME = 15
+"""IFNAMSIZ - 1 bytes."""
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -123,21 +125,27 @@ def parse_request(env: Mapping[str, str], stdin: bytes, device_info: str | None 
 def check_container_id(container_id: str) -> None:
     if not container_id:
         raise CniError(UNKNOWN_CONTAINER, "missing containerID")
-    if not _NAME.fullmatch(container_id):
+    if not NAME_RULE.fullmatch(container_id):
         raise CniError(INVALID_ENVIRONMENT, "invalid characters in containerID", container_id)
 
 
 def check_ifname(ifname: str) -> None:
-    """libcni `ValidateInterfaceName` (the kernel's `dev_valid_name`)."""
+    problem = ifname_problem(ifname)
+    if problem:
+        raise CniError(INVALID_ENVIRONMENT, *problem)
+
+
+def ifname_problem(ifname: str) -> tuple[str, str] | None:
+    """libcni `ValidateInterfaceName` (the kernel's `dev_valid_name`): its (message, details), None when valid."""
     if not ifname:
-        raise CniError(INVALID_ENVIRONMENT, "interface name is empty")
-    if len(ifname) > MAX_IFNAME:
-        raise CniError(INVALID_ENVIRONMENT, "interface name is too long",
-                       f"interface name should be less than {MAX_IFNAME + 1} characters")
+        return "interface name is empty", ""
+    if len(ifname.encode()) > MAX_IFNAME:  # Go's len(): bytes
+        return "interface name is too long", f"interface name should be less than {MAX_IFNAME + 1} characters"
     if ifname in (".", ".."):
-        raise CniError(INVALID_ENVIRONMENT, "interface name is . or ..")
+        return "interface name is . or ..", ""
     if any(c in "/:" or c.isspace() for c in ifname):
-        raise CniError(INVALID_ENVIRONMENT, "interface name contains / or : or whitespace characters")
+        return "interface name contains / or : or whitespace characters", ""
+    return None
 
 
 def parse_args(text: str) -> dict[str, str]:
@@ -164,7 +172,7 @@ def parse_config(stdin: bytes, command: str = "ADD") -> NetConf:
     name = _string(raw, "name")
     if not name:
         raise CniError(INVALID_CONFIG, "missing network name")
-    if not _NAME.fullmatch(name):
+    if not NAME_RULE.fullmatch(name):
         raise CniError(INVALID_CONFIG, "invalid characters found in network name", name)
     if version not in SUPPORTED_VERSIONS:
         version_key(version)

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdpa_operator.api.golang import atoi
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE
 
 NET_DEVICE = "netDevice"
 OTHER_DEVICE_TYPES = ("accelerator", "auxNetDevice")
 """Upstream device types this plugin does not serve (it serves VFs as net devices only)."""
-VDPA_TYPES = ("virtio", "vhost")
 DEFAULT_RESOURCE_PREFIX = "openshift.io"
 
 _RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -227,7 +227,7 @@ def _selector(raw: object, where: str, warnings: list[str]) -> NetSelector:
         ddp_profiles=f.strings("ddpProfiles"), pkeys=f.strings("pKeys"), is_rdma=f.boolean("IsRdma"),
         need_vhost_net=f.boolean("needVhostNet"), vdpa_type=f.string("vdpaType"),
     )
-    if selector.vdpa_type and selector.vdpa_type not in VDPA_TYPES:
+    if selector.vdpa_type and selector.vdpa_type not in VDPA_DRIVER_FOR_TYPE:
         raise ConfigError(f"{where}.vdpaType: {selector.vdpa_type!r} is not a vDPA type; use virtio or vhost")
     if selector.vdpa_type and selector.is_rdma:
         raise ConfigError(f"{where}: vdpaType and isRdma are mutually exclusive; a vDPA pool cannot be an RDMA "

@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-VDPA_DRIVERS = {"virtio": "virtio_vdpa", "vhost": "vhost_vdpa"}
-"""The selector's `vdpaType` → the vdpa bus driver that gives it (upstream `SupportedVdpaTypes`)."""
+from vdpa_operator.host.types import vdpa_type_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +23,7 @@ class VdpaInfo:
     @property
     def vdpa_type(self) -> str:
         """`virtio`, `vhost`, or "" for any other binding."""
-        return next((t for t, driver in VDPA_DRIVERS.items() if driver == self.driver), "")
+        return vdpa_type_of(self.driver)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from vdpa_operator.deviceplugin.config import NetSelector, ResourceConfig, parse_function_range
-from vdpa_operator.deviceplugin.devices import VDPA_DRIVERS, Inventory, NetDevice
+from vdpa_operator.deviceplugin.devices import Inventory, NetDevice
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
@@ -98,7 +99,7 @@ def vdpa_problem(device: NetDevice, vdpa_type: str) -> str:
     if not vdpa_type:
         return ""
     vdpa = device.vdpa
-    want = VDPA_DRIVERS.get(vdpa_type, "")
+    want = VDPA_DRIVER_FOR_TYPE.get(vdpa_type, "")
     if vdpa is None:
         return f"{device.address} has no vDPA device"
     if vdpa.driver != want:

@@ -51,6 +51,7 @@ def test_device_id_from_runtime_config_when_not_at_the_top() -> None:
     ({"CNI_CONTAINERID": "-abc"}, 4, "invalid characters in containerID"),
     ({"CNI_IFNAME": "eth0 1"}, 4, "interface name contains / or : or whitespace characters"),
     ({"CNI_IFNAME": "x" * 16}, 4, "interface name is too long"),
+    ({"CNI_IFNAME": "é" * 8}, 4, "interface name is too long"),  # 16 bytes: Go's len, and IFNAMSIZ, count bytes
     ({"CNI_IFNAME": ".."}, 4, "interface name is . or .."),
     ({"CNI_ARGS": "K8S_POD_NAME"}, 4, "invalid CNI_ARGS pair"),
 ])

@@ -186,10 +186,11 @@ def test_files_that_are_no_leases_are_ignored(tmp_path: Path) -> None:
     ("net1", "../../x", "net1", INVALID_ENVIRONMENT, "CNI_CONTAINERID '../../x' is not a valid CNI name"),
     ("net1", "", "net1", INVALID_ENVIRONMENT, "CNI_CONTAINERID ''"),
     ("net1", "c1\nnet9", "net1", INVALID_ENVIRONMENT, "CNI_CONTAINERID"),
-    ("net1", "c1", "", INVALID_ENVIRONMENT, "CNI_IFNAME '' is empty"),
-    ("net1", "c1", "a/b", INVALID_ENVIRONMENT, "CNI_IFNAME 'a/b' holds '/'"),
-    ("net1", "c1", "net\n1", INVALID_ENVIRONMENT, "holds '/', ':' or white space"),
-    ("net1", "c1", "x" * 16, INVALID_ENVIRONMENT, "is longer than 15 bytes"),
+    ("net1", "c1\n", "net1", INVALID_ENVIRONMENT, "CNI_CONTAINERID"),  # a lease file's line break
+    ("net1", "c1", "", INVALID_ENVIRONMENT, "CNI_IFNAME '': interface name is empty"),
+    ("net1", "c1", "a/b", INVALID_ENVIRONMENT, "CNI_IFNAME 'a/b': interface name contains / or :"),
+    ("net1", "c1", "net\n1", INVALID_ENVIRONMENT, "contains / or : or whitespace characters"),
+    ("net1", "c1", "x" * 16, INVALID_ENVIRONMENT, "interface name is too long"),
 ])
 def test_names_that_could_escape_the_store_are_refused(tmp_path: Path, network: str, container: str, ifname: str,
                                                         code: int, message: str) -> None:

@@ -167,20 +167,19 @@ class OvsdbOvs:
     # --- Open_vSwitch.other_config -----------------------------------------------------------------------------
 
     def other_config(self) -> Mapping[str, str]:
-        def read(api: Any) -> dict[str, str]:
-            with self._rows(api) as tables:
-                root = next(iter(tables["Open_vSwitch"].rows.values()), None)
-                return dict(root.other_config) if root is not None else {}
-
-        return self._run("read other_config of", "Open_vSwitch", read)
+        return self._root_map("other_config")
 
     def external_ids(self) -> Mapping[str, str]:
+        return self._root_map("external_ids")
+
+    def _root_map(self, column: str) -> dict[str, str]:
+        """A map column of the one Open_vSwitch row ({} before ovs-vswitchd made the row)."""
         def read(api: Any) -> dict[str, str]:
             with self._rows(api) as tables:
                 root = next(iter(tables["Open_vSwitch"].rows.values()), None)
-                return dict(root.external_ids) if root is not None else {}
+                return dict(getattr(root, column)) if root is not None else {}
 
-        return self._run("read external_ids of", "Open_vSwitch", read)
+        return self._run(f"read {column} of", "Open_vSwitch", read)
 
     def set_other_config(self, key: str, value: str | None) -> None:
         op = f"remove other_config:{key} from" if value is None else f"set other_config:{key}={value} on"

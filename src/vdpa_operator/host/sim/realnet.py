@@ -17,7 +17,7 @@ import errno
 import logging
 from typing import Any
 
-from pyroute2 import IPRoute, netns  # type: ignore[import-untyped]
+from pyroute2 import netns  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from vdpa_operator.host.errors import error_from_errno
@@ -38,9 +38,8 @@ class RealNet(RtnlLinks):
     def create_pair(self, node_netns: str, virtio: Netdev, rep: Netdev, *, replace_peer: bool = False) -> None:
         """`virtio` and `rep` become the two ends of one veth in `node_netns`, with the model's MAC, MTU and
         admin state. `replace_peer`: remove a leftover link with the representor's name first."""
-        path = netns_path(node_netns)
         try:
-            with IPRoute(netns=path, flags=0) as ipr:
+            with self._ipr(node_netns) as ipr:
                 if replace_peer:
                     _delete(ipr, rep.name)
                 ipr.link("add", ifname=virtio.name, kind="veth",
@@ -55,7 +54,7 @@ class RealNet(RtnlLinks):
     def delete(self, name: str, where: str | None) -> None:
         """Delete `name` (and so its veth peer); nothing to do when it is already gone."""
         try:
-            with IPRoute(netns=netns_path(where), flags=0) if where else IPRoute() as ipr:
+            with self._ipr(where) as ipr:
                 _delete(ipr, name)
         except NetlinkError as exc:
             raise error_from_errno(exc.code, "delete link", f"{name} in {where}") from exc
