@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,9 +63,6 @@ def device_plugin(node_name: str, host_kind: str, sim_root: str, sim_netns: str 
     except ConfigError as err:
         fail(str(err))
     configure_logging()
-    # NOTE: scans run on a worker thread every 50 ms; with the default 5 ms GIL switch interval an Allocate that
-    # arrives mid-scan waits up to 5 ms for the event loop's thread. 0.5 ms keeps kubelet's answer prompt.
-    sys.setswitchinterval(0.0005)
     service = DevicePluginService(open_host(host_kind, sim_root, None, sim_netns), settings, config, file)
     asyncio.run(_run(service))
 

@@ -19,6 +19,7 @@ import click
 
 from vdpa_operator.cli_common import EXIT_FAILED, on_stop_signals
 from vdpa_operator.cli_common import fail as _fail
+from vdpa_operator.deviceplugin.settings import DEVICE_PLUGIN_DIR
 
 DEFAULT_KUBECONFIG = "vdpa-sim.kubeconfig"
 
@@ -112,7 +113,7 @@ async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: P
 
 @sim.command("device-manager")
 @click.option("--device-plugin-path", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("/var/lib/kubelet/device-plugins"), show_default=True,
+              default=DEVICE_PLUGIN_DIR, show_default=True,
               help="Where kubelet.sock is served (legacy registrations) and plugins put their sockets.")
 @click.option("--plugins-registry", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also watch this plugin-watcher directory for plugin sockets.")
@@ -153,19 +154,20 @@ async def _device_manager(directory: Path, registry: Path | None, expected: tupl
                 if name in to_allocate and name not in allocated and endpoint.healthy():
                     allocated.add(name)
                     await _show_allocation(manager, name, endpoint.healthy()[0])
-            listed = {n for n, count in shown.items() if count}
-            if expected and set(expected) <= listed and set(to_allocate) <= allocated:
+            unlisted, unallocated = set(expected) - set(shown), set(to_allocate) - allocated
+            if expected and not unlisted and not unallocated:
                 return 0
             if expected and loop.time() > deadline:
-                click.echo(f"error: not listed within {timeout:g}s: {', '.join(sorted(set(expected) - listed))}",
-                           err=True)
+                missing = [f"not listed: {', '.join(sorted(unlisted))}"] if unlisted else []
+                missing += [f"no healthy device to allocate: {', '.join(sorted(unallocated))}"] if unallocated else []
+                click.echo(f"error: within {timeout:g}s, {'; '.join(missing)}", err=True)
                 return EXIT_FAILED
             async with manager.changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(manager.changed.wait(), 0.2)
         return 0
     finally:
-        await manager.stop()
+        await manager.stop(wipe=False)  # leaving is not a kubelet restart: the plugins' sockets are theirs
 
 
 async def _show_allocation(manager: Any, resource: str, device_id: str) -> None:

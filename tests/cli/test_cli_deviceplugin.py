@@ -46,16 +46,23 @@ def test_a_missing_config_file_or_node_name_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--node-name (or $NODE_NAME) is required" in result.output
 
 
-def test_a_socket_path_too_long_for_a_unix_socket_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("watcher", [False, True])
+def test_a_socket_path_too_long_for_a_unix_socket_exits_2(tmp_path: Path, watcher: bool) -> None:
+    """In the directory the sockets would go to: kubelet's plugin watcher's when it exists."""
     path = tmp_path / "config.json"
     path.write_text(SEED_CONFIG)
-    plugins = tmp_path / ("d" * 100)
-    result = CliRunner().invoke(main, ["device-plugin", "--node-name", "n", "--host", "sim", "--sim-root",
-                                       str(tmp_path / "sim"), "--config-file", str(path), "--device-plugin-path",
-                                       str(plugins)])
+    plugins, registry = tmp_path / "plugins", tmp_path / "registry"
+    long = registry if watcher else plugins
+    long = long.with_name(long.name + "-" + "d" * 100)
+    if watcher:
+        long.mkdir()
+    flag = "--plugins-registry" if watcher else "--device-plugin-path"
+    result = CliRunner().invoke(main, [
+        "device-plugin", "--node-name", "n", "--host", "sim", "--sim-root", str(tmp_path / "sim"), "--config-file",
+        str(path), "--device-plugin-path", str(plugins), "--plugins-registry", str(registry), flag, str(long)])
     assert result.exit_code == 2, result.output
-    assert "resource openshift.io/mlxnics: its socket" in result.output and "--device-plugin-path" in result.output
-    assert not plugins.exists(), "refused before anything was made"
+    assert f"resource openshift.io/mlxnics: its socket {long}/" in result.output and flag in result.output
+    assert not plugins.exists() and not (tmp_path / "sim").exists(), "refused before anything was made"
 
 
 def test_a_real_process_serves_kubelet_and_cleans_up_on_sigterm(short_tmp: Path) -> None:
@@ -79,12 +86,12 @@ def test_a_real_process_serves_kubelet_and_cleans_up_on_sigterm(short_tmp: Path)
             assert [p.name for p in devinfo.iterdir()] == [f"openshift.io-mlxnics-{SEED_VFS[0]}-device.json"]
             proc.send_signal(signal.SIGTERM)
             output, _ = await asyncio.to_thread(proc.communicate, timeout=20)
+            assert not endpoint.socket.exists(), "the plugin removes its socket (kubelet has not wiped it)"
         finally:
             if proc.poll() is None:
                 proc.kill()
             await kubelet.stop()
         assert proc.returncode == 0, output
-        assert not endpoint.socket.exists()
         assert list(devinfo.iterdir()) == []
         assert "Traceback" not in output
         assert "openshift.io/mlxnics: registered with kubelet" in output

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from vdpa_operator.api.golang import GoValue, marshal
+from vdpa_operator.api.golang import GoValue, marshal, omit_empty
 from vdpa_operator.deviceplugin.devices import Inventory
 from vdpa_operator.deviceplugin.pools import Member, Pool
 
@@ -81,9 +81,9 @@ def allocate(pool: Pool, device_ids: Sequence[str], inventory: Inventory, *, cdi
 
 def device_specs(member: Member, inventory: Inventory) -> list[DeviceSpec]:
     specs = []
-    vdpa = member.device.vdpa
-    if member.selector.vdpa_type == "vhost" and vdpa is not None and vdpa.chardev:
-        specs.append(DeviceSpec(vdpa.chardev, vdpa.chardev))
+    chardev = member.vhost_chardev
+    if chardev:
+        specs.append(DeviceSpec(chardev, chardev))
     if member.selector.need_vhost_net and inventory.vhost_net and inventory.tun:
         specs += [DeviceSpec(VHOST_NET, inventory.vhost_net), DeviceSpec(TUN, inventory.tun)]
     return specs
@@ -94,8 +94,7 @@ def _info(pool: Pool, member: Member, inventory: Inventory) -> dict[str, GoValue
     address = member.device.address
     info: dict[str, GoValue] = {"generic": {"deviceID": address}}
     if member.selector.vdpa_type:
-        chardev = member.device.vdpa.chardev if member.device.vdpa is not None else None
-        info["vdpa"] = {"mount": chardev} if member.selector.vdpa_type == "vhost" and chardev else {}
+        info["vdpa"] = {"mount": member.vhost_chardev} if member.vhost_chardev else {}
     extra = {**pool.config.additional_info.get("*", {}), **pool.config.additional_info.get(address, {})}
     if pool.config.additional_info:
         info["extra"] = extra
@@ -113,14 +112,10 @@ def device_info(member: Member) -> str:
     if member.selector.vdpa_type and vdpa is not None:
         body: dict[str, GoValue] = {
             "parent-device": vdpa.name, "driver": member.selector.vdpa_type,
-            "path": vdpa.chardev if member.selector.vdpa_type == "vhost" else None, **located,
+            "path": member.vhost_chardev, **located,
         }
-        return marshal({"type": "vdpa", "version": DEVICE_INFO_VERSION, "vdpa": _omit_empty(body)})
-    return marshal({"type": "pci", "version": DEVICE_INFO_VERSION, "pci": _omit_empty(located)})
-
-
-def _omit_empty(fields: Mapping[str, GoValue]) -> dict[str, GoValue]:
-    return {k: v for k, v in fields.items() if v}
+        return marshal({"type": "vdpa", "version": DEVICE_INFO_VERSION, "vdpa": omit_empty(body)})
+    return marshal({"type": "pci", "version": DEVICE_INFO_VERSION, "pci": omit_empty(located)})
 
 
 # --- CDI -----------------------------------------------------------------------------------------------------------
@@ -169,7 +164,7 @@ def preferred(pool: Pool, available: Sequence[str], must_include: Sequence[str],
     """Which `size` of `available` to give one container: `must_include` first, then devices on the same PF
     as those (else on the one PF that can hold the whole request, the fullest-fitting first), then on the same
     NUMA node, then the rest; ties by PCI address, so the answer is stable."""
-    chosen = list(dict.fromkeys(must_include))[:max(size, len(must_include))]
+    chosen = list(dict.fromkeys(must_include))
     rest = sorted((i for i in dict.fromkeys(available) if i not in chosen), key=_address_key)
     wanted = size - len(chosen)
     if wanted <= 0:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vdpa_operator.host.types import vdpa_type_of
-
 
 @dataclass(frozen=True, slots=True)
 class VdpaInfo:
@@ -19,11 +17,6 @@ class VdpaInfo:
     """Bound vdpa bus driver; None when unbound."""
     chardev: str | None = None
     """`/dev/vhost-vdpa-N` when bound to vhost_vdpa and the node exists."""
-
-    @property
-    def vdpa_type(self) -> str:
-        """`virtio`, `vhost`, or "" for any other binding."""
-        return vdpa_type_of(self.driver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +41,6 @@ class NetDevice:
     representor: str = ""
     """The VF's representor netdev in switchdev mode."""
     vdpa: VdpaInfo | None = None
-
-    @property
-    def device_id(self) -> str:
-        return self.address
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ else the PF's netdev), VF index, link type (its netdev's, else its PF's), NUMA n
 Host shows of its vDPA device (by management device `pci/<VF>`, as govdpa looks it up), its binding and char
 device, and its representor.
 
-Every read is one Host call per kind of object (one link list, one vDPA device dump, one route dump). The
-service probes only the vDPA devices (`vdpa_devices`: a dump and each device's binding, a fraction of a scan)
+The node-wide reads are one Host call each (one link list, one vDPA device dump, one route dump); per PF its
+VFs and switchdev netdevs, per vDPA device its binding. The service probes only the vDPA devices (`vdpa_devices`:
+a dump and each device's driver and char device, a fraction of a scan)
 on a short timer, and runs the whole scan when the probe changes and otherwise on a slower one: what makes a VF
 healthy or not is seen at once, the rest (new VFs, link types) a little later at worst.
 """
@@ -79,7 +80,7 @@ def vdpa_devices(host: Host) -> dict[str, VdpaInfo]:
         if device.mgmtdev.bus != "pci" or device.mgmtdev.name in found:
             continue
         try:
-            binding = host.vdpa.binding(device.name)
+            binding = host.vdpa.binding(device.name, virtio_netdev=False)  # a probe runs every 50 ms
         except HostError as exc:  # deleted between the dump and the read, or a half-made char device
             logger.debug("vdpa %s unreadable: %s", device.name, exc)
             continue

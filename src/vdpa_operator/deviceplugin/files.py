@@ -5,8 +5,9 @@ remembered, so a clean shutdown removes exactly what this process wrote."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
+
+from vdpa_operator.fileio import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +22,7 @@ class OutputFiles:
     def write(self, path: Path, text: str, mode: int = 0o644) -> None:
         """Replace `path` with `text` (upstream cleans a device-info file before it writes it again)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_atomically(path, text.encode(), mode=mode)
         self.written.add(path)
 
     def remove(self, path: Path) -> None:

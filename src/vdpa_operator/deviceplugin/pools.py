@@ -41,6 +41,12 @@ class Member:
     def health(self) -> str:
         return UNHEALTHY if self.problem else HEALTHY
 
+    @property
+    def vhost_chardev(self) -> str | None:
+        """`/dev/vhost-vdpa-N` when this member serves a vhost pool (what Allocate mounts), else None."""
+        vdpa = self.device.vdpa
+        return vdpa.chardev if self.selector.vdpa_type == "vhost" and vdpa is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class Pool:
@@ -131,28 +137,22 @@ def _function_range(entries: Sequence[str], pf: Callable[[NetDevice], str]) -> C
     return matches
 
 
-def _none(_device: NetDevice) -> bool:
-    return False
-
-
 def select(devices: Iterable[NetDevice], selector: NetSelector) -> list[NetDevice]:
-    """Upstream's filters in upstream's order, all but `vdpaType` (`vdpa_problem` is that one).
+    """Upstream's filters, all but `vdpaType` (`vdpa_problem` is that one); an empty list selects by nothing.
 
     `ddpProfiles` (Intel DDP packages), `pKeys` (InfiniBand partitions) and `isRdma` select nothing here: no
     device of this plugin's reports a DDP profile, a pkey or RDMA devices (upstream's result on a node without
     them)."""
-    filters: list[tuple[Sequence[str], Callable[[NetDevice], bool]]] = [
-        (selector.vendors, _among(selector.vendors, lambda d: d.vendor)),
-        (selector.devices, _among(selector.devices, lambda d: d.device)),
-        (selector.drivers, _among(selector.drivers, lambda d: d.driver)),
-        (selector.pci_addresses, _among(selector.pci_addresses, lambda d: d.address)),
-        (selector.acpi_indexes, _among(selector.acpi_indexes, lambda d: d.acpi_index)),
-        (selector.pf_names, _function_range(selector.pf_names, lambda d: d.pf_name)),
-        (selector.root_devices, _function_range(selector.root_devices, lambda d: d.pf_address)),
-        (selector.link_types, _among(selector.link_types, lambda d: d.link_type)),
-        (selector.ddp_profiles, _none),
-        (selector.pkeys, _none),
-        (("IsRdma",) if selector.is_rdma else (), _none),
+    if selector.ddp_profiles or selector.pkeys or selector.is_rdma:
+        return []
+    among: list[tuple[Sequence[str], Callable[[NetDevice], str]]] = [
+        (selector.vendors, lambda d: d.vendor), (selector.devices, lambda d: d.device),
+        (selector.drivers, lambda d: d.driver), (selector.pci_addresses, lambda d: d.address),
+        (selector.acpi_indexes, lambda d: d.acpi_index), (selector.link_types, lambda d: d.link_type),
     ]
-    active = [keep for values, keep in filters if values]
+    active = [_among(values, attribute) for values, attribute in among if values]
+    if selector.pf_names:
+        active.append(_function_range(selector.pf_names, lambda d: d.pf_name))
+    if selector.root_devices:
+        active.append(_function_range(selector.root_devices, lambda d: d.pf_address))
     return [d for d in devices if all(keep(d) for keep in active)]

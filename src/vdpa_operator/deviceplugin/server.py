@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -39,17 +39,15 @@ class RegistrationError(Exception):
 
 class ResourceServer:
     def __init__(self, pool: Pool, inventory: Inventory, settings: Settings, files: OutputFiles, *,
-                 plugin_watcher: bool, on_rejected: Callable[[ResourceServer, str], None] | None = None) -> None:
+                 plugin_watcher: bool) -> None:
         self.pool = pool
         self.inventory = inventory
         self.settings = settings
         self.files = files
         self.plugin_watcher = plugin_watcher
-        self.on_rejected = on_rejected
-        directory = settings.plugins_registry if plugin_watcher else settings.device_plugin_dir
-        self.endpoint = f"{pool.config.prefix}_{pool.config.name}.sock"
-        """Upstream's socket name, `<prefix>_<resource>.sock`."""
-        self.socket = directory / self.endpoint
+        self.socket = settings.socket_of(pool.config.prefix, pool.config.name, plugin_watcher=plugin_watcher)
+        self.endpoint = self.socket.name
+        """The socket's name, what a legacy registration tells kubelet."""
         self.registered = False
         self._server: grpc.aio.Server | None = None
         self._changed = asyncio.Condition()
@@ -256,6 +254,6 @@ class _WatcherRegistration(reg_grpc.RegistrationServicer):
         else:
             self.server.registered = False
             logger.warning("%s: kubelet refused the registration: %s", self.server.resource_name, request.error)
-            if self.server.on_rejected is not None:
-                self.server.on_rejected(self.server, request.error)
+            # served again on a fresh socket at the next check (upstream stops for good)
+            self.server.socket.unlink(missing_ok=True)
         return reg.RegistrationStatusResponse()

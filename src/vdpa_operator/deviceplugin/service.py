@@ -29,6 +29,7 @@ from vdpa_operator.deviceplugin.files import OutputFiles, remove_stale
 from vdpa_operator.deviceplugin.pools import Pool, build_pools
 from vdpa_operator.deviceplugin.server import RegistrationError, ResourceServer
 from vdpa_operator.deviceplugin.settings import Settings
+from vdpa_operator.fileio import UNIX_PATH_MAX
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host
 
@@ -58,12 +59,9 @@ class ConfigFile:
         return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
-UNIX_PATH_MAX = 107
-"""sun_path holds 108 bytes with the terminating NUL."""
-
-
-def load_config(settings: Settings) -> tuple[Config, ConfigFile]:
-    """Read and check the config file; ConfigError (naming the file) when it cannot be served."""
+def load_config(settings: Settings, *, plugin_watcher: bool | None = None) -> tuple[Config, ConfigFile]:
+    """Read and check the config file; ConfigError (naming the file) when it cannot be served. `plugin_watcher`:
+    where the sockets go (default: as `settings` decides now)."""
     try:
         file = ConfigFile.read(settings.config_file)
     except OSError as exc:
@@ -71,12 +69,14 @@ def load_config(settings: Settings) -> tuple[Config, ConfigFile]:
                           "pass --config-file (in a cluster: the device-plugin-config ConfigMap key of this "
                           "node)") from None
     config = parse_config(file.text, source=str(settings.config_file), default_prefix=settings.resource_prefix)
+    watcher = settings.plugin_watcher() if plugin_watcher is None else plugin_watcher
     for resource in config.resources:
-        socket = settings.device_plugin_dir / f"{resource.prefix}_{resource.name}.sock"
+        socket = settings.socket_of(resource.prefix, resource.name, plugin_watcher=watcher)
         if len(os.fsencode(socket)) > UNIX_PATH_MAX:
+            flag = "--plugins-registry" if watcher else "--device-plugin-path"
             raise ConfigError(f"{settings.config_file}: resource {resource.prefix}/{resource.name}: its socket "
                               f"{socket} is {len(os.fsencode(socket))} bytes, over the {UNIX_PATH_MAX} a unix "
-                              "socket path may have; use a shorter --device-plugin-path or resourceName")
+                              f"socket path may have; use a shorter {flag} or resourceName")
     return config, file
 
 
@@ -86,8 +86,7 @@ class DevicePluginService:
         self.settings = settings
         self.config = config
         self.config_file = config_file
-        self.plugin_watcher = settings.plugins_registry.is_dir()
-        """Decided once at start, as upstream (`DetectPluginWatchMode`)."""
+        self.plugin_watcher = settings.plugin_watcher()
         self.files = OutputFiles()
         self.servers: dict[str, ResourceServer] = {}
         self.pools: dict[str, Pool] = {}
@@ -130,7 +129,7 @@ class DevicePluginService:
                     break
                 await self._reload_if_changed()
                 vdpa = await self._probe()
-                if vdpa is not None or loop.time() >= next_scan:
+                if (vdpa is not None and vdpa != self._vdpa_seen) or loop.time() >= next_scan:
                     if await self._rescan(vdpa):
                         await self._apply()
                     next_scan = loop.time() + timing.scan_interval
@@ -156,7 +155,7 @@ class DevicePluginService:
         if stamp == self.config_file.stamp:
             return
         try:
-            config, file = load_config(self.settings)
+            config, file = load_config(self.settings, plugin_watcher=self.plugin_watcher)
         except ConfigError as exc:
             logger.error("config change not applied, still serving the last good config: %s", exc)
             self.config_file = ConfigFile(stamp, self.config_file.text)
@@ -172,12 +171,11 @@ class DevicePluginService:
         await self._apply()
 
     async def _probe(self) -> dict[str, VdpaInfo] | None:
-        """The vDPA devices when they (or their bindings) differ from what the last scan saw; else None."""
+        """The vDPA devices and their bindings; None when they cannot be read (the next scan reports why)."""
         try:
-            vdpa = await self._host(vdpa_devices)
+            return await self._host(vdpa_devices)
         except HostError:
-            return None  # the next scan reports it
-        return vdpa if vdpa != self._vdpa_seen else None
+            return None
 
     async def _rescan(self, vdpa: dict[str, VdpaInfo] | None = None) -> bool:
         """A whole scan, with the vDPA devices the probe just read (or read here); True when the node changed."""
@@ -212,7 +210,7 @@ class DevicePluginService:
                 await running.update(pool, self.inventory)
                 continue
             server = ResourceServer(pool, self.inventory, self.settings, self.files,
-                                    plugin_watcher=self.plugin_watcher, on_rejected=self._rejected)
+                                    plugin_watcher=self.plugin_watcher)
             self.servers[name] = server
             await server.start()
             await self._register(server)
@@ -261,10 +259,6 @@ class DevicePluginService:
             logger.warning("%s: not registered: %s; retrying", name, why)
         self._retry_delay[name] = delay
         self._retry_at[name] = now + delay
-
-    def _rejected(self, server: ResourceServer, error: str) -> None:
-        """Plugin watcher said no: serve again on a fresh socket at the next check (upstream stops for good)."""
-        server.socket.unlink(missing_ok=True)
 
 
 def _log_changes(name: str, before: Pool | None, after: Pool) -> None:

@@ -50,3 +50,12 @@ class Settings:
     @property
     def kubelet_socket(self) -> Path:
         return self.device_plugin_dir / KUBELET_SOCKET
+
+    def plugin_watcher(self) -> bool:
+        """Register through kubelet's plugin watcher (its directory exists), else on kubelet.sock; the service
+        asks once, at start, as upstream (`DetectPluginWatchMode`)."""
+        return self.plugins_registry.is_dir()
+
+    def socket_of(self, prefix: str, resource: str, *, plugin_watcher: bool) -> Path:
+        """A resource's socket: upstream's `<prefix>_<resource>.sock`, in the directory kubelet looks in."""
+        return (self.plugins_registry if plugin_watcher else self.device_plugin_dir) / f"{prefix}_{resource}.sock"

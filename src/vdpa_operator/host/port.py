@@ -203,8 +203,10 @@ class Vdpa(Protocol):
         """VDPA_CMD_DEV_DEL; a missing device or family is nothing to do unless missing_ok is False."""
         ...
 
-    def binding(self, name: str) -> VdpaBinding:
-        """Bound driver and the consumer-facing object (virtio netdev or `/dev/vhost-vdpa-N`), from sysfs."""
+    def binding(self, name: str, *, virtio_netdev: bool = True) -> VdpaBinding:
+        """Bound driver and the consumer-facing object (virtio netdev or `/dev/vhost-vdpa-N`), from sysfs.
+        `virtio_netdev=False` leaves the virtio netdev out (None): a driver-and-chardev read for pollers, without
+        the directory walk that finds the netdev."""
         ...
 
     def bind(self, name: str, driver: VdpaDriver) -> None:

@@ -54,11 +54,6 @@ VDPA_DRIVER_FOR_TYPE = {"virtio": VdpaDriver.VIRTIO, "vhost": VdpaDriver.VHOST}
 _TYPE_FOR_DRIVER: dict[str, str] = {driver.value: vdpa_type for vdpa_type, driver in VDPA_DRIVER_FOR_TYPE.items()}
 
 
-def vdpa_type_of(driver: str | None) -> str:
-    """The `vdpaType` a vdpa bus driver gives: `virtio`, `vhost`, or "" for any other binding (or none)."""
-    return _TYPE_FOR_DRIVER.get(driver or "", "")
-
-
 # --- PCI / SR-IOV -----------------------------------------------------------------------------------------------
 
 
@@ -291,7 +286,7 @@ class VdpaBinding:
     @property
     def vdpa_type(self) -> str:
         """`virtio`, `vhost` or "" — the NodeState's `vdpaType` (upstream `DiscoverVDPAType`)."""
-        return vdpa_type_of(self.driver)
+        return _TYPE_FOR_DRIVER.get(self.driver or "", "")
 
 
 # --- OVS --------------------------------------------------------------------------------------------------------

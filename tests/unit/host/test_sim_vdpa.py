@@ -193,6 +193,7 @@ def test_virtio_binding_layout(host: Host, kernel: SimKernel) -> None:
     host.modules.load("virtio_vdpa")
     host.vdpa.create(NAME, MGMT, VdpaConfig(mac="00:e8:ca:11:22:44", mtu=1400))
     assert host.vdpa.binding(NAME) == VdpaBinding(driver="virtio_vdpa", virtio_netdev="eth0")
+    assert host.vdpa.binding(NAME, virtio_netdev=False) == VdpaBinding(driver="virtio_vdpa")  # the poller's read
     sys = kernel.sys_root
     vf_dir = (sys / "bus/pci/devices" / VF).resolve()
     assert (sys / "bus/vdpa/devices" / NAME).resolve() == vf_dir / NAME

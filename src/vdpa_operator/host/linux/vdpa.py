@@ -88,12 +88,12 @@ class VdpaSysfs:
         """Basename of `bus/vdpa/devices/<name>/driver`; None when unbound (or the device does not exist)."""
         return self.sysfs.link_name(f"{_devices(name)}/driver")
 
-    def binding(self, name: str) -> VdpaBinding:
+    def binding(self, name: str, *, virtio_netdev: bool = True) -> VdpaBinding:
         op = "read binding of"
         self._require_device(name, op)
         driver = self.driver(name)
         if driver == VdpaDriver.VIRTIO:
-            return VdpaBinding(driver=driver, virtio_netdev=self._virtio_netdev(name, op))
+            return VdpaBinding(driver=driver, virtio_netdev=self._virtio_netdev(name, op) if virtio_netdev else None)
         if driver == VdpaDriver.VHOST:
             return VdpaBinding(driver=driver, vhost_chardev=self._vhost_chardev(name, op))
         return VdpaBinding(driver=driver)
@@ -323,8 +323,8 @@ class KernelVdpa:
 
     # --- sysfs -------------------------------------------------------------------------------------------------
 
-    def binding(self, name: str) -> VdpaBinding:
-        return self.sysfs_half.binding(name)
+    def binding(self, name: str, *, virtio_netdev: bool = True) -> VdpaBinding:
+        return self.sysfs_half.binding(name, virtio_netdev=virtio_netdev)
 
     def bind(self, name: str, driver: VdpaDriver) -> None:
         self.sysfs_half.bind(name, driver)

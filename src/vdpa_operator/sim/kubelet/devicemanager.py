@@ -93,8 +93,8 @@ class DeviceManager:
             self._watcher = asyncio.create_task(self._watch_registry())
 
     async def stop(self, *, wipe: bool = True) -> None:
-        """Stop serving and drop every endpoint; `wipe` removes the sockets in the directory, as a restarting
-        kubelet does."""
+        """Stop serving and drop every endpoint; its own socket goes, and with `wipe` every socket in the
+        directory, as a restarting kubelet does."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +107,7 @@ class DeviceManager:
         if self._server is not None:
             await self._server.stop(grace=0)
             self._server = None
+        self.socket.unlink(missing_ok=True)
         if wipe:
             for path in self.dir.glob("*"):
                 if path.is_socket():
