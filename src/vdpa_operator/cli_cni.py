@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from vdpa_operator.cli_common import (
     open_host,
     sim_host_options,
 )
+from vdpa_operator.fileio import UNIX_PATH_MAX
 
 if TYPE_CHECKING:
     from vdpa_operator.cni.ipam import NodeIpam
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "/var/run/vdpa-cni/server.sock"
 DEFAULT_STATE = "/var/lib/vdpa-cni"
 SHIM_NAME = "vdpa-cni"
-UNIX_PATH_MAX = 107
-"""sun_path holds 108 bytes with the terminating NUL."""
 
 
 @click.command("install-cni")
@@ -40,15 +38,17 @@ def install_cni(cni_bin_dir: str) -> None:
     container runs this."""
     from importlib.resources import files
 
+    from vdpa_operator.fileio import write_atomically
+
     directory = Path(cni_bin_dir)
     if not directory.is_dir():
         fail(f"--cni-bin-dir {directory}: no such directory (mount the host's CNI bin directory there)")
     source = files("vdpa_operator.cni").joinpath("shim.py").read_text(encoding="utf-8")
     target = directory / SHIM_NAME
-    tmp = directory / f".{SHIM_NAME}.{os.getpid()}"
-    tmp.write_text(source, encoding="utf-8")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
+    try:
+        write_atomically(target, source.encode(), mode=0o755)
+    except OSError as exc:
+        fail(f"--cni-bin-dir {directory}: cannot write {SHIM_NAME}: {exc.strerror}")
     click.echo(f"installed {target}")
 
 
@@ -89,9 +89,6 @@ def cni_server(node_name: str, host_kind: str, sim_root: str, sim_netns: str | N
         ovsdb = ovsdb or DEFAULT_REMOTE
     state = Path(state_dir or (Path(sim_root) / "var/lib/vdpa-cni" if host_kind == "sim" else DEFAULT_STATE))
     configure_logging()
-    # NOTE: a request hands off between the event loop, the worker and the OVSDB connection thread several
-    # times; with the default 5 ms GIL switch interval each hand-off to a thread that is busy costs up to 5 ms.
-    sys.setswitchinterval(0.0005)
     host = open_host(host_kind, sim_root, ovsdb, sim_netns)
     if host.ovs is None:
         note("no OVSDB: ADD will answer `try again later` until one is configured (--ovsdb)")

@@ -19,26 +19,29 @@ Handler = Callable[[CniRequest], "dict[str, Any] | None"]
 
 
 def answer(handle: Handler, env: Mapping[str, str], stdin: bytes, device_info: str | None) -> tuple[int, str]:
-    version = _version_of(stdin)
+    request: CniRequest | None = None
     try:
         request = parse_request(env, stdin, device_info)
-        version = request.config.cni_version
         result = handle(request)
     except CniError as exc:
         logger.warning("%s %s: CNI error %d: %s", env.get("CNI_COMMAND", "?"), env.get("CNI_CONTAINERID", "")[:12],
                        exc.code, exc)
-        return 1, json.dumps(exc.to_json(version))
+        return 1, json.dumps(exc.to_json(_version_of(request, stdin)))
     except HostError as exc:
         logger.warning("%s: %s", env.get("CNI_COMMAND", "?"), exc)
-        return 1, json.dumps(CniError(HOST_FAILURE, str(exc)).to_json(version))
+        return 1, json.dumps(CniError(HOST_FAILURE, str(exc)).to_json(_version_of(request, stdin)))
     except Exception as exc:
         logger.exception("%s failed", env.get("CNI_COMMAND", "?"))
-        return 1, json.dumps(CniError(INTERNAL, f"internal error: {exc}", type(exc).__name__).to_json(version))
+        error = CniError(INTERNAL, f"internal error: {exc}", type(exc).__name__)
+        return 1, json.dumps(error.to_json(_version_of(request, stdin)))
     return 0, json.dumps(result) if result is not None else ""
 
 
-def _version_of(stdin: bytes) -> str:
-    """The config's cniVersion for an error about the config itself (or the latest when unreadable)."""
+def _version_of(request: CniRequest | None, stdin: bytes) -> str:
+    """The version to answer an error in: the request's, else (the config itself is wrong) its cniVersion as far
+    as it can be read, else the latest."""
+    if request is not None:
+        return request.config.cni_version
     try:
         version = json.loads(stdin).get("cniVersion")
     except (ValueError, AttributeError):

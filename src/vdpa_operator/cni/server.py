@@ -9,11 +9,10 @@ annotation for an ADD whose config has no `ipam` section.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,11 @@ from aiohttp import web
 
 from vdpa_operator.cni.answer import answer
 from vdpa_operator.cni.plugin import VdpaCni
-from vdpa_operator.cni.spec import CniRequest, parse_args
+from vdpa_operator.cni.spec import CniRequest
 
 logger = logging.getLogger(__name__)
 
-PodAnnotation = Callable[[str, str], Awaitable[str | None]]
+PodAnnotation = Callable[[str, str], Coroutine[Any, Any, str | None]]
 """(namespace, pod) → the pod's k8s.ovn.org/pod-networks annotation, or None."""
 MAX_REQUEST = 1 << 20
 """A CNI config with a prevResult is a few KiB; anything near this is not one."""
@@ -67,34 +66,26 @@ class CniServer:
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": f"not a vdpa-cni request: {exc}"}, status=400)
         started = time.perf_counter()
-        pod_networks = await self._pod_networks(env, stdin)
         loop = asyncio.get_running_loop()
         code, stdout = await loop.run_in_executor(self._worker, lambda: answer(
-            lambda r: self._run(r, pod_networks), env, stdin, device_info if isinstance(device_info, str) else None))
+            lambda r: self._run(r, loop), env, stdin, device_info if isinstance(device_info, str) else None))
         logger.info("%s %s: exit %d in %.1f ms", env.get("CNI_COMMAND", "?"), env.get("CNI_CONTAINERID", "")[:12],
-                     code, (time.perf_counter() - started) * 1000)
+                    code, (time.perf_counter() - started) * 1000)
         return web.json_response({"exitCode": code, "stdout": stdout})
 
-    def _run(self, request: CniRequest, pod_networks: str | None) -> dict[str, Any] | None:
-        return self.plugin.run(request, pod_networks=pod_networks)
+    def _run(self, request: CniRequest, loop: asyncio.AbstractEventLoop) -> dict[str, Any] | None:
+        """On the worker thread; the pod's annotation, when needed, is read by the event loop meanwhile."""
+        return self.plugin.run(request, pod_networks=self._pod_networks(request, loop))
 
-    async def _pod_networks(self, env: dict[str, str], stdin: bytes) -> str | None:
+    def _pod_networks(self, request: CniRequest, loop: asyncio.AbstractEventLoop) -> str | None:
         """For an ADD without IPAM config: the pod's annotation, as OVN-K's CNI reads it (no wait: without it
         the node allocator serves)."""
-        if self.pod_annotation is None or env.get("CNI_COMMAND") != "ADD":
+        namespace, pod = request.pod
+        if self.pod_annotation is None or request.command != "ADD" or request.config.ipam.get("type") \
+                or not namespace or not pod:
             return None
         try:
-            config = json.loads(stdin)
-            args = parse_args(env.get("CNI_ARGS", ""))
-        except Exception:
-            return None  # the request's own parsing reports it
-        if not isinstance(config, dict) or (config.get("ipam") or {}).get("type"):
-            return None
-        namespace, pod = args.get("K8S_POD_NAMESPACE", ""), args.get("K8S_POD_NAME", "")
-        if not namespace or not pod:
-            return None
-        try:
-            return await self.pod_annotation(namespace, pod)
+            return asyncio.run_coroutine_threadsafe(self.pod_annotation(namespace, pod), loop).result()
         except Exception as exc:
             logger.warning("cannot read pod %s/%s's annotations: %s", namespace, pod, exc)
             return None

@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
 import ssl
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from vdpa_operator.fileio import write_atomically
 from vdpa_operator.tls import CertificateAuthority, server_context
 
 log = logging.getLogger(__name__)
@@ -109,9 +108,9 @@ def ensure_serving_certificate(
     ca_pem, cert_pem, key_pem = _generate(dns, ips, now)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(directory / KEY_FILE, key_pem, mode=0o600)
-        _write_atomically(directory / CERT_FILE, cert_pem, mode=0o644)
-        _write_atomically(directory / CA_FILE, ca_pem, mode=0o644)
+        write_atomically(directory / KEY_FILE, key_pem, mode=0o600)
+        write_atomically(directory / CERT_FILE, cert_pem, mode=0o644)
+        write_atomically(directory / CA_FILE, ca_pem, mode=0o644)
     except OSError as err:
         raise CertificateError(
             f"cannot write the webhook certificate into {directory}: {err}; choose a writable directory"
@@ -159,16 +158,3 @@ def _generate(dns: list[str], ips: list[IPAddress], now: datetime.datetime) -> t
     ca = CertificateAuthority(f"vdpa-operator-webhook-ca@{int(now.timestamp())}", lifetime=CA_VALIDITY, now=now)
     pair = ca.issue([*dns, *(str(ip) for ip in ips)], lifetime=CERT_VALIDITY, now=now)
     return ca.cert_pem, pair.cert_pem, pair.key_pem
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a key behind."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
