@@ -112,6 +112,15 @@ def container_of(workload: Obj, name: str | None = None) -> Obj:
     return named
 
 
+def host_mounts(workload: Obj, container: str | None = None) -> dict[str, tuple[str, bool]]:
+    """mountPath → (host path, read-only) for the hostPath volumes of one container of a workload (its only one
+    when none is named)."""
+    spec = workload["spec"]["template"]["spec"]
+    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    return {m["mountPath"]: (host[m["name"]], m.get("readOnly", False))
+            for m in container_of(workload, container)["volumeMounts"] if m["name"] in host}
+
+
 def project_version() -> str:
     return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
 

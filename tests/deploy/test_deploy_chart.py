@@ -16,6 +16,7 @@ from deploy_support import (
     by_key,
     container_of,
     containers,
+    host_mounts,
     key,
     load,
     plain_objects,
@@ -59,14 +60,6 @@ def _env(workload: Obj) -> dict[str, str]:
 
 def _args(workload: Obj, container: str | None = None) -> list[str]:
     return list(container_of(workload, container)["args"])
-
-
-def _host_mounts(workload: Obj, container: str) -> dict[str, tuple[str, bool]]:
-    """mountPath → (host path, read-only) for one container's hostPath mounts."""
-    spec = workload["spec"]["template"]["spec"]
-    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    return {m["mountPath"]: (host[m["name"]], m.get("readOnly", False))
-            for m in container_of(workload, container)["volumeMounts"] if m["name"] in host}
 
 
 def test_default_values_render_exactly_the_plain_manifests() -> None:
@@ -149,8 +142,8 @@ def test_the_cni_bin_dir_value_reaches_the_installer_and_the_server() -> None:
     server finds IPAM plugins there at the same path, as the runtime's CNI_PATH names it."""
     daemon = _one(CUSTOM, "DaemonSet", "vdpa-config-daemon")
     assert _args(daemon, "install-cni") == ["install-cni", "--cni-bin-dir=/host/var/lib/cni/bin"]
-    assert _host_mounts(daemon, "install-cni") == {"/host/var/lib/cni/bin": ("/var/lib/cni/bin", False)}
-    server = _host_mounts(daemon, "cni-server")
+    assert host_mounts(daemon, "install-cni") == {"/host/var/lib/cni/bin": ("/var/lib/cni/bin", False)}
+    server = host_mounts(daemon, "cni-server")
     assert server["/var/lib/cni/bin"] == ("/var/lib/cni/bin", True)
     assert "/opt/cni/bin" not in json.dumps(daemon)
     assert container_of(daemon, "cni-server")["resources"] == CUSTOM_VALUES["cni"]["resources"]

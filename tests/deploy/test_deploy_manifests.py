@@ -26,6 +26,7 @@ from deploy_support import (
     by_key,
     container_of,
     containers,
+    host_mounts,
     key,
     load,
     plain_objects,
@@ -187,15 +188,6 @@ def test_webhook_configurations_are_the_operators_own_but_for_the_ca() -> None:
             k: v for k, v in rendered.items() if k != "metadata"}
 
 
-def _host_mounts(workload: Obj, container: str | None = None) -> dict[str, tuple[str, bool]]:
-    """mountPath → (host path, read-only) for the hostPath volumes of one container of a workload (its only one
-    when none is named)."""
-    spec = workload["spec"]["template"]["spec"]
-    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    return {m["mountPath"]: (host[m["name"]], m.get("readOnly", False))
-            for m in container_of(workload, container)["volumeMounts"] if m["name"] in host}
-
-
 def test_the_daemon_sees_the_host_where_the_code_looks() -> None:
     """Each host path the Linux adapter and the daemon's store use is the host's own, mounted at the same place."""
     daemon = _one("DaemonSet", "vdpa-config-daemon")
@@ -203,7 +195,7 @@ def test_the_daemon_sees_the_host_where_the_code_looks() -> None:
     assert (spec["hostNetwork"], spec["hostPID"]) == (True, True)
     assert spec["containers"][0]["securityContext"]["privileged"] is True
     assert spec["tolerations"] == [{"operator": "Exists"}]
-    mounts = _host_mounts(daemon, "config-daemon")
+    mounts = host_mounts(daemon, "config-daemon")
     ovs_dir = dirname(DEFAULT_REMOTE.removeprefix("unix:"))
     for path in ["/sys", "/dev", DEFAULT_ROOT, RULES_DIR, "/run/udev", ovs_dir]:
         assert mounts.get(path) == (path, False), f"{path} is not the host's, writable"
@@ -219,7 +211,7 @@ def test_the_cni_server_sees_the_host_where_the_code_looks() -> None:
     assert server["args"][0] == "cni-server" and "--node-name=$(NODE_NAME)" in server["args"]
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in server["env"]
     assert server["securityContext"] == {"privileged": True, "readOnlyRootFilesystem": True}
-    mounts = _host_mounts(daemon, "cni-server")
+    mounts = host_mounts(daemon, "cni-server")
     ovs_dir = dirname(DEFAULT_REMOTE.removeprefix("unix:"))
     for path in ["/sys", "/dev", ovs_dir, dirname(DEFAULT_SOCKET), DEFAULT_STATE, NETNS_RUN_DIR, HOST_LOCAL_DATA_DIR]:
         assert mounts.get(path) == (path, False), f"{path} is not the host's, writable"
@@ -236,25 +228,8 @@ def test_the_init_container_installs_the_shim_into_the_hosts_cni_bin_dir() -> No
     assert install["name"] == "install-cni"
     option = next(a for a in install["args"] if a.startswith("--cni-bin-dir="))
     target = option.removeprefix("--cni-bin-dir=")
-    assert _host_mounts(daemon, "install-cni") == {target: (CNI_BIN_DIR, False)}, "the host's CNI bin dir, writable"
+    assert host_mounts(daemon, "install-cni") == {target: (CNI_BIN_DIR, False)}, "the host's CNI bin dir, writable"
     assert install["args"] == ["install-cni", option]
-
-
-def test_install_cni_writes_the_shim_where_it_is_told(tmp_path: Path) -> None:
-    """The init container's command run against a directory: one executable `vdpa-cni`, the standard-library
-    shim, answering VERSION with the host's python3 alone (nothing of this package on its path)."""
-    from click.testing import CliRunner
-
-    result = CliRunner().invoke(cli.main, ["install-cni", f"--cni-bin-dir={tmp_path}"])
-    assert result.exit_code == 0, result.output
-    shim = tmp_path / SHIM_NAME
-    assert [p.name for p in tmp_path.iterdir()] == [SHIM_NAME]
-    assert os.access(shim, os.X_OK)
-    answer = subprocess.run([str(shim)], input=b"{}", capture_output=True, timeout=30, check=True, cwd=tmp_path,
-                            env={"PATH": os.environ["PATH"], "CNI_COMMAND": "VERSION"})
-    assert "1.0.0" in json.loads(answer.stdout)["supportedVersions"]
-    missing = CliRunner().invoke(cli.main, ["install-cni", f"--cni-bin-dir={tmp_path / 'absent'}"])
-    assert missing.exit_code == 2 and "no such directory" in missing.output
 
 
 def test_the_vdpa_cni_example_is_a_valid_nad_for_the_shim() -> None:
@@ -285,7 +260,7 @@ def test_the_device_plugin_reads_what_the_operator_writes() -> None:
     config_file = next(a for a in container["args"] if a.startswith("--config-file="))
     assert config_file == f"--config-file={mount['mountPath']}/$(NODE_NAME)"
     assert "--resource-prefix=openshift.io" in container["args"]
-    mounts = _host_mounts(plugin)
+    mounts = host_mounts(plugin)
     for path in (DEVICE_PLUGIN_DIR, PLUGINS_REGISTRY, DEVINFO_DIR, "/dev"):
         assert mounts.get(str(path)) == (str(path), False), f"{path} is not the host's, writable"
     assert mounts["/sys"] == ("/sys", True)

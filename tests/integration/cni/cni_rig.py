@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -17,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from integration.host.ovs_daemons import OvsDaemons, running_ovs, unavailable
+from integration.host.linux_netns import run, unique_name
+from integration.host.ovs_daemons import OvsDaemons, running_ovs, skip_unless_available
 from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.cni.answer import answer
@@ -39,14 +36,6 @@ POD_RANGE = (ipaddress.ip_address("10.56.1.2"), ipaddress.ip_address("10.56.1.25
 CNI_PATH = "/usr/lib/cni"
 VENV_BIN = Path(sys.executable).parent
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces, veth pairs, OVS")
-
-
-def need_ovs() -> None:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
-
 
 @dataclass
 class Node:
@@ -64,10 +53,10 @@ class Node:
 
     def pod(self) -> str:
         """A fresh pod network namespace (its path); removed with the node."""
-        name = f"vdpa-pod-{secrets.token_hex(4)}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        name = unique_name()
+        run("ip", "netns", "add", name)
         self.pods.append(name)
+        run("ip", "link", "set", "lo", "up", netns=name)
         return f"/var/run/netns/{name}"
 
     def cni(self, command: str, config: Mapping[str, Any], *, container: str = "", netns: str = "",
@@ -79,15 +68,13 @@ class Node:
         return code, json.loads(out) if out else {}
 
     def ip(self, netns_path: str, *args: str) -> str:
-        return run("ip", "netns", "exec", Path(netns_path).name, *args)
-
-    def node_ip(self, *args: str) -> str:
-        return run("ip", "-n", self.netns, *args)
+        """A command's stdout, run in the pod netns at `netns_path`."""
+        return run(*args, netns=Path(netns_path).name)
 
     def ports(self) -> dict[str, dict[str, str]]:
         """Port name → its Interface's external_ids, as ovs-vsctl shows them (the oracle)."""
         names = self.ovs.vsctl("list-ports", "br-int").split()
-        return {name: _ovs_map(self.ovs.vsctl("get", "Interface", name, "external_ids")) for name in names}
+        return {name: self.ovs.vsctl_map("Interface", name, "external_ids") for name in names}
 
 
 def cni_env(command: str, container: str, netns: str, ifname: str, pod: tuple[str, str], uid: str = "",
@@ -100,23 +87,6 @@ def cni_env(command: str, container: str, netns: str, ifname: str, pod: tuple[st
     return {k: v for k, v in {**env, **(extra or {})}.items() if v}
 
 
-def run(*argv: str, check: bool = True) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _ovs_map(text: str) -> dict[str, str]:
-    """`{a="b", c=d}` as ovs-vsctl prints a map."""
-    body = text.strip().strip("{}").strip()
-    out = {}
-    for item in filter(None, (part.strip() for part in body.split(", "))):
-        key, _, value = item.partition("=")
-        out[key.strip('"')] = value.strip('"')
-    return out
-
-
 def config(name: str = "ovn-kubernetes-a", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
     """A NAD's CNI config as Multus hands it to a delegate (deviceID at the top level)."""
     return {"cniVersion": version, "name": name, "type": "vdpa-cni", **extra}
@@ -124,24 +94,24 @@ def config(name: str = "ovn-kubernetes-a", version: str = "1.0.0", **extra: Any)
 
 @contextmanager
 def node(tmp_path: Path, spec: dict[str, Any] = SEED_SPEC, **settings: Any) -> Iterator[Node]:
-    need_ovs()
+    skip_unless_available()
     with running_ovs(own_netns=True) as ovs:
         ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
         assert ovs.netns is not None
         kernel = SimKernel.create(tmp_path / "host", node_netns=ovs.netns, real_netdevs=True)
         client = OvsdbOvs(ovs.remote)
-        host = sim_host(kernel, ovs=client)
-        agent = NodeAgent(host, DaemonStore(tmp_path / "store"), DEFAULT_SUPPORTED_NICS)
-        observed = agent.observe()
-        result = agent.apply(agent.plan(SriovNetworkNodeStateSpec.model_validate(spec), observed), observed)
-        assert result.ok, result.error_message()
-        ipam = NodeIpam(tmp_path / "ipam", POD_CIDR, range_start=POD_RANGE[0], range_end=POD_RANGE[1])
-        plugin = VdpaCni(host, CniSettings(**{"bridge": "br-int", "ovn": False, "state_dir": tmp_path / "state",
-                                              **settings}), node_ipam=ipam)
-        rig = Node(tmp_path, kernel, host, ovs, plugin)
+        pods: list[str] = []
         try:
-            yield rig
+            host = sim_host(kernel, ovs=client)
+            agent = NodeAgent(host, DaemonStore(tmp_path / "store"), DEFAULT_SUPPORTED_NICS)
+            observed = agent.observe()
+            result = agent.apply(agent.plan(SriovNetworkNodeStateSpec.model_validate(spec), observed), observed)
+            assert result.ok, result.error_message()
+            ipam = NodeIpam(tmp_path / "ipam", POD_CIDR, range_start=POD_RANGE[0], range_end=POD_RANGE[1])
+            plugin = VdpaCni(host, CniSettings(**{"bridge": "br-int", "ovn": False, "state_dir": tmp_path / "state",
+                                                  **settings}), node_ipam=ipam)
+            yield Node(tmp_path, kernel, host, ovs, plugin, pods)
         finally:
-            for name in rig.pods:
+            for name in pods:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
             client.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from integration.cni.cni_rig import VENV_BIN, Node, cni_env, config, needs_root, node
+from integration.cni.cni_rig import VENV_BIN, Node, cni_env, config, node
+from integration.host.linux_netns import needs_root
 from vdpa_operator.cni.server import CniServer
 
 SHIM = str(VENV_BIN / "vdpa-cni")
@@ -30,26 +31,28 @@ def shim(env: dict[str, str], stdin: dict[str, Any] | bytes) -> tuple[int, dict[
 
 @contextmanager
 def serving(rig: Node, socket: Path) -> Iterator[None]:
-    """The CNI server in a thread of its own (as in its own process), on `socket`."""
+    """The CNI server on `socket`, started here, then served by its event loop in a thread of its own (as in its
+    own process); stopped, and the loop closed, however the test ends."""
     loop = asyncio.new_event_loop()
     server = CniServer(rig.plugin, socket)
-    ready = threading.Event()
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert ready.wait(10)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     try:
+        loop.run_until_complete(asyncio.wait_for(server.start(), 10))
+        thread.start()
         yield
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        try:
+            if thread.is_alive():
+                try:
+                    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+                finally:
+                    loop.call_soon_threadsafe(loop.stop)
+                    thread.join(10)
+            else:  # it never started, or only half-way
+                loop.run_until_complete(server.stop())
+        finally:
+            if not thread.is_alive():
+                loop.close()
 
 
 def test_version_is_answered_by_the_shim_itself() -> None:
@@ -67,8 +70,8 @@ def test_a_configured_server_that_does_not_answer_is_try_again_later(tmp_path: P
 
 
 @needs_root
-def test_add_check_del_through_the_shim_and_the_server(tmp_path: Path) -> None:
-    socket = tmp_path / "cni.sock"
+def test_add_check_del_through_the_shim_and_the_server(tmp_path: Path, short_tmp: Path) -> None:
+    socket = short_tmp / "cni.sock"  # a unix socket's path holds 107 bytes at most
     with node(tmp_path) as rig, serving(rig, socket):
         pod = rig.pod()
         info = tmp_path / "devinfo.json"

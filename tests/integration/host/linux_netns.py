@@ -36,10 +36,11 @@ def private_netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
-def run(*command: str, netns: str | None = None) -> str:
-    """Run a CLI (inside `netns` when given) and return its stdout; fail the test on a non-zero exit."""
+def run(*command: str, netns: str | None = None, timeout: float = 60) -> str:
+    """Run a CLI (inside `netns` when given) and return its stdout; fail the test on a non-zero exit (and raise
+    `subprocess.TimeoutExpired` after `timeout` seconds)."""
     argv = ["ip", "netns", "exec", netns, *command] if netns else list(command)
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr.strip()}"
     return result.stdout
 

@@ -44,6 +44,15 @@ def unavailable() -> str | None:
     return None
 
 
+def skip_unless_available() -> None:
+    """Skip the calling test, with the reason, when private OVS daemons cannot run here."""
+    reason = unavailable()
+    if reason:
+        import pytest
+
+        pytest.skip(reason)
+
+
 def schema() -> Path | None:
     override = os.environ.get("OVS_SCHEMA")
     for path in ((Path(override),) if override else ()) + SCHEMA_PATHS:
@@ -83,6 +92,12 @@ class OvsDaemons:
         """`ovs-vsctl` against this database (the test oracle); `--no-wait` unless `wait`."""
         flags = ["--db", self.remote, "--timeout=10"] + ([] if wait else ["--no-wait"])
         return self.run("ovs-vsctl", *flags, *args).strip()
+
+    def vsctl_map(self, table: str, record: str, column: str) -> dict[str, str]:
+        """`ovs-vsctl get TABLE RECORD COLUMN` for a map column, e.g. `{hw-offload="true", x=y}` → dict."""
+        text = self.vsctl("get", table, record, column).strip("{}")
+        pairs = (item.split("=", 1) for item in text.split(", ") if item)
+        return {key.strip('"'): value.strip('"') for key, value in pairs}
 
     def ip(self, *args: str) -> str:
         """`ip` inside the namespace ovs-vswitchd runs in (where its ports must be)."""
@@ -185,10 +200,6 @@ def running_ovs(
 def ovs_daemons(directory: Path | None = None, *, vswitchd: bool = True) -> Iterator[str]:
     """For fixtures (`yield from ovs_daemons(tmp_path_factory.mktemp("ovs"))`): private daemons, yielding the
     OVSDB remote; skips the test when Open vSwitch is not installed."""
-    reason = unavailable()
-    if reason:
-        import pytest
-
-        pytest.skip(reason)
+    skip_unless_available()
     with running_ovs(directory, vswitchd=vswitchd) as daemons:
         yield daemons.remote

@@ -34,13 +34,6 @@ def client(ovs_daemons: OvsDaemons) -> Iterator[OvsdbOvs]:
     ovs.close()
 
 
-def vsctl_map(ovs: OvsDaemons, table: str, record: str, column: str) -> dict[str, str]:
-    """`ovs-vsctl get TABLE RECORD COLUMN` for a map column, e.g. `{hw-offload="true", x=y}` → dict."""
-    text = ovs.vsctl("get", table, record, column).strip("{}")
-    pairs = (item.split("=", 1) for item in text.split(", ") if item)
-    return {key.strip('"'): value.strip('"') for key, value in pairs}
-
-
 # --- connecting ------------------------------------------------------------------------------------------------
 
 
@@ -73,10 +66,10 @@ def test_socket_without_a_server_is_a_host_error(tmp_path: Path) -> None:
 def test_other_config_set_and_remove_round_trip(ovs_daemons: OvsDaemons, client: OvsdbOvs) -> None:
     client.set_other_config("vdpa-operator-test", "42")
     assert client.other_config()["vdpa-operator-test"] == "42"
-    assert vsctl_map(ovs_daemons, "Open_vSwitch", ".", "other_config")["vdpa-operator-test"] == "42"
+    assert ovs_daemons.vsctl_map("Open_vSwitch", ".", "other_config")["vdpa-operator-test"] == "42"
     client.set_other_config("vdpa-operator-test", None)
     assert "vdpa-operator-test" not in client.other_config()
-    assert "vdpa-operator-test" not in vsctl_map(ovs_daemons, "Open_vSwitch", ".", "other_config")
+    assert "vdpa-operator-test" not in ovs_daemons.vsctl_map("Open_vSwitch", ".", "other_config")
     client.set_other_config("vdpa-operator-test", None)  # removing an absent key is nothing to do
 
 
@@ -84,7 +77,7 @@ def test_other_config_set_and_remove_round_trip(ovs_daemons: OvsDaemons, client:
 def test_other_config_keeps_keys_set_by_others(ovs_daemons: OvsDaemons, client: OvsdbOvs) -> None:
     ovs_daemons.vsctl("set", "Open_vSwitch", ".", "other_config:set-by-someone-else=yes")
     client.set_other_config("vdpa-operator-test", "1")
-    assert vsctl_map(ovs_daemons, "Open_vSwitch", ".", "other_config") == {
+    assert ovs_daemons.vsctl_map("Open_vSwitch", ".", "other_config") == {
         "set-by-someone-else": "yes", "vdpa-operator-test": "1"}
     client.set_other_config("vdpa-operator-test", None)
     assert client.other_config() == {"set-by-someone-else": "yes"}
@@ -187,8 +180,8 @@ def test_port_with_external_ids_on_the_interface(
     assert client.ports(bridge) == [OvsPort(veth, bridge, ids)]
     assert client.ports() == [OvsPort(veth, bridge, ids)]
     assert ovs_daemons.vsctl("list-ports", bridge).split() == [veth]
-    assert vsctl_map(ovs_daemons, "Interface", veth, "external_ids") == ids
-    assert vsctl_map(ovs_daemons, "Port", veth, "external_ids") == {}
+    assert ovs_daemons.vsctl_map("Interface", veth, "external_ids") == ids
+    assert ovs_daemons.vsctl_map("Port", veth, "external_ids") == {}
     assert int(ovs_daemons.vsctl("get", "Interface", veth, "ofport")) > 0  # vswitchd really opened it
 
     client.add_port(bridge, veth, external_ids={"iface-id-ver": "5678"})  # may_exist: ids merged
@@ -214,8 +207,8 @@ def test_port_row_interface_row_and_their_columns_are_one_transaction(
     ids = {"iface-id": "default_pod-a", "iface-id-ver": "1234", "attached_mac": "0a:58:0a:80:00:05"}
     client.add_port(bridge, veth, external_ids=ids, port_other_config={"transient": "true"}, mtu_request=1400)
     assert client.ports(bridge) == [OvsPort(veth, bridge, ids, {"transient": "true"}, 1400)]
-    assert vsctl_map(ovs_daemons, "Port", veth, "other_config") == {"transient": "true"}
-    assert vsctl_map(ovs_daemons, "Interface", veth, "external_ids") == ids
+    assert ovs_daemons.vsctl_map("Port", veth, "other_config") == {"transient": "true"}
+    assert ovs_daemons.vsctl_map("Interface", veth, "external_ids") == ids
     assert ovs_daemons.vsctl("get", "Interface", veth, "mtu_request") == "1400"
     insert = [t for t in ovs_daemons.transactions() if f'table Port insert row "{veth}"' in t][-1]
     assert f'table Interface insert row "{veth}"' in insert
@@ -242,7 +235,8 @@ def test_interface_external_ids(client: OvsdbOvs, bridge: str, veth: str) -> Non
     assert client.interface_external_ids(veth) == {"iface-id": "ns_pod", "sandbox": "abc"}
     client.add_port(bridge, "vt-nosuch1")  # an interface vswitchd cannot open still has its row
     assert client.interface_external_ids("vt-nosuch1") == {}
-    assert client.ports(bridge)[1].mtu_request is None  # unset, not 0
+    mtu_requests = {port.name: port.mtu_request for port in client.ports(bridge)}
+    assert mtu_requests == {veth: None, "vt-nosuch1": None}  # unset, not 0
     client.delete_port("vt-nosuch1")
     assert client.interface_external_ids("vt-nosuch1") is None
 
@@ -255,7 +249,7 @@ def test_open_vswitch_external_ids(ovs_daemons: OvsDaemons, client: OvsdbOvs) ->
         assert wait_until(lambda: client.external_ids().get("ovn-encap-ip") == "192.0.2.21", what="the IDL update")
         ours = {k: v for k, v in client.external_ids().items() if k.startswith("ovn-")}
         assert ours == {"ovn-remote": "tcp:192.0.2.10:6642", "ovn-encap-ip": "192.0.2.21"}
-        assert client.external_ids() == vsctl_map(ovs_daemons, "Open_vSwitch", ".", "external_ids")
+        assert client.external_ids() == ovs_daemons.vsctl_map("Open_vSwitch", ".", "external_ids")
     finally:
         ovs_daemons.vsctl("remove", "Open_vSwitch", ".", "external_ids", "ovn-remote", "ovn-encap-ip")
 

@@ -115,7 +115,7 @@ def test_gc_and_release_reach_leases_outside_todays_range(tmp_path: Path) -> Non
 
 def test_two_allocators_on_one_store_from_two_threads_never_share_an_address(tmp_path: Path) -> None:
     subnet = IPv4Network("10.0.0.0/24")
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=10)
     got: dict[str, list[str]] = {}
 
     def allocate(name: str) -> None:
