@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import verdict
+
 from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.daemon.node import NodeAgent
@@ -114,10 +116,6 @@ class Clocks:
         result = run()
         wall = time.perf_counter() - started
         return result, Phase(wall, self.host.seconds - host, self.host.calls - calls, self.store.seconds - store)
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def sync(agent: NodeAgent, clocks: Clocks, wanted: SriovNetworkNodeStateSpec, label: str,

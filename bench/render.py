@@ -16,6 +16,8 @@ import pstats
 import time
 from typing import Any
 
+from common import verdict
+
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import SriovNetworkNodePolicy, SriovNetworkNodeState
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
@@ -138,9 +140,8 @@ def main() -> None:
             print(f"rendered {len(result.node_states)} node states ({interfaces} PFs, {groups} VF groups), "
                   f"{len(result.config_map.data)} device-plugin configs, {enabled} nodes Enabled")
         what = "every PF alt name node-unique: no node spec reused" if distinct else "4 NIC layouts across the fleet"
-        verdict = "met" if elapsed < GOAL_SECONDS else "NOT met"
         print(f"render: {args.nodes} nodes x {args.policies} policies in {elapsed:.2f} s "
-              f"(goal < {GOAL_SECONDS:g} s: {verdict}; {what})")
+              f"(goal < {GOAL_SECONDS:g} s: {verdict(elapsed < GOAL_SECONDS)}; {what})")
         if profiler:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
