@@ -11,11 +11,12 @@ from vdpa_operator import yamlio
 from vdpa_operator.api.decoding import Decoded, DecodeError, decode, json_path
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, NicTableError, SupportedNics
+from vdpa_operator.errors import VdpaOperatorError
 
 R = TypeVar("R", bound=Resource)
 
 
-class InputError(ValueError):
+class InputError(VdpaOperatorError, ValueError):
     """Input that cannot be used; `lines` are complete messages, each naming file and line."""
 
     def __init__(self, lines: list[str]) -> None:

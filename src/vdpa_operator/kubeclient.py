@@ -38,11 +38,12 @@ from vdpa_operator.api.models import (
     SriovNetworkPoolConfig,
     SriovOperatorConfig,
 )
+from vdpa_operator.errors import VdpaOperatorError
 
 log = logging.getLogger(__name__)
 
 
-class ClusterError(Exception):
+class ClusterError(VdpaOperatorError):
     """The API could not be reached or refused a request; the message says what, on which object, and why."""
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from vdpa_operator.errors import VdpaOperatorError
+
 Path_ = tuple[str | int, ...]
 
 
-class ManifestError(ValueError):
+class ManifestError(VdpaOperatorError, ValueError):
     """Input that cannot be read as manifests: bad YAML, a repeated key, not an object. Names file and line."""
 
     def __init__(self, source: str, line: int | None, message: str) -> None:

@@ -49,6 +49,7 @@ from vdpa_operator.api.selection import (
     pf_base_name,
     resolve_interface_name,
 )
+from vdpa_operator.errors import VdpaOperatorError
 
 DEFAULT_NAMESPACE = "openshift-sriov-network-operator"
 
@@ -694,7 +695,7 @@ def _disable_drain_problems(
 # --- SriovNetworkPoolConfig ---------------------------------------------------------------------------------
 
 
-class MaxUnavailableError(ValueError):
+class MaxUnavailableError(VdpaOperatorError, ValueError):
     """An invalid `maxUnavailable`; the text is upstream's."""
 
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from vdpa_operator.api import kinds
 from vdpa_operator.api.meta import Resource
+from vdpa_operator.errors import VdpaOperatorError
 
 Loc = tuple[str | int, ...]
 
@@ -42,7 +43,7 @@ class FieldIssue:
         return f"{self.field}: {self.message}" if self.loc else self.message
 
 
-class DecodeError(ValueError):
+class DecodeError(VdpaOperatorError, ValueError):
     """The object cannot be read as any known kind; `issues` say which fields and why."""
 
     def __init__(self, kind: str, name: str, issues: list[FieldIssue]) -> None:

@@ -7,8 +7,10 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vdpa_operator.errors import VdpaOperatorError
 
-class JsonPatchError(ValueError):
+
+class JsonPatchError(VdpaOperatorError, ValueError):
     """A patch operation that cannot be applied to the document."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vdpa_operator.errors import VdpaOperatorError
+
 
 @dataclass(frozen=True, slots=True)
 class NicId:
@@ -20,7 +22,7 @@ class NicId:
     """The entry's comment ("NVIDIA mlx5 ConnectX-6 Dx"): names the generated ConfigMap key, matches nothing."""
 
 
-class NicTableError(ValueError):
+class NicTableError(VdpaOperatorError, ValueError):
     """A supported-NIC entry that is not three hex ids."""
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from vdpa_operator.api import golang
 from vdpa_operator.api.models import InterfaceExt, SriovNetworkNicSelector, SriovNetworkNodeState
+from vdpa_operator.errors import VdpaOperatorError
 
 NO_RANGE = -1
 """Upstream's `invalidVfIndex`: a pfNames entry without `#a-b` parses to (-1, -1)."""
 
 
-class VfRangeError(ValueError):
+class VfRangeError(VdpaOperatorError, ValueError):
     """A `#a-b` suffix (or a "a-b" vfRange) whose bounds are not integers."""
 
 

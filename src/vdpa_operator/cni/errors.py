@@ -3,6 +3,8 @@ JSON on stdout with a non-zero exit. Codes 0-99 are the spec's; 100 and up are t
 
 from __future__ import annotations
 
+from vdpa_operator.errors import VdpaOperatorError
+
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
 UNKNOWN_CONTAINER = 3
@@ -25,7 +27,7 @@ INTERNAL = 999
 """libcni's code for an error the plugin did not classify."""
 
 
-class CniError(Exception):
+class CniError(VdpaOperatorError):
     def __init__(self, code: int, msg: str, details: str = "") -> None:
         self.code = code
         self.msg = msg

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 from vdpa_operator.cni.errors import DECODING_FAILURE, CniError
+from vdpa_operator.errors import VdpaOperatorError
 
 IpAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpInterface: TypeAlias = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -111,7 +112,7 @@ def parse_ipam_result(obj: Mapping[str, Any], *, source: str = "IPAM result") ->
 # --- reading ----------------------------------------------------------------------------------------------------
 
 
-class FieldError(ValueError):
+class FieldError(VdpaOperatorError, ValueError):
     """A JSON value that cannot be read: where it is (`ips[0].address`) and why. Callers turn it into a CniError
     with their own code (a plugin's result is DECODING_FAILURE, an annotation or a config INVALID_CONFIG)."""
 

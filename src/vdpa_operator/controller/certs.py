@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.fileio import write_atomically
 from vdpa_operator.tls import CertificateAuthority, server_context
 
@@ -45,7 +46,7 @@ CERT_VALIDITY = datetime.timedelta(days=365)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class CertificateError(Exception):
+class CertificateError(VdpaOperatorError):
     """The certificate directory cannot be written or the requested names are unusable."""
 
 

@@ -42,6 +42,7 @@ from vdpa_operator.controller.cluster import ClusterCache, observe
 from vdpa_operator.controller.events import Recorder
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeclient import ClusterError, NodeResource, NodeStateResource, PodResource, api_errors, http_code
 from vdpa_operator.render.cluster import RenderError, label_selector_matches
 
@@ -56,7 +57,7 @@ WORKERS = 50
 """Upstream `MaxConcurrentReconciles` of the drain controller."""
 
 
-class DrainError(RuntimeError):
+class DrainError(VdpaOperatorError, RuntimeError):
     """The handshake cannot go on for this node (bad pool configuration, unknown request)."""
 
 

@@ -30,6 +30,7 @@ from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.networks import NetworkController
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.controller.sync import ENQUEUE_DELAY, PolicySync
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeclient import (
     ClusterError,
     ConfigMapResource,
@@ -198,8 +199,8 @@ class Operator:
             await self.client.close()
 
 
-class LeadershipLost(RuntimeError):
-    pass
+class LeadershipLost(VdpaOperatorError, RuntimeError):
+    """Another replica holds the lease now: this one stops its controllers and exits, and its pod restarts."""
 
 
 def _labels(obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from vdpa_operator.api import golang
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
+from vdpa_operator.errors import VdpaOperatorError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ MAX_DELAY_MINUTES = (2**63 - 1) // (60 * 10**9)
 """The longest delay a Go `time.Duration` holds; beyond it upstream's arithmetic would overflow."""
 
 
-class SettingsError(ValueError):
+class SettingsError(VdpaOperatorError, ValueError):
     """A setting the operator cannot start with; the message names the variable and what to set."""
 
 

@@ -57,6 +57,7 @@ from vdpa_operator.controller.certs import (
     ServingCertificate,
     ensure_serving_certificate,
 )
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeclient import ClusterError, SecretResource, api_errors, get_or_none, http_code
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ _CONFIGURATION_RESOURCES: dict[str, Any] = {
 }
 
 
-class ReviewError(ValueError):
+class ReviewError(VdpaOperatorError, ValueError):
     """The body is not an admission.k8s.io/v1 AdmissionReview request (answered with HTTP 400)."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VfGroup
 from vdpa_operator.api.selection import index_in_range
 from vdpa_operator.daemon.observed import Observation, PfFacts
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, is_pci_address, vdpa_name
 from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
 from vdpa_operator.render.nodestate import (
@@ -191,7 +192,7 @@ class Plan:
         return tuple(s for s in self.steps if s.pf == pf)
 
 
-class PlanError(Exception):
+class PlanError(VdpaOperatorError):
     """The spec cannot be applied to this node as it is (nothing was changed)."""
 
     def __init__(self, pf: str, message: str) -> None:

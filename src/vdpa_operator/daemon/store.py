@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vdpa_operator.api.models import Interface, InterfaceExt
+from vdpa_operator.errors import VdpaOperatorError
 
 DEFAULT_ROOT = "/etc/sriov-operator"
 INITIAL_STATE = "sno-initial-node-state.json"
@@ -29,7 +30,7 @@ JOURNAL = "journal.json"
 OVS_OFFLOAD_MARKER = "ovs-hw-offload"
 
 
-class StoreError(Exception):
+class StoreError(VdpaOperatorError):
     """A file in the daemon's store cannot be read or written; names the file and what to do."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdpa_operator.api.golang import atoi
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE
 
 NET_DEVICE = "netDevice"
@@ -31,7 +32,7 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 
-class ConfigError(ValueError):
+class ConfigError(VdpaOperatorError, ValueError):
     """The config cannot be served: says which file, which entry and which field, and what to do."""
 
 

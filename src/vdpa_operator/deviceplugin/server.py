@@ -21,6 +21,7 @@ from vdpa_operator.deviceplugin.devices import Inventory
 from vdpa_operator.deviceplugin.files import DEVICE_INFO_MODE, OutputFiles
 from vdpa_operator.deviceplugin.pools import Pool
 from vdpa_operator.deviceplugin.settings import API_VERSION, SUPPORTED_VERSIONS, Settings
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeletapi.deviceplugin import api_pb2 as dp
 from vdpa_operator.kubeletapi.deviceplugin import api_pb2_grpc as dp_grpc
 from vdpa_operator.kubeletapi.pluginregistration import api_pb2 as reg
@@ -33,7 +34,7 @@ PLUGIN_TYPE = "DevicePlugin"
 OPTIONS = dp.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
 
-class RegistrationError(Exception):
+class RegistrationError(VdpaOperatorError):
     """kubelet did not take the registration (not running, refused, timed out)."""
 
 

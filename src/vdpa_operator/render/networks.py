@@ -57,6 +57,7 @@ from vdpa_operator.api import golang
 from vdpa_operator.api.kube import NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec
 from vdpa_operator.api.meta import Condition, ObjectMeta, OwnerReference
 from vdpa_operator.api.models import GROUP, OVSNetwork, SriovIBNetwork, SriovNetwork
+from vdpa_operator.errors import VdpaOperatorError
 
 Network: TypeAlias = SriovNetwork | SriovIBNetwork | OVSNetwork
 
@@ -78,7 +79,7 @@ LINK_STATES = ("enable", "disable", "auto")
 ON_OFF = ("on", "off")
 
 
-class NetworkRenderError(ValueError):
+class NetworkRenderError(VdpaOperatorError, ValueError):
     """The network cannot be rendered into a CNI configuration; `field` is the JSON path of the culprit."""
 
     def __init__(self, field: str, problem: str, fix: str) -> None:

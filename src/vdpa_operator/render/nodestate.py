@@ -46,6 +46,7 @@ from vdpa_operator.api.selection import (
     parse_pf_name,
     ranges_overlap,
 )
+from vdpa_operator.errors import VdpaOperatorError
 
 NO_PREVIOUS_PRIORITY = 100
 """Upstream's initial `ppp`: above the highest allowed priority (99), so the first policy is never "equal"."""
@@ -58,7 +59,7 @@ UNINITIALIZED_NODE_GUID = "0000:0000:0000:0000"
 LINK_ADMIN_STATE_DOWN = "down"
 
 
-class RenderError(ValueError):
+class RenderError(VdpaOperatorError, ValueError):
     """What upstream's sync stops on (a policy it cannot apply, a netFilter without NICs, a node in two pools),
     naming the policy and node when known."""
 

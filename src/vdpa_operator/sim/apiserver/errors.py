@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vdpa_operator.errors import VdpaOperatorError
 
-class StatusError(Exception):
+
+class StatusError(VdpaOperatorError):
     """A request the API refuses, with the `metav1.Status` the real server would send."""
 
     def __init__(

@@ -26,11 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpa_operator.errors import VdpaOperatorError
+
 ROOT_META = ("apiVersion", "kind", "metadata")
 """Kept at the root of every object (and in embedded resources) whatever the schema says."""
 
 
-class SchemaError(ValueError):
+class SchemaError(VdpaOperatorError, ValueError):
     """A schema this server cannot compile (not structural, or a bad regular expression)."""
 
 

@@ -36,6 +36,8 @@ from pyroute2.netlink.generic import (  # type: ignore[import-untyped]
     GenericNetlinkSocket,
 )
 
+from vdpa_operator.errors import VdpaOperatorError
+
 M = TypeVar("M")
 
 __all__ = [
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 
-class GenlCommandError(Exception):
+class GenlCommandError(VdpaOperatorError):
     """The kernel answered a request with a negative errno; `extack` is its message, "" when it sent none.
     `family_missing` is true when the family itself is not registered (see `FamilyNotFound`); other models of
     a genl family (the simulated kernel) raise this type with the flag set instead of the subclass."""
