@@ -21,9 +21,9 @@ import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
 
-from vdpa_operator.cli_sim import sim
+from vdpa_operator.cli.sim import sim
 
-RUN_SIM = "import sys; from vdpa_operator.cli_sim import sim; sim(prog_name='vdpactl sim')"
+RUN_SIM = "import sys; from vdpa_operator.cli.sim import sim; sim(prog_name='vdpactl sim')"
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -38,7 +38,7 @@ from project_scripts import gen_crds
 from vdpa_operator import cli
 from vdpa_operator.api.decoding import DecodeError, decode
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
-from vdpa_operator.cli_cni import DEFAULT_SOCKET, DEFAULT_STATE, SHIM_NAME
+from vdpa_operator.cli.cni import DEFAULT_SOCKET, DEFAULT_STATE, SHIM_NAME
 from vdpa_operator.cni.spec import parse_config
 from vdpa_operator.controller.service import OperatorOptions
 from vdpa_operator.controller.webhook import (

@@ -87,9 +87,9 @@ CALLS: dict[str, list[Call]] = {
         *_each("get patch", "", "nodes", CLUSTER, why="daemon/kube.py: sriovnetwork.openshift.io/state annotation"),
         # The same pod's second container, `vdpactl cni-server`, runs as the same ServiceAccount.
         Call("get", "", "nodes", CLUSTER, "worker-0",
-             why="cli_cni.py _node_subnet: k8s.ovn.org/node-subnets, else spec.podCIDR, of its own node"),
+             why="cli/cni.py _node_subnet: k8s.ovn.org/node-subnets, else spec.podCIDR, of its own node"),
         Call("get", "", "pods", TENANT, "app-0",
-             why="cli_cni.py pod_annotation: k8s.ovn.org/pod-networks of the pod an ADD without ipam is for"),
+             why="cli/cni.py pod_annotation: k8s.ovn.org/pod-networks of the pod an ADD without ipam is for"),
     ],
     DEVICE_PLUGIN: [],
 }

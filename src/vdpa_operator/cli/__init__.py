@@ -16,15 +16,15 @@ from typing import Any
 import click
 
 COMMANDS = {
-    "validate": "vdpa_operator.cli_manifests:validate",
-    "render": "vdpa_operator.cli_manifests:render",
-    "node": "vdpa_operator.cli_node:node",
-    "node-daemon": "vdpa_operator.cli_node:node_daemon",
-    "device-plugin": "vdpa_operator.cli_deviceplugin:device_plugin",
-    "cni-server": "vdpa_operator.cli_cni:cni_server",
-    "install-cni": "vdpa_operator.cli_cni:install_cni",
-    "operator": "vdpa_operator.cli_operator:operator",
-    "sim": "vdpa_operator.cli_sim:sim",
+    "validate": "vdpa_operator.cli.manifests:validate",
+    "render": "vdpa_operator.cli.manifests:render",
+    "node": "vdpa_operator.cli.node:node",
+    "node-daemon": "vdpa_operator.cli.node:node_daemon",
+    "device-plugin": "vdpa_operator.cli.deviceplugin:device_plugin",
+    "cni-server": "vdpa_operator.cli.cni:cni_server",
+    "install-cni": "vdpa_operator.cli.cni:install_cni",
+    "operator": "vdpa_operator.cli.operator:operator",
+    "sim": "vdpa_operator.cli.sim:sim",
 }
 """Command name → `module:attribute` of its click command."""
 
@@ -57,7 +57,7 @@ BUG_REPORT = "vdpactl: this is a bug, not a problem with your input; please repo
 def run_guarded(run: Any) -> Any:
     """Run a command: our errors (`VdpaOperatorError`) become one line and exit 2, anything else a bug report
     with its traceback and exit 70. click's own exits and usage errors pass through."""
-    from vdpa_operator.cli_common import fail
+    from vdpa_operator.cli.common import fail
     from vdpa_operator.errors import VdpaOperatorError
 
     try:
@@ -77,7 +77,3 @@ def run_guarded(run: Any) -> Any:
 @click.version_option(package_name="vdpa-operator", prog_name="vdpactl")
 def main() -> None:
     """vdpactl: validate, render and run the vDPA SR-IOV operator."""
-
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vdpa_operator.cli_common import (
+from vdpa_operator.cli.common import (
     configure_logging,
     fail,
     note,

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from vdpa_operator.cli_common import configure_logging as _configure_logging
-from vdpa_operator.cli_common import fail as _fail
-from vdpa_operator.cli_common import on_stop_signals
+from vdpa_operator.cli.common import configure_logging as _configure_logging
+from vdpa_operator.cli.common import fail as _fail
+from vdpa_operator.cli.common import on_stop_signals
 from vdpa_operator.controller.settings import OperatorSettings, SettingsError
 
 CERT_SECRET = "operator-webhook-cert"

@@ -16,14 +16,14 @@ import click
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
-from vdpa_operator.cli_common import (
+from vdpa_operator.cli.common import (
     EXIT_FAILED,
     configure_logging,
     open_host,
     sim_host_options,
 )
-from vdpa_operator.cli_common import fail as _fail
-from vdpa_operator.cli_common import note as _note
+from vdpa_operator.cli.common import fail as _fail
+from vdpa_operator.cli.common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError, Step

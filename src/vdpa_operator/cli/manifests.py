@@ -24,8 +24,8 @@ from vdpa_operator.api.models import (
     SriovNetworkPoolConfig,
     SriovOperatorConfig,
 )
-from vdpa_operator.cli_common import EXIT_BAD_INPUT
-from vdpa_operator.cli_common import note as _note
+from vdpa_operator.cli.common import EXIT_BAD_INPUT
+from vdpa_operator.cli.common import note as _note
 from vdpa_operator.render import cluster as render_cluster
 
 EXIT_REJECTED = 1

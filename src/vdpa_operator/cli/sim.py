@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from vdpa_operator.cli_common import EXIT_FAILED, on_stop_signals
-from vdpa_operator.cli_common import fail as _fail
+from vdpa_operator.cli.common import EXIT_FAILED, on_stop_signals
+from vdpa_operator.cli.common import fail as _fail
 from vdpa_operator.deviceplugin.settings import DEVICE_PLUGIN_DIR
 
 DEFAULT_KUBECONFIG = "vdpa-sim.kubeconfig"
