@@ -26,7 +26,7 @@ from vdpa_operator.api.models import (
 )
 from vdpa_operator.cli_common import EXIT_BAD_INPUT
 from vdpa_operator.cli_common import note as _note
-from vdpa_operator.render import cluster as render_cluster
+from vdpa_operator.render import policy_sync
 
 EXIT_REJECTED = 1
 
@@ -47,7 +47,7 @@ def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool)
 
 def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[SriovNetworkNodePolicy]) -> list[Node]:
     """Without --nodes: one worker node per node state, labelled so that every policy's nodeSelector matches."""
-    labels = dict(render_cluster.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
+    labels = dict(policy_sync.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
     for policy in policies:
         labels.update(policy.spec.node_selector)
     return [Node.model_validate({"metadata": {"name": s.name, "labels": labels}}) for s in states]
@@ -179,7 +179,7 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
     cluster = data.cluster
     assert cluster is not None
     try:
-        result = render_cluster.render_cluster(
+        result = policy_sync.render_cluster(
             [o for o in stored if isinstance(o, SriovNetworkNodePolicy)],
             cluster.nodes,
             data.states,
@@ -188,7 +188,7 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
             config_daemon_node_selector=operator_config.spec.config_daemon_node_selector if operator_config else None,
             pool_configs=[o for o in stored if isinstance(o, SriovNetworkPoolConfig)],
         )
-    except render_cluster.RenderError as err:
+    except policy_sync.RenderError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_REJECTED)
     for note in result.skipped:
@@ -208,7 +208,7 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
         click.echo(yamlio.dump_yaml_documents(objects), nl=False)
 
 
-def _render_objects(result: render_cluster.ClusterRender) -> list[dict[str, Any]]:
+def _render_objects(result: policy_sync.ClusterRender) -> list[dict[str, Any]]:
     """NodeStates (spec only: status belongs to the daemon), the ConfigMap, and label-only Node objects."""
     objects: list[dict[str, Any]] = []
     for state in result.node_states:
@@ -223,6 +223,6 @@ def _render_objects(result: render_cluster.ClusterRender) -> list[dict[str, Any]
         objects.append({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": node_name, "labels": {render_cluster.DEVICE_PLUGIN_LABEL: value}},
+            "metadata": {"name": node_name, "labels": {policy_sync.DEVICE_PLUGIN_LABEL: value}},
         })
     return objects

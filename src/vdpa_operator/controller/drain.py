@@ -38,12 +38,12 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeState,
     SriovNetworkPoolConfig,
 )
-from vdpa_operator.controller.cluster import ClusterCache, observe
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import ClusterCache, observe
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import ClusterError, NodeResource, NodeStateResource, PodResource, api_errors, http_code
-from vdpa_operator.render.cluster import RenderError, label_selector_matches
+from vdpa_operator.render.policy_sync import RenderError, label_selector_matches
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from lightkube.types import PatchType
 from vdpa_operator.api.decoding import decode_from_cluster
 from vdpa_operator.api.kube import NetworkAttachmentDefinition
 from vdpa_operator.api.models import OVSNetwork, SriovIBNetwork, SriovNetwork
-from vdpa_operator.controller.cluster import DecodedCache
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import DecodedCache
 from vdpa_operator.controller.loop import KeyedQueue
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import (

@@ -19,11 +19,11 @@ from aiohttp import web
 from lightkube import AsyncClient
 
 from vdpa_operator.api.nics import NicTableError, SupportedNics
-from vdpa_operator.controller.cluster import ClusterCache
 from vdpa_operator.controller.drain import WORKERS as DRAIN_WORKERS
 from vdpa_operator.controller.drain import DrainController
 from vdpa_operator.controller.events import COMPONENT, Recorder
 from vdpa_operator.controller.health import health_app
+from vdpa_operator.controller.informer_cache import ClusterCache
 from vdpa_operator.controller.leader import LeaderElector
 from vdpa_operator.controller.loop import KeyedQueue
 from vdpa_operator.controller.metrics import Metrics

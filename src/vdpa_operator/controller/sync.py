@@ -1,7 +1,7 @@
 """The policy sync (upstream `SriovNetworkNodePolicyReconciler`): one full pass renders every NodeState spec, the
 device-plugin ConfigMap and the nodes' device-plugin labels, and writes only what differs.
 
-The rendering is `render.cluster.render_cluster`; this module adds what upstream does around it: owner
+The rendering is `render.policy_sync.render_cluster`; this module adds what upstream does around it: owner
 references to the `default` SriovOperatorConfig, the stale-NodeState timer (`keep-state-until`, deleted when it
 passes), label removal from nodes that lost their NodeState, and the writes themselves. `plan_writes` is pure;
 `PolicySync` performs the plan through the API and records an Event per change.
@@ -28,8 +28,8 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeStateSpec,
     SriovOperatorConfig,
 )
-from vdpa_operator.controller.cluster import ClusterCache, observe
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import ClusterCache, observe
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import (
@@ -44,7 +44,7 @@ from vdpa_operator.kubeclient import (
     rfc3339,
     what,
 )
-from vdpa_operator.render.cluster import (
+from vdpa_operator.render.policy_sync import (
     CONFIGMAP_NAME,
     DEVICE_PLUGIN_LABEL,
     KEEP_UNTIL_ANNOTATION,
