@@ -6,6 +6,7 @@ Exit codes: 0 all allowed / done, 1 something was rejected, 2 the input could no
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -26,6 +27,7 @@ from vdpa_operator.api.models import (
 )
 from vdpa_operator.cli_common import EXIT_BAD_INPUT
 from vdpa_operator.cli_common import note as _note
+from vdpa_operator.controller.settings import OperatorSettings, SettingsError
 from vdpa_operator.render import policy_sync
 
 EXIT_REJECTED = 1
@@ -37,12 +39,19 @@ def _fail_input(err: inputs.InputError) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool) -> admission.Settings:
-    return admission.Settings(
-        namespace=namespace or os.environ.get("NAMESPACE") or admission.DEFAULT_NAMESPACE,
-        dev_mode=dev_mode or os.environ.get("DEV_MODE") == "TRUE",
-        nics=inputs.supported_nics(supported_nics),
-    )
+def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool) -> OperatorSettings:
+    """The operator's settings as its environment gives them (read as the operator reads it), with the flags
+    on top."""
+    env = dict(os.environ)
+    if namespace:
+        env["NAMESPACE"] = namespace
+    if dev_mode:
+        env["DEV_MODE"] = "TRUE"
+    try:
+        settings = OperatorSettings.from_env(env)
+    except SettingsError as err:
+        raise inputs.InputError([str(err)]) from err
+    return dataclasses.replace(settings, nics=inputs.supported_nics(supported_nics))
 
 
 def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[SriovNetworkNodePolicy]) -> list[Node]:
@@ -89,14 +98,14 @@ class _Inputs:
 
 
 def _admit(files: Sequence[str], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, admission.Settings, list[review.Review]]:
+           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, OperatorSettings, list[review.Review]]:
     """Read every input (exit 2 on any unreadable one, before anything is evaluated), then admit in order."""
     try:
         data = _Inputs(files, node_states, nodes)
         settings = _settings(namespace, supported_nics, dev_mode)
     except inputs.InputError as err:
         _fail_input(err)
-    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings)
+    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings.admission)
 
 
 _common = [

@@ -49,11 +49,7 @@ log = logging.getLogger(__name__)
 
 EXTERNAL_DRAINER = ANNOTATION_PREFIX + "use-external-drainer"
 MIRROR_POD = "kubernetes.io/config.mirror"
-REQUEUE = 5.0
-"""Upstream `DrainControllerRequeueTime`: how soon a node waiting for a pool slot or for pods is looked at again."""
 DEFAULT_POOL = "default"
-WORKERS = 50
-"""Upstream `MaxConcurrentReconciles` of the drain controller."""
 
 
 class DrainError(RuntimeError):
@@ -208,7 +204,7 @@ class DrainController:
                         log.info("node %s waits to drain: pool %s has %d of %d nodes draining", name, slots.pool,
                                  slots.busy, slots.limit)
                         self._waiting.add(name)
-                    return REQUEUE
+                    return self._settings.drain.requeue
                 self._waiting.discard(name)
                 state_raw = await self._annotate_state(name, CURRENT_STATE, DRAINING)
                 limit = "no limit" if slots.limit == -1 else f"{slots.busy + 1} of {slots.limit}"
@@ -216,7 +212,7 @@ class DrainController:
         full = request == REBOOT_REQUIRED
         if not (full and len(self._cache.nodes.informer.cache) == 1) and not await self._drain(name, full):
             await self._recorder.warn(state_raw, "DrainNode", "node drain operation was not completed")
-            return REQUEUE
+            return self._settings.drain.requeue
         state_raw = await self._annotate_state(name, CURRENT_STATE, DRAIN_COMPLETE)
         await self._recorder.normal(state_raw, "DrainNode", "node drain completed")
         return None

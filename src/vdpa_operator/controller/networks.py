@@ -74,7 +74,8 @@ class NetworkController:
         self._client = client
         self._settings = settings
         self._recorder = recorder
-        self.queue: KeyedQueue[NetworkKey] = KeyedQueue("network", self._reconcile, workers=4)
+        self.queue: KeyedQueue[NetworkKey] = KeyedQueue("network", self._reconcile, workers=4,
+                                                           backoff=settings.backoff)
         self.networks: dict[str, DecodedCache[Any]] = {}
         for kind, (model, resource) in _KINDS.items():
             informer = Informer(client, resource, on_event=self._network_event(kind))

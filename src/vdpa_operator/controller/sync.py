@@ -55,14 +55,7 @@ from vdpa_operator.render.policy_sync import (
 
 log = logging.getLogger(__name__)
 
-RESYNC_PERIOD = 300.0
-"""Upstream `ResyncPeriod`: a full sync every 5 minutes even when nothing is seen to change."""
-NO_CONFIG_REQUEUE = 5.0
-"""Upstream `DrainControllerRequeueTime`, used while `SriovOperatorConfig/default` is missing."""
-ENQUEUE_DELAY = 1.0
-"""Upstream enqueues the sync one second after an event, so a burst of edits costs one pass."""
 MANAGE_SOFTWARE_BRIDGES = "manageSoftwareBridges"
-WRITE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -214,13 +207,14 @@ class PolicySync:
 
     async def _sync(self) -> float:
         cache, settings = self._cache, self._settings
+        timing = settings.sync
         config = cache.operator_config()
         if config is None:
             if not self._waiting_for_config:  # one line when it goes missing, not one per retry
                 log.info("SriovOperatorConfig %s/default not found, cannot reconcile SriovNetworkNodePolicies; "
-                         "looking again every %.0f s", settings.namespace, NO_CONFIG_REQUEUE)
+                         "looking again every %.0f s", settings.namespace, timing.no_config_requeue)
             self._waiting_for_config = True
-            return NO_CONFIG_REQUEUE
+            return timing.no_config_requeue
         self._waiting_for_config = False
         states, all_nodes = cache.node_states.all(), cache.nodes.all()
         try:
@@ -251,11 +245,11 @@ class PolicySync:
         if writes:
             log.info("policy sync: %d writes (%s)", len(writes), _summary(writes))
         if next_deletion is None:
-            return RESYNC_PERIOD
-        return max(1.0, min(RESYNC_PERIOD, (next_deletion - now).total_seconds()))
+            return timing.resync_period
+        return max(1.0, min(timing.resync_period, (next_deletion - now).total_seconds()))
 
     async def _perform(self, writes: Sequence[Write]) -> list[ClusterError]:
-        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        gate = asyncio.Semaphore(self._settings.sync.write_concurrency)
         errors: list[ClusterError] = []
 
         async def one(write: Write) -> None:
