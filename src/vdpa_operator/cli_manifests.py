@@ -1,7 +1,10 @@
 """`vdpactl validate` and `vdpactl render`: the operator's pure core (admission, rendering) on manifest files.
 Thin: it reads files, calls the pure core, prints, and picks the exit code.
 
-Exit codes: 0 all allowed / done, 1 something was rejected, 2 the input could not be read.
+`validate` answers as the webhook would; `render` answers as the policy sync would, which renders what is stored
+without admission (so admission's findings are warnings there, fatal with --strict).
+Exit codes: 0 all allowed / done, 1 something was rejected (validate) or the sync fails (render), 2 the input
+could not be read (or, for render --strict, admission would refuse some of it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import click
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api import admission, review
 from vdpa_operator.api.kube import Node
+from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.models import (
+    DEFAULT_NAME,
     SriovNetworkNodePolicy,
     SriovNetworkNodeState,
     SriovNetworkPoolConfig,
@@ -167,34 +172,43 @@ def _print_review_table(reviews: Sequence[review.Review]) -> None:
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @click.option("--device-plugin-config", "device_plugin_node", metavar="NODE",
               help="Print only NODE's device-plugin config (its ConfigMap entry, the device plugin's --config-file).")
+@click.option("--strict", is_flag=True,
+              help="Exit 2 and print nothing when admission would refuse any input (default: a warning each).")
 def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool, output: str, device_plugin_node: str | None) -> None:
-    """Render what the operator would write: one SriovNetworkNodeState per node, the device-plugin ConfigMap,
-    and each node's device-plugin label. Policies are admitted first (defaults and mutation applied)."""
+           supported_nics: str | None, dev_mode: bool, output: str, device_plugin_node: str | None,
+           strict: bool) -> None:
+    """Render what the operator's policy sync writes: one SriovNetworkNodeState per node, the device-plugin
+    ConfigMap, and each node's device-plugin label.
+
+    The inputs are taken as the API server stores them (CRD defaults and the mutating webhook's patch applied)
+    and rendered as the operator renders stored objects: without admission. What admission would refuse is
+    rendered too, with a warning on stderr for each finding; --strict makes the findings fatal (exit 2).
+    Exit 1 when the sync itself fails (nothing is written then), 2 on unreadable input."""
     if node_states is None:
         click.echo("error: --node-states is required: rendering needs each node's NICs (status.interfaces)",
                    err=True)
         sys.exit(EXIT_BAD_INPUT)
     data, settings, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
-    rejected = [r for r in reviews if not r.allowed]
-    if rejected:
-        click.echo("error: not rendered, because admission rejected:", err=True)
-        for r in rejected:
-            for error in r.verdict.errors:
-                click.echo(f"  {r.kind} {r.namespace}/{r.name}: {error}", err=True)
-        sys.exit(EXIT_REJECTED)
-    stored = [r.stored for r in reviews]
-    operator_config = next((o for o in stored if isinstance(o, SriovOperatorConfig)), None)
+    findings = _findings(data, reviews)
+    for line in findings:
+        click.echo(f"{'error' if strict else 'warning'}: {line}", err=True)
+    if strict and findings:
+        click.echo(f"error: not rendered: --strict and {len(findings)} admission findings", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    for r in reviews:
+        for warning in r.verdict.warnings:
+            _note(f"{r.kind} {r.namespace}/{r.name}: {warning}")
+    stored = [r.stored for r in reviews if r.stored is not None]
     cluster = data.cluster
     assert cluster is not None
     try:
-        result = policy_sync.render_cluster(
+        result = policy_sync.render_for_config(
+            _operator_config(stored, settings.namespace),
             [o for o in stored if isinstance(o, SriovNetworkNodePolicy)],
             cluster.nodes,
             data.states,
             namespace=settings.namespace,
             nics=settings.nics,
-            config_daemon_node_selector=operator_config.spec.config_daemon_node_selector if operator_config else None,
             pool_configs=[o for o in stored if isinstance(o, SriovNetworkPoolConfig)],
         )
     except policy_sync.RenderError as err:
@@ -215,6 +229,27 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:
         click.echo(yamlio.dump_yaml_documents(objects), nl=False)
+
+
+def _findings(data: _Inputs, reviews: Sequence[review.Review]) -> list[str]:
+    """What admission (or the CRD schema) would refuse, a line each: where, which object, which field, why."""
+    lines = []
+    for located, r in zip(data.objects, reviews, strict=True):
+        where = f"{located.source}:{located.line}: {r.kind} {r.namespace or '-'}/{r.name or '-'}"
+        unstored = "; not rendered: the API server refuses it" if r.stored is None else ""
+        for problem in r.verdict.errors:
+            lines.append(f"{where}: {problem.field}: {problem.message} ({problem.fix}){unstored}")
+    return lines
+
+
+def _operator_config(stored: Sequence[Resource], namespace: str) -> SriovOperatorConfig | None:
+    """`SriovOperatorConfig/default` in the operator namespace, the only one the operator reads."""
+    configs = [o for o in stored if isinstance(o, SriovOperatorConfig)]
+    for config in configs:
+        if config.name != DEFAULT_NAME or (config.namespace or namespace) != namespace:
+            _note(f"SriovOperatorConfig {config.namespace or '-'}/{config.name}: ignored; the operator reads "
+                  f"{namespace}/{DEFAULT_NAME} only")
+    return next((c for c in configs if c.name == DEFAULT_NAME and (c.namespace or namespace) == namespace), None)
 
 
 def _render_objects(result: policy_sync.ClusterRender) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """The policy sync (upstream `SriovNetworkNodePolicyReconciler`): one full pass renders every NodeState spec, the
 device-plugin ConfigMap and the nodes' device-plugin labels, and writes only what differs.
 
-The rendering is `render.policy_sync.render_cluster`; this module adds what upstream does around it: owner
-references to the `default` SriovOperatorConfig, the stale-NodeState timer (`keep-state-until`, deleted when it
-passes), label removal from nodes that lost their NodeState, and the writes themselves. `plan_writes` is pure;
+The rendering is `render.policy_sync.render_for_config`, which `vdpactl render` prints too; this module adds
+what upstream does around it: owner references to the `default` SriovOperatorConfig, the stale-NodeState timer
+(`keep-state-until`, deleted when it passes), label removal from nodes that lost their NodeState, and the
+writes themselves. `plan_node_state_writes` is pure;
 `PolicySync` performs the plan through the API and records an Event per change.
 """
 
@@ -50,12 +51,11 @@ from vdpa_operator.render.policy_sync import (
     KEEP_UNTIL_ANNOTATION,
     ClusterRender,
     RenderError,
-    render_cluster,
+    render_for_config,
 )
 
 log = logging.getLogger(__name__)
 
-MANAGE_SOFTWARE_BRIDGES = "manageSoftwareBridges"
 
 
 @dataclass(frozen=True)
@@ -218,16 +218,8 @@ class PolicySync:
         self._waiting_for_config = False
         states, all_nodes = cache.node_states.all(), cache.nodes.all()
         try:
-            rendered = render_cluster(
-                cache.policies.all(),
-                all_nodes,
-                states,
-                namespace=settings.namespace,
-                nics=settings.nics,
-                config_daemon_node_selector=config.spec.config_daemon_node_selector,
-                pool_configs=cache.pools.all(),
-                manage_software_bridges=config.spec.feature_gates.get(MANAGE_SOFTWARE_BRIDGES, False),
-            )
+            rendered = render_for_config(config, cache.policies.all(), all_nodes, states, namespace=settings.namespace,
+                                         nics=settings.nics, pool_configs=cache.pools.all())
         except RenderError as err:
             await self._recorder.warn(config, "SyncFailed", str(err))
             raise
