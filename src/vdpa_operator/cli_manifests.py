@@ -238,7 +238,9 @@ def _findings(data: _Inputs, reviews: Sequence[review.Review]) -> list[str]:
         where = f"{located.source}:{located.line}: {r.kind} {r.namespace or '-'}/{r.name or '-'}"
         unstored = "; not rendered: the API server refuses it" if r.stored is None else ""
         for problem in r.verdict.errors:
-            lines.append(f"{where}: {problem.field}: {problem.message} ({problem.fix}){unstored}")
+            message = problem.message if problem.message.startswith(problem.field) else \
+                f"{problem.field}: {problem.message}"
+            lines.append(f"{where}: {message} ({problem.fix}){unstored}")
     return lines
 
 

@@ -216,7 +216,19 @@ def test_render_strict_makes_admission_findings_fatal(tmp_path: Path) -> None:
     assert code == 0 and out and "error" not in err
 
 
-def test_render_reads_namespace_and_dev_mode_as_the_operator_does(tmp_path: Path) -> None:
+def test_render_leaves_out_what_the_api_server_would_not_store(tmp_path: Path) -> None:
+    """A value outside the CRD schema never reaches the operator: a warning, and the rest is rendered."""
+    path = write(tmp_path, "p.yaml", policy("bogus", deviceType="bogus", resourceName="other"))
+    code, out, err = run("render", "-f", SEED, "-f", path, "--node-states", STATES, "--nodes", NODES, "-o", "json")
+    assert code == 0
+    [config_map] = [o for o in json.loads(out)["items"] if o["kind"] == "ConfigMap"]
+    assert [r["resourceName"] for r in json.loads(config_map["data"]["worker-0"])["resourceList"]] == ["mlxnics"]
+    [warning] = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {path}:1: SriovNetworkNodePolicy {NS}/bogus: spec.deviceType: ")
+    assert warning.endswith("; not rendered: the API server refuses it")
+
+
+def test_render_reads_the_environment_as_the_operator_does(tmp_path: Path) -> None:
     """One reading of the operator's environment: an empty RESOURCE_PREFIX stops the operator, so render says so."""
     result = CliRunner().invoke(main, ["render", "-f", SEED, "--node-states", STATES, "--nodes", NODES],
                                 env={"RESOURCE_PREFIX": ""})
