@@ -21,7 +21,7 @@ from common import verdict
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import SriovNetworkNodePolicy, SriovNetworkNodeState
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
-from vdpa_operator.render.cluster import render_cluster
+from vdpa_operator.render.policy_sync import render_cluster
 
 NAMESPACE = "openshift-sriov-network-operator"
 GOAL_SECONDS = 1.0

@@ -191,11 +191,54 @@ def test_render_needs_node_states() -> None:
     assert "--node-states is required" in err
 
 
-def test_render_refuses_rejected_policies(tmp_path: Path) -> None:
+def test_render_writes_what_admission_refuses_with_a_warning_naming_object_and_field(tmp_path: Path) -> None:
+    """The operator renders stored objects without admission, so render prints what it would write; validate
+    keeps refusing."""
     path = write(tmp_path, "p.yaml", policy("p", vdpaType="virtio"))
-    code, out, err = run("render", "-f", path, "--node-states", STATES, "--nodes", NODES)
-    assert code == 1 and out == ""
-    assert "switchdev" in err
+    code, _, _ = run("validate", "-f", path, "--node-states", STATES, "--nodes", NODES)
+    assert code == 1
+    code, out, err = run("render", "-f", path, "--node-states", STATES, "--nodes", NODES, "-o", "json")
+    assert code == 0
+    [state] = [o for o in json.loads(out)["items"] if o["kind"] == "SriovNetworkNodeState"]
+    [group] = state["spec"]["interfaces"][0]["vfGroups"]
+    assert (group["policyName"], group["vdpaType"]) == ("p", "virtio")
+    [warning] = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {path}:1: SriovNetworkNodePolicy {NS}/p: spec.eSwitchMode: ")
+    assert "switchdev" in warning
+
+
+def test_render_strict_makes_admission_findings_fatal(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", policy("p", vdpaType="virtio"))
+    code, out, err = run("render", "--strict", "-f", path, "--node-states", STATES, "--nodes", NODES)
+    assert code == 2 and out == ""
+    assert f"error: {path}:1: SriovNetworkNodePolicy {NS}/p: spec.eSwitchMode: " in err
+    code, out, err = run("render", "--strict", "-f", SEED, "--node-states", STATES, "--nodes", NODES)
+    assert code == 0 and out and "error" not in err
+
+
+def test_render_leaves_out_what_the_api_server_would_not_store(tmp_path: Path) -> None:
+    """A value outside the CRD schema never reaches the operator: a warning, and the rest is rendered."""
+    path = write(tmp_path, "p.yaml", policy("bogus", deviceType="bogus", resourceName="other"))
+    code, out, err = run("render", "-f", SEED, "-f", path, "--node-states", STATES, "--nodes", NODES, "-o", "json")
+    assert code == 0
+    [config_map] = [o for o in json.loads(out)["items"] if o["kind"] == "ConfigMap"]
+    assert [r["resourceName"] for r in json.loads(config_map["data"]["worker-0"])["resourceList"]] == ["mlxnics"]
+    [warning] = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warning.startswith(f"warning: {path}:1: SriovNetworkNodePolicy {NS}/bogus: spec.deviceType: ")
+    assert warning.endswith("; not rendered: the API server refuses it")
+
+
+def test_render_reads_the_environment_as_the_operator_does(tmp_path: Path) -> None:
+    """One reading of the operator's environment: an empty RESOURCE_PREFIX stops the operator, so render says so."""
+    result = CliRunner().invoke(main, ["render", "-f", SEED, "--node-states", STATES, "--nodes", NODES],
+                                env={"RESOURCE_PREFIX": ""})
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "RESOURCE_PREFIX is empty" in result.stderr
+    result = CliRunner().invoke(main, ["render", "-f", SEED, "--node-states", STATES, "--nodes", NODES],
+                                env={"NAMESPACE": "elsewhere"})
+    assert result.exit_code == 0
+    assert f"SriovNetworkNodePolicy {NS}/vdpa-policy: ignored; the operator only reads policies in elsewhere" \
+        in result.stderr
 
 
 def test_node_states_from_another_operator_version_are_read_with_a_note(tmp_path: Path) -> None:

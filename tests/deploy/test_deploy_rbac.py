@@ -47,7 +47,7 @@ OWN_KINDS = f"sriovnetworknodepolicies {NETWORKS} sriovnetworkpoolconfigs sriovo
 
 CALLS: dict[str, list[Call]] = {
     OPERATOR: [
-        *_each("get list watch", GROUP, OWN_KINDS, NAMESPACE, why="informers (controller/cluster.py)"),
+        *_each("get list watch", GROUP, OWN_KINDS, NAMESPACE, why="informers (controller/informer_cache.py)"),
         *_each("update patch", GROUP, f"{NETWORKS} sriovnetworkpoolconfigs sriovoperatorconfigs", NAMESPACE,
                why="add and remove the operator's finalizers (upstream generic_network_controller.go, "
                    "sriovnetworkpoolconfig_controller.go, sriovoperatorconfig_controller.go)"),

@@ -231,14 +231,17 @@ def test_root_devices_duplicates_kept_on_create_merged_on_update() -> None:
     assert updated.selectors.root_devices == ("0000:01:00.0", "0000:01:00.0", "0000:01:00.1")
 
 
-@pytest.mark.parametrize(("device_type", "link_type", "expected"), [
+LINK_TYPE_CASES: list[tuple[str, str | None, tuple[str, ...]]] = [
     ("netdevice", "eth", ("ether",)),
     ("netdevice", "ETH", ("ether",)),
     ("netdevice", "ib", ("infiniband",)),
     ("netdevice", "IB", ("infiniband",)),
     ("vfio-pci", "ib", ()),
     ("netdevice", None, ()),
-])
+]
+
+
+@pytest.mark.parametrize(("device_type", "link_type", "expected"), LINK_TYPE_CASES)
 def test_link_types(device_type: str, link_type: str | None, expected: tuple[str, ...]) -> None:
     spec: dict[str, Any] = {"deviceType": device_type, "nicSelector": {"vendor": "15b3"}}
     if link_type:
@@ -247,11 +250,14 @@ def test_link_types(device_type: str, link_type: str | None, expected: tuple[str
     assert resource.selectors is not None and resource.selectors.link_types == expected
 
 
-@pytest.mark.parametrize(("num_vfs", "device_id", "expected"), [
+DEVICE_CASES: list[tuple[int, str, tuple[str, ...]]] = [
     (0, "101d", ("101d",)),  # no VFs: the PF itself is the device
     (4, "101d", ("101e",)),  # VFs: the VF device id from the supported-NIC table
     (4, "ffff", ()),  # unknown PF: no device id at all
-])
+]
+
+
+@pytest.mark.parametrize(("num_vfs", "device_id", "expected"), DEVICE_CASES)
 def test_devices(num_vfs: int, device_id: str, expected: tuple[str, ...]) -> None:
     p = policy("p", numVfs=num_vfs, nicSelector={"vendor": "15b3", "deviceID": device_id})
     [resource] = render_resource_list([p], node(), state(), DEFAULT_SUPPORTED_NICS)

@@ -18,7 +18,9 @@ from vdpa_operator.api.models import SriovNetworkNodePolicy, SriovOperatorConfig
 
 @dataclass(frozen=True)
 class Review:
-    """The outcome for one object: the admission verdict and, when allowed, the object as stored."""
+    """The outcome for one object: the admission verdict, and the object as the API server would store it
+    (CRD defaults and the mutating webhook's patch applied) whether admission allows it or not, since a stored
+    object is rendered without admission; None when the API server itself refuses it (the CRD schema)."""
 
     kind: str
     name: str
@@ -72,7 +74,7 @@ def review_all(
         operation = admission.Operation.UPDATE if _key(obj) in existing else admission.Operation.CREATE
         verdict, mutated = admission.admit(raw, obj, operation, cluster, settings)
         if not verdict.allowed:
-            reviews.append(Review(doc.kind, doc.name, doc.namespace, verdict))
+            reviews.append(Review(doc.kind, doc.name, doc.namespace, verdict, mutated))
             continue
         existing.add(_key(mutated))
         if cluster is not None:

@@ -1,11 +1,15 @@
 """`vdpactl validate` and `vdpactl render`: the operator's pure core (admission, rendering) on manifest files.
 Thin: it reads files, calls the pure core, prints, and picks the exit code.
 
-Exit codes: 0 all allowed / done, 1 something was rejected, 2 the input could not be read.
+`validate` answers as the webhook would; `render` answers as the policy sync would, which renders what is stored
+without admission (so admission's findings are warnings there, fatal with --strict).
+Exit codes: 0 all allowed / done, 1 something was rejected (validate) or the sync fails (render), 2 the input
+could not be read (or, for render --strict, admission would refuse some of it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -18,7 +22,9 @@ import click
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api import admission, review
 from vdpa_operator.api.kube import Node
+from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.models import (
+    DEFAULT_NAME,
     SriovNetworkNodePolicy,
     SriovNetworkNodeState,
     SriovNetworkPoolConfig,
@@ -26,7 +32,8 @@ from vdpa_operator.api.models import (
 )
 from vdpa_operator.cli.common import EXIT_BAD_INPUT
 from vdpa_operator.cli.common import note as _note
-from vdpa_operator.render import cluster as render_cluster
+from vdpa_operator.controller.settings import OperatorSettings, SettingsError
+from vdpa_operator.render import policy_sync
 
 EXIT_REJECTED = 1
 
@@ -37,17 +44,24 @@ def _fail_input(err: inputs.InputError) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool) -> admission.Settings:
-    return admission.Settings(
-        namespace=namespace or os.environ.get("NAMESPACE") or admission.DEFAULT_NAMESPACE,
-        dev_mode=dev_mode or os.environ.get("DEV_MODE") == "TRUE",
-        nics=inputs.supported_nics(supported_nics),
-    )
+def _settings(namespace: str | None, supported_nics: str | None, dev_mode: bool) -> OperatorSettings:
+    """The operator's settings as its environment gives them (read as the operator reads it), with the flags
+    on top."""
+    env = dict(os.environ)
+    if namespace:
+        env["NAMESPACE"] = namespace
+    if dev_mode:
+        env["DEV_MODE"] = "TRUE"
+    try:
+        settings = OperatorSettings.from_env(env)
+    except SettingsError as err:
+        raise inputs.InputError([str(err)]) from err
+    return dataclasses.replace(settings, nics=inputs.supported_nics(supported_nics))
 
 
 def _assumed_nodes(states: Sequence[SriovNetworkNodeState], policies: Sequence[SriovNetworkNodePolicy]) -> list[Node]:
     """Without --nodes: one worker node per node state, labelled so that every policy's nodeSelector matches."""
-    labels = dict(render_cluster.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
+    labels = dict(policy_sync.DEFAULT_CONFIG_DAEMON_NODE_SELECTOR)
     for policy in policies:
         labels.update(policy.spec.node_selector)
     return [Node.model_validate({"metadata": {"name": s.name, "labels": labels}}) for s in states]
@@ -89,14 +103,14 @@ class _Inputs:
 
 
 def _admit(files: Sequence[str], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, admission.Settings, list[review.Review]]:
+           supported_nics: str | None, dev_mode: bool) -> tuple[_Inputs, OperatorSettings, list[review.Review]]:
     """Read every input (exit 2 on any unreadable one, before anything is evaluated), then admit in order."""
     try:
         data = _Inputs(files, node_states, nodes)
         settings = _settings(namespace, supported_nics, dev_mode)
     except inputs.InputError as err:
         _fail_input(err)
-    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings)
+    return data, settings, review.review_all([o.decoded for o in data.objects], data.cluster, settings.admission)
 
 
 _common = [
@@ -158,37 +172,46 @@ def _print_review_table(reviews: Sequence[review.Review]) -> None:
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
 @click.option("--device-plugin-config", "device_plugin_node", metavar="NODE",
               help="Print only NODE's device-plugin config (its ConfigMap entry, the device plugin's --config-file).")
+@click.option("--strict", is_flag=True,
+              help="Exit 2 and print nothing when admission would refuse any input (default: a warning each).")
 def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, namespace: str | None,
-           supported_nics: str | None, dev_mode: bool, output: str, device_plugin_node: str | None) -> None:
-    """Render what the operator would write: one SriovNetworkNodeState per node, the device-plugin ConfigMap,
-    and each node's device-plugin label. Policies are admitted first (defaults and mutation applied)."""
+           supported_nics: str | None, dev_mode: bool, output: str, device_plugin_node: str | None,
+           strict: bool) -> None:
+    """Render what the operator's policy sync writes: one SriovNetworkNodeState per node, the device-plugin
+    ConfigMap, and each node's device-plugin label.
+
+    The inputs are taken as the API server stores them (CRD defaults and the mutating webhook's patch applied)
+    and rendered as the operator renders stored objects: without admission. What admission would refuse is
+    rendered too, with a warning on stderr for each finding; --strict makes the findings fatal (exit 2).
+    Exit 1 when the sync itself fails (nothing is written then), 2 on unreadable input."""
     if node_states is None:
         click.echo("error: --node-states is required: rendering needs each node's NICs (status.interfaces)",
                    err=True)
         sys.exit(EXIT_BAD_INPUT)
     data, settings, reviews = _admit(files, node_states, nodes, namespace, supported_nics, dev_mode)
-    rejected = [r for r in reviews if not r.allowed]
-    if rejected:
-        click.echo("error: not rendered, because admission rejected:", err=True)
-        for r in rejected:
-            for error in r.verdict.errors:
-                click.echo(f"  {r.kind} {r.namespace}/{r.name}: {error}", err=True)
-        sys.exit(EXIT_REJECTED)
-    stored = [r.stored for r in reviews]
-    operator_config = next((o for o in stored if isinstance(o, SriovOperatorConfig)), None)
+    findings = _findings(data, reviews)
+    for line in findings:
+        click.echo(f"{'error' if strict else 'warning'}: {line}", err=True)
+    if strict and findings:
+        click.echo(f"error: not rendered: --strict and {len(findings)} admission findings", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    for r in reviews:
+        for warning in r.verdict.warnings:
+            _note(f"{r.kind} {r.namespace}/{r.name}: {warning}")
+    stored = [r.stored for r in reviews if r.stored is not None]
     cluster = data.cluster
     assert cluster is not None
     try:
-        result = render_cluster.render_cluster(
+        result = policy_sync.render_for_config(
+            _operator_config(stored, settings.namespace),
             [o for o in stored if isinstance(o, SriovNetworkNodePolicy)],
             cluster.nodes,
             data.states,
             namespace=settings.namespace,
             nics=settings.nics,
-            config_daemon_node_selector=operator_config.spec.config_daemon_node_selector if operator_config else None,
             pool_configs=[o for o in stored if isinstance(o, SriovNetworkPoolConfig)],
         )
-    except render_cluster.RenderError as err:
+    except policy_sync.RenderError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_REJECTED)
     for note in result.skipped:
@@ -208,7 +231,30 @@ def render(files: tuple[str, ...], node_states: str | None, nodes: str | None, n
         click.echo(yamlio.dump_yaml_documents(objects), nl=False)
 
 
-def _render_objects(result: render_cluster.ClusterRender) -> list[dict[str, Any]]:
+def _findings(data: _Inputs, reviews: Sequence[review.Review]) -> list[str]:
+    """What admission (or the CRD schema) would refuse, a line each: where, which object, which field, why."""
+    lines = []
+    for located, r in zip(data.objects, reviews, strict=True):
+        where = f"{located.source}:{located.line}: {r.kind} {r.namespace or '-'}/{r.name or '-'}"
+        unstored = "; not rendered: the API server refuses it" if r.stored is None else ""
+        for problem in r.verdict.errors:
+            message = problem.message if problem.message.startswith(problem.field) else \
+                f"{problem.field}: {problem.message}"
+            lines.append(f"{where}: {message} ({problem.fix}){unstored}")
+    return lines
+
+
+def _operator_config(stored: Sequence[Resource], namespace: str) -> SriovOperatorConfig | None:
+    """`SriovOperatorConfig/default` in the operator namespace, the only one the operator reads."""
+    configs = [o for o in stored if isinstance(o, SriovOperatorConfig)]
+    for config in configs:
+        if config.name != DEFAULT_NAME or (config.namespace or namespace) != namespace:
+            _note(f"SriovOperatorConfig {config.namespace or '-'}/{config.name}: ignored; the operator reads "
+                  f"{namespace}/{DEFAULT_NAME} only")
+    return next((c for c in configs if c.name == DEFAULT_NAME and (c.namespace or namespace) == namespace), None)
+
+
+def _render_objects(result: policy_sync.ClusterRender) -> list[dict[str, Any]]:
     """NodeStates (spec only: status belongs to the daemon), the ConfigMap, and label-only Node objects."""
     objects: list[dict[str, Any]] = []
     for state in result.node_states:
@@ -223,6 +269,6 @@ def _render_objects(result: render_cluster.ClusterRender) -> list[dict[str, Any]
         objects.append({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": node_name, "labels": {render_cluster.DEVICE_PLUGIN_LABEL: value}},
+            "metadata": {"name": node_name, "labels": {policy_sync.DEVICE_PLUGIN_LABEL: value}},
         })
     return objects

@@ -38,23 +38,19 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeState,
     SriovNetworkPoolConfig,
 )
-from vdpa_operator.controller.cluster import ClusterCache, observe
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import ClusterCache, observe
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeclient import ClusterError, NodeResource, NodeStateResource, PodResource, api_errors, http_code
-from vdpa_operator.render.cluster import RenderError, label_selector_matches
+from vdpa_operator.render.policy_sync import RenderError, label_selector_matches
 
 log = logging.getLogger(__name__)
 
 EXTERNAL_DRAINER = ANNOTATION_PREFIX + "use-external-drainer"
 MIRROR_POD = "kubernetes.io/config.mirror"
-REQUEUE = 5.0
-"""Upstream `DrainControllerRequeueTime`: how soon a node waiting for a pool slot or for pods is looked at again."""
 DEFAULT_POOL = "default"
-WORKERS = 50
-"""Upstream `MaxConcurrentReconciles` of the drain controller."""
 
 
 class DrainError(VdpaOperatorError, RuntimeError):
@@ -209,7 +205,7 @@ class DrainController:
                         log.info("node %s waits to drain: pool %s has %d of %d nodes draining", name, slots.pool,
                                  slots.busy, slots.limit)
                         self._waiting.add(name)
-                    return REQUEUE
+                    return self._settings.drain.requeue
                 self._waiting.discard(name)
                 state_raw = await self._annotate_state(name, CURRENT_STATE, DRAINING)
                 limit = "no limit" if slots.limit == -1 else f"{slots.busy + 1} of {slots.limit}"
@@ -217,7 +213,7 @@ class DrainController:
         full = request == REBOOT_REQUIRED
         if not (full and len(self._cache.nodes.informer.cache) == 1) and not await self._drain(name, full):
             await self._recorder.warn(state_raw, "DrainNode", "node drain operation was not completed")
-            return REQUEUE
+            return self._settings.drain.requeue
         state_raw = await self._annotate_state(name, CURRENT_STATE, DRAIN_COMPLETE)
         await self._recorder.normal(state_raw, "DrainNode", "node drain completed")
         return None

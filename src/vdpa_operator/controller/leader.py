@@ -17,15 +17,13 @@ from typing import Any
 
 from lightkube import AsyncClient
 
+from vdpa_operator.controller.settings import LeaseTiming
 from vdpa_operator.kubeclient import ClusterError, LeaseResource, api_errors, get_or_none, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "a56def2a.openshift.io"
 """Upstream's `LeaderElectionID`, so our operator and upstream's never run side by side on one cluster."""
-LEASE_DURATION = 15.0
-RENEW_DEADLINE = 10.0
-RETRY_PERIOD = 2.0
 
 
 def _micro_time(moment: datetime.datetime) -> str:
@@ -44,9 +42,9 @@ class LeaderElector:
         identity: str,
         *,
         name: str = LEASE_NAME,
-        lease_duration: float = LEASE_DURATION,
-        renew_deadline: float = RENEW_DEADLINE,
-        retry_period: float = RETRY_PERIOD,
+        lease_duration: float = LeaseTiming.duration,
+        renew_deadline: float = LeaseTiming.renew_deadline,
+        retry_period: float = LeaseTiming.retry_period,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._client = client

@@ -15,12 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from vdpa_operator.controller.settings import Backoff
+
+DEFAULT_BACKOFF = Backoff()
+
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")
-
-BACKOFF_START = 0.5
-BACKOFF_MAX = 60.0
 
 
 class KeyedQueue(Generic[K]):
@@ -32,11 +33,13 @@ class KeyedQueue(Generic[K]):
         handle: Callable[[K], Awaitable[float | None]],
         *,
         workers: int = 1,
+        backoff: Backoff = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._handle = handle
         self._workers = workers
+        self._backoff = backoff
         self._clock = clock
         self._due: dict[K, float] = {}
         self._running: set[K] = set()
@@ -88,7 +91,7 @@ class KeyedQueue(Generic[K]):
             raise
         except Exception as err:  # every failure is retried, as controller-runtime requeues on error
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            again = min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX)
+            again = self._backoff.after(failures)
             log.warning("%s %s failed (%s: %s); retrying in %.1f s", self.name, key, type(err).__name__, err, again)
         finally:
             self._running.discard(key)

@@ -19,8 +19,8 @@ from lightkube.types import PatchType
 from vdpa_operator.api.decoding import decode_from_cluster
 from vdpa_operator.api.kube import NetworkAttachmentDefinition
 from vdpa_operator.api.models import OVSNetwork, SriovIBNetwork, SriovNetwork
-from vdpa_operator.controller.cluster import DecodedCache
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import DecodedCache
 from vdpa_operator.controller.loop import KeyedQueue
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import (
@@ -74,7 +74,8 @@ class NetworkController:
         self._client = client
         self._settings = settings
         self._recorder = recorder
-        self.queue: KeyedQueue[NetworkKey] = KeyedQueue("network", self._reconcile, workers=4)
+        self.queue: KeyedQueue[NetworkKey] = KeyedQueue("network", self._reconcile, workers=4,
+                                                           backoff=settings.backoff)
         self.networks: dict[str, DecodedCache[Any]] = {}
         for kind, (model, resource) in _KINDS.items():
             informer = Informer(client, resource, on_event=self._network_event(kind))

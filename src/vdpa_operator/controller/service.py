@@ -19,17 +19,16 @@ from aiohttp import web
 from lightkube import AsyncClient
 
 from vdpa_operator.api.nics import NicTableError, SupportedNics
-from vdpa_operator.controller.cluster import ClusterCache
-from vdpa_operator.controller.drain import WORKERS as DRAIN_WORKERS
 from vdpa_operator.controller.drain import DrainController
 from vdpa_operator.controller.events import COMPONENT, Recorder
 from vdpa_operator.controller.health import health_app
+from vdpa_operator.controller.informer_cache import ClusterCache
 from vdpa_operator.controller.leader import LeaderElector
 from vdpa_operator.controller.loop import KeyedQueue
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.networks import NetworkController
 from vdpa_operator.controller.settings import OperatorSettings
-from vdpa_operator.controller.sync import ENQUEUE_DELAY, PolicySync
+from vdpa_operator.controller.sync import PolicySync
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.kubeclient import (
     ClusterError,
@@ -76,20 +75,25 @@ class Operator:
             "nodes": self._on_node,
         })
         self.metrics = Metrics(self.cache.node_states.all)
-        self.elector = LeaderElector(self.client, self.settings.namespace, options.identity)
+        lease = self.settings.lease
+        self.elector = LeaderElector(self.client, self.settings.namespace, options.identity,
+                                     lease_duration=lease.duration, renew_deadline=lease.renew_deadline,
+                                     retry_period=lease.retry_period)
 
     def _build_controllers(self) -> None:
         """The controllers, with the settings as completed by `start` (the supported-NIC list)."""
-        self.policy_sync = PolicySync(self.client, self.cache, self.settings, self.recorder, self.metrics)
-        self.sync_queue: KeyedQueue[str] = KeyedQueue("policy sync", self.policy_sync)
-        self.drain = DrainController(self.client, self.cache, self.settings, self.recorder, self.metrics)
-        self.drain_queue: KeyedQueue[str] = KeyedQueue("drain", self.drain, workers=DRAIN_WORKERS)
-        self.networks = NetworkController(self.client, self.settings, self.recorder)
+        settings, backoff = self.settings, self.settings.backoff
+        self.policy_sync = PolicySync(self.client, self.cache, settings, self.recorder, self.metrics)
+        self.sync_queue: KeyedQueue[str] = KeyedQueue("policy sync", self.policy_sync, backoff=backoff)
+        self.drain = DrainController(self.client, self.cache, settings, self.recorder, self.metrics)
+        self.drain_queue: KeyedQueue[str] = KeyedQueue("drain", self.drain, workers=settings.drain.workers,
+                                                       backoff=backoff)
+        self.networks = NetworkController(self.client, settings, self.recorder)
 
     # --- event routing ------------------------------------------------------------------------------------------
 
     def _request_sync(self) -> None:
-        self.sync_queue.add(SYNC_KEY, ENQUEUE_DELAY)
+        self.sync_queue.add(SYNC_KEY, self.settings.sync.enqueue_delay)
 
     def _on_policy_input(self, _kind: str, _new: dict[str, Any] | None, _old: dict[str, Any] | None) -> None:
         self._request_sync()

@@ -1,4 +1,10 @@
-"""How the operator is deployed, read from the same environment variables as upstream's operator."""
+"""The operator's settings: one frozen value read once at start (from upstream's environment variables, which
+`vdpactl operator`'s flags override) and handed to every controller. Timing lives here too, so a test or a
+deployment changes a period in one place and no module keeps a clock of its own.
+
+`vdpactl validate`/`render` read the same variables through `from_env`, so they answer for the operator the
+environment describes.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from dataclasses import dataclass, field
 
 from vdpa_operator.api import golang
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
+from vdpa_operator.api.admission import Settings as AdmissionSettings
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, SupportedNics
 from vdpa_operator.errors import VdpaOperatorError
 
@@ -25,6 +32,49 @@ class SettingsError(VdpaOperatorError, ValueError):
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """controller-runtime's per-key exponential backoff after a failed reconcile."""
+
+    start: float = 0.5
+    max: float = 60.0
+
+    def after(self, failures: int) -> float:
+        """Seconds before the next try after `failures` failures in a row."""
+        return min(self.start * 2.0 ** min(failures - 1, 64), self.max)
+
+
+@dataclass(frozen=True)
+class SyncTiming:
+    """The policy sync's clock and width."""
+
+    enqueue_delay: float = 1.0
+    """Upstream enqueues the sync one second after an event, so a burst of edits costs one pass."""
+    resync_period: float = 300.0
+    """Upstream `ResyncPeriod`: a full sync every 5 minutes even when nothing is seen to change."""
+    no_config_requeue: float = 5.0
+    """Upstream `DrainControllerRequeueTime`, used while `SriovOperatorConfig/default` is missing."""
+    write_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class DrainTiming:
+    requeue: float = 5.0
+    """Upstream `DrainControllerRequeueTime`: how soon a node waiting for a pool slot or for pods is looked at
+    again."""
+    workers: int = 50
+    """Upstream `MaxConcurrentReconciles` of the drain controller."""
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """client-go's leader-election timings (controller-runtime's defaults)."""
+
+    duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     namespace: str = DEFAULT_NAMESPACE
     resource_prefix: str = DEFAULT_RESOURCE_PREFIX
@@ -32,6 +82,16 @@ class OperatorSettings:
     """Minutes a NodeState outlives its node (0: deleted at once)."""
     dev_mode: bool = False
     nics: SupportedNics = field(default=DEFAULT_SUPPORTED_NICS)
+    """The built-in list until `start` reads the `supported-nic-ids` ConfigMap."""
+    sync: SyncTiming = field(default_factory=SyncTiming)
+    drain: DrainTiming = field(default_factory=DrainTiming)
+    lease: LeaseTiming = field(default_factory=LeaseTiming)
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def admission(self) -> AdmissionSettings:
+        """What the admission rules read of these settings (the webhook's, and `vdpactl validate`'s)."""
+        return AdmissionSettings(namespace=self.namespace, dev_mode=self.dev_mode, nics=self.nics)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorSettings:

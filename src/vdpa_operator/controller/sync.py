@@ -1,9 +1,10 @@
 """The policy sync (upstream `SriovNetworkNodePolicyReconciler`): one full pass renders every NodeState spec, the
 device-plugin ConfigMap and the nodes' device-plugin labels, and writes only what differs.
 
-The rendering is `render.cluster.render_cluster`; this module adds what upstream does around it: owner
-references to the `default` SriovOperatorConfig, the stale-NodeState timer (`keep-state-until`, deleted when it
-passes), label removal from nodes that lost their NodeState, and the writes themselves. `plan_writes` is pure;
+The rendering is `render.policy_sync.render_for_config`, which `vdpactl render` prints too; this module adds
+what upstream does around it: owner references to the `default` SriovOperatorConfig, the stale-NodeState timer
+(`keep-state-until`, deleted when it passes), label removal from nodes that lost their NodeState, and the
+writes themselves. `plan_node_state_writes` is pure;
 `PolicySync` performs the plan through the API and records an Event per change.
 """
 
@@ -28,8 +29,8 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeStateSpec,
     SriovOperatorConfig,
 )
-from vdpa_operator.controller.cluster import ClusterCache, observe
 from vdpa_operator.controller.events import Recorder
+from vdpa_operator.controller.informer_cache import ClusterCache, observe
 from vdpa_operator.controller.metrics import Metrics
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.kubeclient import (
@@ -44,25 +45,17 @@ from vdpa_operator.kubeclient import (
     rfc3339,
     what,
 )
-from vdpa_operator.render.cluster import (
+from vdpa_operator.render.policy_sync import (
     CONFIGMAP_NAME,
     DEVICE_PLUGIN_LABEL,
     KEEP_UNTIL_ANNOTATION,
     ClusterRender,
     RenderError,
-    render_cluster,
+    render_for_config,
 )
 
 log = logging.getLogger(__name__)
 
-RESYNC_PERIOD = 300.0
-"""Upstream `ResyncPeriod`: a full sync every 5 minutes even when nothing is seen to change."""
-NO_CONFIG_REQUEUE = 5.0
-"""Upstream `DrainControllerRequeueTime`, used while `SriovOperatorConfig/default` is missing."""
-ENQUEUE_DELAY = 1.0
-"""Upstream enqueues the sync one second after an event, so a burst of edits costs one pass."""
-MANAGE_SOFTWARE_BRIDGES = "manageSoftwareBridges"
-WRITE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -214,26 +207,19 @@ class PolicySync:
 
     async def _sync(self) -> float:
         cache, settings = self._cache, self._settings
+        timing = settings.sync
         config = cache.operator_config()
         if config is None:
             if not self._waiting_for_config:  # one line when it goes missing, not one per retry
                 log.info("SriovOperatorConfig %s/default not found, cannot reconcile SriovNetworkNodePolicies; "
-                         "looking again every %.0f s", settings.namespace, NO_CONFIG_REQUEUE)
+                         "looking again every %.0f s", settings.namespace, timing.no_config_requeue)
             self._waiting_for_config = True
-            return NO_CONFIG_REQUEUE
+            return timing.no_config_requeue
         self._waiting_for_config = False
         states, all_nodes = cache.node_states.all(), cache.nodes.all()
         try:
-            rendered = render_cluster(
-                cache.policies.all(),
-                all_nodes,
-                states,
-                namespace=settings.namespace,
-                nics=settings.nics,
-                config_daemon_node_selector=config.spec.config_daemon_node_selector,
-                pool_configs=cache.pools.all(),
-                manage_software_bridges=config.spec.feature_gates.get(MANAGE_SOFTWARE_BRIDGES, False),
-            )
+            rendered = render_for_config(config, cache.policies.all(), all_nodes, states, namespace=settings.namespace,
+                                         nics=settings.nics, pool_configs=cache.pools.all())
         except RenderError as err:
             await self._recorder.warn(config, "SyncFailed", str(err))
             raise
@@ -251,11 +237,11 @@ class PolicySync:
         if writes:
             log.info("policy sync: %d writes (%s)", len(writes), _summary(writes))
         if next_deletion is None:
-            return RESYNC_PERIOD
-        return max(1.0, min(RESYNC_PERIOD, (next_deletion - now).total_seconds()))
+            return timing.resync_period
+        return max(1.0, min(timing.resync_period, (next_deletion - now).total_seconds()))
 
     async def _perform(self, writes: Sequence[Write]) -> list[ClusterError]:
-        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        gate = asyncio.Semaphore(self._settings.sync.write_concurrency)
         errors: list[ClusterError] = []
 
         async def one(write: Write) -> None:

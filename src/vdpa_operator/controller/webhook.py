@@ -342,9 +342,7 @@ class _OperatorSettings(Protocol):
     @property
     def namespace(self) -> str: ...
     @property
-    def dev_mode(self) -> bool: ...
-    @property
-    def nics(self) -> Any: ...
+    def admission(self) -> Settings: ...
 
 
 class WebhookHost(Protocol):
@@ -379,7 +377,7 @@ async def start(operator: WebhookHost, options: WebhookOptions) -> None:
         certificate = await shared_certificate(operator.client, namespace, options.secret, options.cert_dir, names)
     else:
         certificate = ensure_serving_certificate(options.cert_dir, names)
-    settings = Settings(namespace=namespace, dev_mode=operator.settings.dev_mode, nics=operator.settings.nics)
+    settings = operator.settings.admission
 
     async def cluster_view() -> ClusterView:
         return operator.cache.admission_view()

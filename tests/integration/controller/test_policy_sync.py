@@ -10,7 +10,7 @@ from lightkube.types import PatchType
 from operator_harness import NS, client_for, config_map_of, eventually, example, operator_running, seed_cluster
 
 from vdpa_operator.kubeclient import ConfigMapResource, EventResource, NodeResource, NodeStateResource, PolicyResource
-from vdpa_operator.render.cluster import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION
+from vdpa_operator.render.policy_sync import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION
 from vdpa_operator.sim.apiserver import ServerHandle
 
 SEED_SPEC = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json").read_text())

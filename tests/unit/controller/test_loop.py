@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from vdpa_operator.controller.loop import BACKOFF_MAX, BACKOFF_START, KeyedQueue
+from vdpa_operator.controller.loop import KeyedQueue
+from vdpa_operator.controller.settings import Backoff
 
 
 @contextlib.asynccontextmanager
@@ -173,8 +174,9 @@ def test_failures_are_retried_with_exponential_backoff_capped_and_reset_by_succe
     to the cap; a success forgets the failures."""
     outcomes = ["fail"] * 9 + ["ok", "fail", "ok"]
     failures_in_a_row = [*range(1, 10), 1]
-    expected = [min(BACKOFF_START * 2 ** (n - 1), BACKOFF_MAX) for n in failures_in_a_row]
-    assert expected[-2] == BACKOFF_MAX, "the case reaches the cap"
+    backoff = Backoff()
+    expected = [min(backoff.start * 2 ** (n - 1), backoff.max) for n in failures_in_a_row]
+    assert expected[-2] == backoff.max, "the case reaches the cap"
 
     async def main() -> None:
         clock = FakeClock()

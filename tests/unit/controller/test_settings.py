@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
 
-from vdpa_operator.api.admission import DEFAULT_NAMESPACE
+from vdpa_operator.api.admission import DEFAULT_NAMESPACE, Settings
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.controller.settings import (
     DEFAULT_RESOURCE_PREFIX,
     DEFAULT_STALE_DELAY_MINUTES,
     OperatorSettings,
     SettingsError,
+    SyncTiming,
 )
 
 
@@ -48,7 +50,6 @@ def test_cleanup_delay_accepts_minutes_from_zero(raw: str, minutes: int) -> None
 
 
 
-
 @pytest.mark.parametrize("raw", ["-20", "-1", "", "ten", "1.5", "30m",
                                  pytest.param("9" * 30, id="beyond-int64"),
                                  pytest.param(" 5", id="leading-space"),
@@ -68,3 +69,21 @@ def test_invalid_cleanup_delay_is_logged_and_the_default_used(raw: str, caplog: 
 ])
 def test_dev_mode_is_only_the_exact_string_true(raw: str, dev_mode: bool) -> None:
     assert OperatorSettings.from_env({"DEV_MODE": raw}).dev_mode is dev_mode
+
+
+def test_settings_are_one_frozen_value_with_the_timings_inside() -> None:
+    """Read once at start and passed down: nobody changes them in place, and a test or a deployment changes a
+    period by replacing it here."""
+    settings = OperatorSettings.from_env({})
+    assert settings.sync.enqueue_delay == 1.0 and settings.sync.resync_period == 300.0
+    assert (settings.lease.duration, settings.lease.renew_deadline, settings.lease.retry_period) == (15.0, 10.0, 2.0)
+    assert settings.drain.requeue == 5.0 and settings.drain.workers == 50
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.sync.enqueue_delay = 0.0  # type: ignore[misc]
+    faster = dataclasses.replace(settings, sync=SyncTiming(enqueue_delay=0.0))
+    assert faster.sync.enqueue_delay == 0.0 and settings.sync.enqueue_delay == 1.0
+
+
+def test_admission_reads_the_same_namespace_and_dev_mode() -> None:
+    settings = OperatorSettings.from_env({"NAMESPACE": "sriov", "DEV_MODE": "TRUE"})
+    assert settings.admission == Settings(namespace="sriov", dev_mode=True, nics=DEFAULT_SUPPORTED_NICS)

@@ -31,7 +31,7 @@ from vdpa_operator.api.models import (
 )
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.controller.sync import Write, owner_reference, plan_node_state_writes
-from vdpa_operator.render.cluster import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION, render_cluster
+from vdpa_operator.render.policy_sync import DEVICE_PLUGIN_LABEL, KEEP_UNTIL_ANNOTATION, render_cluster
 
 NS = "openshift-sriov-network-operator"
 SRIOV_CAPABLE = "feature.node.kubernetes.io/network-sriov.capable"

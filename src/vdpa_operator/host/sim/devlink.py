@@ -1,5 +1,5 @@
 """`Devlink` on the simulated host: eswitch mode, ports and parameters answered by the kernel model with the
-errno mlx5 and the devlink core give (rules 8–13 in `kernel.py`)."""
+errno mlx5 and the devlink core give (rules 8–13 in `kernel/eswitch.py`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`Ethtool` on the simulated host: driver info and the `hw-tc-offload` feature from the model (rules 14–15
-in `kernel.py`). Netdevs are found by (netns, name), so a virtio netdev moved into a pod and renamed `eth0`
+in `kernel/ethtool.py`). Netdevs are found by (netns, name), so a virtio netdev moved into a pod and renamed `eth0`
 still answers `virtio_net` with its vdpa device as bus-info. Only `hw-tc-offload` is modelled; any other
 feature name reads as absent (None)."""
 

@@ -1,5 +1,5 @@
 """`Modules` on the simulated host: which modules are loaded, and `modprobe` with dependencies (rule 27 in
-`kernel.py`). Loading a bus driver has the kernel's side effects: virtio_vdpa binds unbound vdpa devices,
+`kernel/modules.py`). Loading a bus driver has the kernel's side effects: virtio_vdpa binds unbound vdpa devices,
 vdpa creates `/sys/bus/vdpa`."""
 
 from __future__ import annotations

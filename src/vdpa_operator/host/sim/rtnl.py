@@ -1,4 +1,5 @@
-"""`Links` on the simulated host: the model's netdev table (rules 22–26 and 31 in `kernel.py`).
+"""`Links` on the simulated host: the model's netdev table (rules 22–26 and 31 in `kernel/netdev.py` and
+`kernel/routes.py`).
 
 `netns` None is the simulated node's own namespace (so are `/proc/1/ns/net` and `/proc/self/ns/net`); any other
 netns is identified by the string the caller passes (a name and `/var/run/netns/<name>` are the same netns).

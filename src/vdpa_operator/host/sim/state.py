@@ -29,6 +29,8 @@ ETHERNET_CLASS = "0x020000"
 PCI_DRIVER_MODULES = {"mlx5_core": "mlx5_core", "vfio-pci": "vfio_pci"}
 """PCI driver name → the module that registers it."""
 VDPA_BUS_DRIVERS = ("virtio_vdpa", "vhost_vdpa")
+MLX5_MAX_MTU = 9978
+"""The largest MTU mlx5 netdevs (PF, VF, representor) take."""
 DEFAULT_PARENT = "pci0000:64/0000:64:00.0"
 """Root port above the NIC: the PF directory is `devices/pci0000:64/0000:64:00.0/0000:65:00.0`."""
 
@@ -198,6 +200,27 @@ class State:
 
 
 # --- derived facts -------------------------------------------------------------------------------------------
+
+
+def vfs_of(state: State, pf: str) -> list[PciFn]:
+    """The PF's VFs that exist (as PCI functions), by VF index."""
+    return sorted((fn for fn in state.pci.values() if fn.pf == pf), key=lambda f: f.vf_index or 0)
+
+
+def reps_of(state: State, pf: str) -> list[Netdev]:
+    """The PF's representors."""
+    return [n for n in state.netdevs if n.kind == "rep" and n.pci == pf]
+
+
+def netdev_of(state: State, kind: str, pci: str) -> Netdev | None:
+    """The netdev of `kind` (pf, vf) a PCI function has, if any."""
+    return next((n for n in state.netdevs if n.kind == kind and n.pci == pci), None)
+
+
+def pf_netdev_name(state: State, pf: PfState) -> str:
+    """The PF netdev's name now (it may have been renamed), or the one it is created with."""
+    nd = netdev_of(state, "pf", pf.address)
+    return nd.name if nd is not None else pf.netdev
 
 
 def rep_of(state: State, nd: Netdev) -> Netdev | None:

@@ -19,7 +19,7 @@ Layout (what the Linux adapter's `SysfsPci`, `VdpaSysfs` and `RtnlLinks.switch_p
     sys/class/net/<ifname>→  (netdevs of the node's own netns only: sysfs hides other namespaces' netdevs)
     sys/module/<name>/initstate
     dev/vhost-vdpa-<minor>   (a char device when running as root, else a plain file holding major:minor)
-    dev/vhost-net, dev/net/tun   (static nodes, always present: kernel.py rule 28; same stand-in rule)
+    dev/vhost-net, dev/net/tun   (static nodes, always present: rule 28 in kernel/modules.py; same stand-in rule)
 
 Left out: attributes no reader here needs (resource, config, msi_irqs, power/, uevent contents).
 """

@@ -1,6 +1,6 @@
 """`Vdpa` on the simulated host: the Linux adapter's own policy (`KernelVdpa`: sorting, the missing family, the
 EOPNOTSUPP retry, the read-back, `missing_ok`, errno → HostError) over a transport that answers the `vdpa` genl
-commands from the kernel model (rules 16–20, 29 and 30 in `kernel.py`), and binding through the Linux adapter's
+commands from the kernel model (rules 16–20, 29 and 30 in `kernel/vdpa.py`), and binding through the Linux adapter's
 `VdpaSysfs` on the simulated tree, so everything above the genl commands is the product code itself.
 
 The model's answers (`KernelError`, `FamilyMissing`) become the Linux transport's one error type,

@@ -19,6 +19,7 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeState,
     SriovNetworkNodeStateSpec,
     SriovNetworkPoolConfig,
+    SriovOperatorConfig,
 )
 from vdpa_operator.api.nics import SupportedNics
 from vdpa_operator.api.selection import node_selected
@@ -36,6 +37,7 @@ __all__ = [
     "find_node_pool",
     "label_selector_matches",
     "render_cluster",
+    "render_for_config",
 ]
 
 DEFAULT_CONFIG_DAEMON_NODE_SELECTOR: Mapping[str, str] = {
@@ -45,6 +47,8 @@ DEFAULT_CONFIG_DAEMON_NODE_SELECTOR: Mapping[str, str] = {
 """The nodes upstream renders for when `SriovOperatorConfig.spec.configDaemonNodeSelector` is empty."""
 KEEP_UNTIL_ANNOTATION = "sriovnetwork.openshift.io/keep-state-until"
 """Set on a NodeState whose node went away; removed again when the node is back."""
+MANAGE_SOFTWARE_BRIDGES = "manageSoftwareBridges"
+"""The SriovOperatorConfig feature gate that lets policies configure OVS bridges."""
 
 _Namespaced = TypeVar("_Namespaced", SriovNetworkNodeState, SriovNetworkPoolConfig)
 
@@ -201,6 +205,33 @@ def render_cluster(
         "data": config_data,
     })
     return ClusterRender(tuple(rendered_states), config_map, node_labels, tuple(skipped))
+
+
+def render_for_config(
+    config: SriovOperatorConfig | None,
+    policies: Iterable[SriovNetworkNodePolicy],
+    nodes: Iterable[Node],
+    node_states: Iterable[SriovNetworkNodeState],
+    *,
+    namespace: str,
+    nics: SupportedNics,
+    pool_configs: Sequence[SriovNetworkPoolConfig] = (),
+) -> ClusterRender:
+    """One pass of the operator's policy sync under `SriovOperatorConfig/default` (None: one with an empty
+    spec): what the operator writes for the objects it has stored, and what `vdpactl render` prints. The
+    config's `configDaemonNodeSelector` picks the nodes and its `manageSoftwareBridges` feature gate lets
+    policies configure bridges."""
+    spec = config.spec if config is not None else None
+    return render_cluster(
+        policies,
+        nodes,
+        node_states,
+        namespace=namespace,
+        nics=nics,
+        config_daemon_node_selector=spec.config_daemon_node_selector if spec is not None else None,
+        pool_configs=pool_configs,
+        manage_software_bridges=spec is not None and spec.feature_gates.get(MANAGE_SOFTWARE_BRIDGES, False),
+    )
 
 
 class _NodePlans:

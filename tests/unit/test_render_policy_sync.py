@@ -1,6 +1,6 @@
 """The whole policy sync: which nodes, which policies, pools, NodeState lifecycle, the ConfigMap and labels.
 
-Golden files live in tests/golden/; regenerate them with `UPDATE_GOLDEN=1 pytest tests/unit/test_render_cluster.py`
+Golden files live in tests/golden/; regenerate them with `UPDATE_GOLDEN=1 pytest tests/unit/test_render_policy_sync.py`
 and review the diff against upstream's behaviour before committing.
 """
 
@@ -23,7 +23,9 @@ from vdpa_operator.api.models import (
     SriovNetworkPoolConfig,
 )
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
-from vdpa_operator.render.cluster import (
+from vdpa_operator.render.deviceplugin import render_resource_list, resource_list_json
+from vdpa_operator.render.nodestate import render_node_state_spec, sort_by_priority
+from vdpa_operator.render.policy_sync import (
     KEEP_UNTIL_ANNOTATION,
     ClusterRender,
     RenderError,
@@ -31,8 +33,6 @@ from vdpa_operator.render.cluster import (
     label_selector_matches,
     render_cluster,
 )
-from vdpa_operator.render.deviceplugin import render_resource_list, resource_list_json
-from vdpa_operator.render.nodestate import render_node_state_spec, sort_by_priority
 
 NS = "openshift-sriov-network-operator"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
