@@ -34,7 +34,7 @@ from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, vdpa_name
 SEED_SPEC = json.loads((Path(__file__).parents[2] / "golden" / "seed-node-state-spec.json").read_text())
 PF0, PF1 = "0000:65:00.0", "0000:65:00.1"
 NETDEV = {PF0: "ens1f0", PF1: "ens1f1"}
-VF_ADDRESS = {  # the simulated CX-6 Dx's routing-ID layout (kernel.py rule 1)
+VF_ADDRESS = {  # the simulated CX-6 Dx's routing-ID layout (host/sim/kernel/pci.py, rule 1)
     (PF0, 0): "0000:65:00.2", (PF0, 1): "0000:65:00.3",
     (PF1, 0): "0000:65:01.2", (PF1, 1): "0000:65:01.3",
 }

@@ -1,6 +1,6 @@
 """The simulated eswitch through the Host port: legacy ↔ switchdev in the order mlx5 accepts, representors
 (names, phys_port_name, switch id, devlink ports), the flow_steering_mode parameter and hw-tc-offload
-(kernel.py rules 8–15)."""
+(host/sim/kernel/eswitch.py and ethtool.py, rules 8–15)."""
 
 from __future__ import annotations
 

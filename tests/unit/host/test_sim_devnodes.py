@@ -1,4 +1,5 @@
-"""The simulated host's `/dev` through the Host port (kernel.py rule 28 and the char device of rule 19): static
+"""The simulated host's `/dev` through the Host port (host/sim/kernel/modules.py rule 28, and vdpa.py for the char
+device of rule 19): static
 misc nodes from the start, `vhost-vdpa-<N>` while a device is bound to vhost_vdpa, and the stand-in file that
 takes a node's place where mknod is not permitted."""
 

@@ -1,4 +1,5 @@
-"""Simulated netdevs through the Links and Ethtool ports, model only (kernel.py rules 22–26, 31): lookup per
+"""Simulated netdevs through the Links and Ethtool ports, model only (host/sim/kernel/netdev.py and routes.py, rules
+22–26, 31): lookup per
 netns, renames, moves (and back to the node), MTU/MAC limits, addresses and routes, the VF administrative MAC,
 driver info after a move, which netns exist."""
 

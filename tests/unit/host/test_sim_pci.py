@@ -1,5 +1,6 @@
 """The simulated ConnectX-6 Dx through sysfs: topology, SR-IOV and driver binding, each rule with the errno the
-kernel gives (kernel.py rules 1–7), exercised through the Linux adapter's own `SysfsPci` on the rendered tree."""
+kernel gives (host/sim/kernel/pci.py and drivers.py, rules 1–7), exercised through the Linux adapter's own `SysfsPci`
+on the rendered tree."""
 
 from __future__ import annotations
 

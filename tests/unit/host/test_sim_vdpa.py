@@ -1,4 +1,5 @@
-"""The simulated vdpa family and bus through the Host port (kernel.py rules 16–21, 29–30): which management
+"""The simulated vdpa family and bus through the Host port (host/sim/kernel/vdpa.py and drivers.py, rules 16–21,
+29–30): which management
 devices exist, DEV_NEW's errno in the kernel's order, the EOPNOTSUPP retry, auto-probing, what binding leaves in
 sysfs and /dev (read back by the Linux adapter's `VdpaSysfs`), the MAC set after creation and the config read
 back, and what removes devices."""
