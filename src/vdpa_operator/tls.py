@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from vdpa_operator.fileio import SECRET_MODE, write_atomically
+
 DAY = datetime.timedelta(days=1)
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
@@ -50,9 +52,8 @@ class KeyPair:
         """A server context for this certificate (the ssl module loads keys from files only)."""
         with tempfile.TemporaryDirectory(prefix="vdpa-tls-") as tmp:
             cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-            cert.write_bytes(self.cert_pem)
-            key.write_bytes(self.key_pem)
-            key.chmod(0o600)
+            write_atomically(cert, self.cert_pem, mode=0o644)
+            write_atomically(key, self.key_pem, mode=SECRET_MODE)
             return server_context(cert, key)
 
 
@@ -75,6 +76,29 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
+
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes, *, now: datetime.datetime | None = None) -> CertificateAuthority:
+        """A CA kept from an earlier run; `ValueError` when the PEM is no CA of ours, or it has expired."""
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key is not an EC private key")
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        if key.public_key().public_bytes(serialization.Encoding.DER, spki) != \
+                cert.public_key().public_bytes(serialization.Encoding.DER, spki):
+            raise ValueError("the CA key does not belong to the CA certificate")
+        if cert.not_valid_after_utc <= (now or datetime.datetime.now(datetime.UTC)):
+            raise ValueError(f"the CA certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+        ca = cls.__new__(cls)
+        ca._key, ca._cert, ca.cert_pem = key, cert, cert_pem
+        return ca
+
+    @property
+    def key_pem(self) -> bytes:
+        """The CA's private key (PEM, PKCS#8), to keep it across restarts: write it 0600."""
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
 
     @property
     def bundle(self) -> str:

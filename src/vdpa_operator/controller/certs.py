@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from vdpa_operator.errors import VdpaOperatorError
-from vdpa_operator.fileio import write_atomically
+from vdpa_operator.fileio import SECRET_MODE, write_atomically
 from vdpa_operator.tls import CertificateAuthority, server_context
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def ensure_serving_certificate(
     ca_pem, cert_pem, key_pem = _generate(dns, ips, now)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        write_atomically(directory / KEY_FILE, key_pem, mode=0o600)
+        write_atomically(directory / KEY_FILE, key_pem, mode=SECRET_MODE)
         write_atomically(directory / CERT_FILE, cert_pem, mode=0o644)
         write_atomically(directory / CA_FILE, ca_pem, mode=0o644)
     except OSError as err:

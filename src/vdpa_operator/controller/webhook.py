@@ -58,6 +58,7 @@ from vdpa_operator.controller.certs import (
     ensure_serving_certificate,
 )
 from vdpa_operator.errors import VdpaOperatorError
+from vdpa_operator.fileio import SECRET_MODE, write_atomically
 from vdpa_operator.kubeclient import ClusterError, SecretResource, api_errors, get_or_none, http_code
 
 log = logging.getLogger(__name__)
@@ -410,9 +411,8 @@ async def shared_certificate(client: Any, namespace: str, name: str, directory: 
         if all(key in stored for key in SECRET_KEYS):
             directory.mkdir(parents=True, exist_ok=True)
             for key in SECRET_KEYS:
-                path = directory / key
-                path.write_bytes(base64.b64decode(stored[key]))
-                path.chmod(0o600 if key == KEY_FILE else 0o644)
+                write_atomically(directory / key, base64.b64decode(stored[key]),
+                                 mode=SECRET_MODE if key == KEY_FILE else 0o644)
         certificate = ensure_serving_certificate(directory, names)
         wanted = {key: base64.b64encode((directory / key).read_bytes()).decode() for key in SECRET_KEYS}
         if {k: stored.get(k) for k in SECRET_KEYS} == wanted:
