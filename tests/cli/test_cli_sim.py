@@ -10,12 +10,14 @@ import re
 import select
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -64,44 +66,54 @@ def running(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
             process.stderr.close()
 
 
+def client(kubeconfig: Path, config: dict[str, Any] | None = None) -> httpx.Client:
+    """An HTTP client as the kubeconfig's user (the admin token), trusting the CA the kubeconfig names;
+    `config`: a kubeconfig read earlier (its token and CA) for the server the file now names."""
+    config = config or json.loads(kubeconfig.read_text())
+    cluster = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    return httpx.Client(base_url=cluster["server"], timeout=5, verify=ssl.create_default_context(cadata=ca),
+                        headers={"Authorization": "Bearer " + config["users"][0]["user"]["token"]})
+
+
 def test_runs_until_sigterm_and_writes_a_kubeconfig_for_itself(tmp_path: Path) -> None:
     with running(tmp_path) as (line, kubeconfig):
         assert f"export KUBECONFIG={kubeconfig}; kubectl get sriovnetworknodepolicies -A" in line
-        url = re.search(r"listening on (http://127\.0\.0\.1:\d+) ", line)
+        url = re.search(r"listening on (https://127\.0\.0\.1:\d+) ", line)
         assert url is not None, line
         config = json.loads(kubeconfig.read_text())
         assert config["clusters"][0]["cluster"]["server"] == url.group(1)
-        with httpx.Client(base_url=url.group(1), timeout=5) as http:
+        assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600, "it holds the admin token"
+        with client(kubeconfig) as http:
             assert http.get("/version").json()["major"] == "1"
             created = http.post("/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "a"}})
             assert created.status_code == 201
+        with httpx.Client(base_url=url.group(1), verify=False, timeout=5) as anonymous:
+            assert anonymous.get("/version").status_code == 401
 
 
-def test_tls_puts_its_ca_in_the_kubeconfig(tmp_path: Path) -> None:
-    with running(tmp_path, "--tls") as (line, kubeconfig):
+def test_plain_http_on_request_still_wants_the_token(tmp_path: Path) -> None:
+    with running(tmp_path, "--no-tls") as (line, kubeconfig):
         cluster = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]
-        assert cluster["server"].startswith("https://127.0.0.1:") and cluster["server"] in line
-        ca_file = tmp_path / "ca.crt"
-        ca_file.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-        trusting = ssl.create_default_context(cafile=str(ca_file))
-        with httpx.Client(base_url=cluster["server"], verify=trusting, timeout=5) as http:
-            assert http.get("/api/v1/namespaces/default").json()["metadata"]["name"] == "default"
-        with httpx.Client(base_url=cluster["server"], timeout=5) as untrusting, pytest.raises(httpx.ConnectError):
-            untrusting.get("/version")
+        assert cluster["server"].startswith("http://127.0.0.1:") and cluster["server"] in line
+        assert "certificate-authority-data" not in cluster
+        token = json.loads(kubeconfig.read_text())["users"][0]["user"]["token"]
+        with httpx.Client(base_url=cluster["server"], timeout=5) as http:
+            assert http.get("/api/v1/namespaces/default").status_code == 401
+            assert http.get("/api/v1/namespaces/default", headers={"Authorization": f"Bearer {token}"}
+                            ).json()["metadata"]["name"] == "default"
 
 
-def test_a_data_dir_keeps_objects_across_restarts(tmp_path: Path) -> None:
+def test_a_data_dir_keeps_objects_and_credentials_across_restarts(tmp_path: Path) -> None:
     data = tmp_path / "state"
-    with running(tmp_path, "--data-dir", str(data)) as (line, _):
-        url = re.search(r"listening on (\S+) ", line)
-        assert url is not None and str(data) in line
-        with httpx.Client(base_url=url.group(1), timeout=5) as http:
+    with running(tmp_path, "--data-dir", str(data)) as (line, kubeconfig):
+        assert str(data) in line
+        first = json.loads(kubeconfig.read_text())
+        with client(kubeconfig) as http:
             assert http.post("/api/v1/namespaces/default/configmaps",
                              json={"metadata": {"name": "kept"}, "data": {"k": "v"}}).status_code == 201
     began = time.monotonic()
-    with running(tmp_path, "--data-dir", str(data)) as (line, _):
-        url = re.search(r"listening on (\S+) ", line)
-        assert url is not None
-        with httpx.Client(base_url=url.group(1), timeout=5) as http:
-            assert http.get("/api/v1/namespaces/default/configmaps/kept").json()["data"] == {"k": "v"}
+    with running(tmp_path, "--data-dir", str(data)) as (line, kubeconfig), client(kubeconfig, first) as http:
+        # The first run's token and CA still work: clients holding the old kubeconfig carry on.
+        assert http.get("/api/v1/namespaces/default/configmaps/kept").json()["data"] == {"k": "v"}
     assert time.monotonic() - began < 10

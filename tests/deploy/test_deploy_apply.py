@@ -30,7 +30,6 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from vdpa_operator.controller.service import Operator, OperatorOptions
 from vdpa_operator.controller.settings import OperatorSettings
 from vdpa_operator.controller.webhook import CONFIGURATION_NAME, SERVICE_NAME, WebhookOptions
-from vdpa_operator.sim.apiserver.inthread import kubeconfig
 from vdpa_operator.sim.apiserver.resources import CORE_TYPES
 from vdpa_operator.sim.apiserver.server import RunningServer, start
 from vdpa_operator.sim.apiserver.store import Store
@@ -110,7 +109,7 @@ async def empty_cluster(tmp_path: Path, webhook_port: int) -> AsyncIterator[Clus
     services = {(NAMESPACE, SERVICE_NAME): f"127.0.0.1:{webhook_port}"}
     server = await start(Store(list(CORE_TYPES)), webhook_services=services)
     config = tmp_path / "kubeconfig"
-    config.write_text(yaml.safe_dump(kubeconfig(server.url)))
+    config.write_text(yaml.safe_dump(server.kubeconfig()))
     cluster = Cluster(server, config, tmp_path)
     try:
         yield cluster

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,21 +44,28 @@ def sim() -> None:
 
 
 @sim.command("apiserver")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--bind-address", "--host", "host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every IPv4 interface; only this machine can connect by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=6443, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the cluster's objects in this directory across restarts (default: memory only).")
+              help="Keep the cluster's objects, the admin token and the token-signing key in this directory across "
+                   "restarts (default: memory only).")
 @click.option("--kubeconfig", "kubeconfig_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEFAULT_KUBECONFIG, show_default=True, help="Write a kubeconfig for this server here.")
-@click.option("--tls/--no-tls", default=False, show_default=True,
-              help="Serve HTTPS with a throwaway CA (its certificate goes into the kubeconfig).")
+              default=DEFAULT_KUBECONFIG, show_default=True,
+              help="Write a kubeconfig for this server here (mode 0600: it holds the admin token).")
+@click.option("--tls/--no-tls", default=True, show_default=True,
+              help="Serve HTTPS with the server's own CA (its certificate goes into the kubeconfig). kubectl sends "
+                   "no token over plain HTTP, so --no-tls is for other clients only.")
 @click.option("--webhook-service", "webhook_services", multiple=True, metavar="NAMESPACE/NAME=HOST:PORT",
               help="Where an admission webhook's clientConfig.service listens (repeatable; default: 127.0.0.1 "
                    "and the service port).")
 def apiserver(host: str, port: int, data_dir: Path | None, kubeconfig_path: Path, tls: bool,
               webhook_services: tuple[str, ...]) -> None:
-    """Run the simulated API server in the foreground until SIGINT or SIGTERM."""
+    """Run the simulated API server in the foreground until SIGINT or SIGTERM.
+
+    Every request needs a bearer token: the kubeconfig's is the admin's (system:masters); `kubectl create token
+    SA` gives a ServiceAccount's, which RBAC (the stored Roles and bindings) limits as a cluster would."""
     services = _parse_services(webhook_services)
     kubeconfig_path = kubeconfig_path.absolute()
     if not kubeconfig_path.parent.is_dir():
@@ -75,27 +81,20 @@ def apiserver(host: str, port: int, data_dir: Path | None, kubeconfig_path: Path
 async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: Path, tls: bool,
                  services: dict[tuple[str, str], str]) -> None:
     # Imported here: the simulator is not needed by the rest of vdpactl (and product code never imports it).
-    from vdpa_operator.sim.apiserver import default_store, kubeconfig, start
-    from vdpa_operator.tls import CertificateAuthority
+    from vdpa_operator.sim.apiserver import default_store, start, write_kubeconfig
+    from vdpa_operator.sim.apiserver.credentials import Credentials
 
     try:
         store = default_store(persist_dir=data_dir)
+        credentials = Credentials.load_or_create(data_dir)
     except (OSError, ValueError) as err:
         _fail(f"--data-dir {data_dir}: {err}", EXIT_FAILED)
-    ssl_context, ca = None, None
-    if tls:
-        ca = CertificateAuthority("vdpa-sim-apiserver-ca")
-        ssl_context = ca.issue(sorted({host, "localhost", "127.0.0.1"} - {"0.0.0.0", "::"})).server_context()
     try:
-        server = await start(store, host, port, ssl_context=ssl_context, webhook_services=services)
+        server = await start(store, host, port, tls=tls, webhook_services=services, credentials=credentials)
     except OSError as err:
         _close(store)
         _fail(f"cannot listen on {host}:{port}: {err.strerror or err}", EXIT_FAILED)
-    config: dict[str, Any] = kubeconfig(server.url.replace("0.0.0.0", "127.0.0.1"))
-    if ca is not None:
-        config["clusters"][0]["cluster"]["certificate-authority-data"] = ca.bundle
-    kubeconfig_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    kubeconfig_path.chmod(0o600)
+    write_kubeconfig(kubeconfig_path, server.kubeconfig())
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

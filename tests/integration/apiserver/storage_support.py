@@ -45,7 +45,7 @@ def lightkube(api: ServerHandle) -> Client:
 
 
 def http(api: ServerHandle) -> httpx.Client:
-    return httpx.Client(base_url=api.url, timeout=5)
+    return httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify, timeout=5)
 
 
 def policy(name: str, **spec: Any) -> dict[str, Any]:

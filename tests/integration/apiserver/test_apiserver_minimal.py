@@ -33,7 +33,7 @@ def api(tmp_path: Path) -> Iterator[ServerHandle]:
 
 @pytest.fixture
 def http(api: ServerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=5) as client:
+    with httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify, timeout=5) as client:
         yield client
 
 

@@ -55,7 +55,7 @@ def kubectl(api: ServerHandle, tmp_path: Path) -> Kubectl:
 
 @pytest.fixture
 def http(api: ServerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=10) as client:
+    with httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify, timeout=10) as client:
         yield client
 
 

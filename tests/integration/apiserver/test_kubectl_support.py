@@ -20,7 +20,7 @@ CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[httpx.Client]:
     api: ServerHandle = serve_in_thread(tmp_path / "kubeconfig")
-    with httpx.Client(base_url=api.url, timeout=5) as client:
+    with httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify, timeout=5) as client:
         yield client
     api.stop()
 

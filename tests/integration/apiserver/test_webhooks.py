@@ -26,7 +26,7 @@ POLICIES = f"/apis/sriovnetwork.openshift.io/v1/namespaces/{NS}/sriovnetworknode
 
 @pytest.fixture
 def http(api: ServerHandle) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api.url, timeout=10) as client:
+    with httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify, timeout=10) as client:
         yield client
 
 

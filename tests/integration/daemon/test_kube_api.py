@@ -145,7 +145,7 @@ def test_event_is_recorded_on_the_node_state(server: ServerHandle) -> None:
 
 def test_unreachable_api_is_a_cluster_error_and_events_are_best_effort(tmp_path: Path) -> None:
     config = tmp_path / "kubeconfig"
-    config.write_text(json.dumps(kubeconfig("http://127.0.0.1:9")))  # discard port: nothing listens
+    config.write_text(json.dumps(kubeconfig("http://127.0.0.1:9", "unused")))  # discard port: nothing listens
 
     async def scenario() -> None:
         api = await connect(NODE, NS, str(config))

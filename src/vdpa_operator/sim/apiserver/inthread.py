@@ -1,27 +1,31 @@
 """Run the API server on its own event loop in a background thread, with a kubeconfig pointing at it.
 
 Tests and the simulated cluster use this to give real clients a real HTTP endpoint while their own code runs
-on another loop (or none).
+on another loop (or none). The kubeconfig carries the admin token; `ServerHandle.token_for` and
+`kubeconfig_for` give a ServiceAccount's token and kubeconfig instead, to run a component with its own rights.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import shutil
+import ssl
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vdpa_operator.sim.apiserver.authn import DEFAULT_EXPIRATION
+from vdpa_operator.sim.apiserver.credentials import Credentials
+from vdpa_operator.sim.apiserver.kubeconfigs import write_kubeconfig
+from vdpa_operator.sim.apiserver.rbac import Authorizer
 from vdpa_operator.sim.apiserver.resources import CORE_TYPES, NETWORK_ATTACHMENT_DEFINITION_CRD, project_crds
 from vdpa_operator.sim.apiserver.server import RunningServer, start
 from vdpa_operator.sim.apiserver.store import Store
-
-CONTEXT = "vdpa-sim"
 
 
 def default_store(crds: Iterable[dict[str, Any]] | None = None, **kwargs: Any) -> Store:
@@ -29,18 +33,6 @@ def default_store(crds: Iterable[dict[str, Any]] | None = None, **kwargs: Any) -
     NetworkAttachmentDefinition (or the given CRDs). `kwargs` go to `Store` (persist_dir, bookmark_interval…)."""
     installed = [*project_crds(), NETWORK_ATTACHMENT_DEFINITION_CRD] if crds is None else list(crds)
     return Store(CORE_TYPES, crds=installed, **kwargs)
-
-
-def kubeconfig(url: str, namespace: str = "default") -> dict[str, Any]:
-    """A kubeconfig for `url`. It has a (dummy) token user: lightkube refuses a context without a user."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
-        "users": [{"name": CONTEXT, "user": {"token": "vdpa-sim"}}],
-        "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}],
-        "current-context": CONTEXT,
-    }
 
 
 @dataclass
@@ -55,6 +47,41 @@ class ServerHandle:
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _tmpdir: Path | None = field(default=None)
+
+    @property
+    def admin_token(self) -> str:
+        """The bearer token of `vdpa-admin` (system:masters), the one the kubeconfig carries."""
+        return self._server.credentials.admin_token
+
+    @functools.cached_property
+    def verify(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the server's CA (what the kubeconfig's certificate-authority-data
+        says), for raw HTTP clients: `httpx.Client(base_url=api.url, headers=api.headers, verify=api.verify)`."""
+        return self._server.credentials.client_context()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that authenticate as the admin, for raw HTTP clients."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """RBAC: `denials` lists the requests it refused (and the 401s), `allowed` who was allowed what."""
+        return self._server.authorizer
+
+    def token_for(self, namespace: str, service_account: str, *, expiration_seconds: int = DEFAULT_EXPIRATION,
+                  pod: tuple[str, str] | None = None) -> str:
+        """A token of ServiceAccount `namespace/service_account` (which must exist), as the kubelet mounts into
+        a pod: `pod` = (name, uid) binds it to that pod, so it stops working when the pod goes."""
+        bound = None if pod is None else {"kind": "Pod", "apiVersion": "v1", "name": pod[0], "uid": pod[1]}
+        issued = self._server.authenticator.issue(namespace, service_account, expiration_seconds=expiration_seconds,
+                                                  bound=bound)
+        return issued.token
+
+    def kubeconfig_for(self, path: str | Path, namespace: str, service_account: str) -> Path:
+        """Write a kubeconfig (0600) that authenticates as the ServiceAccount, with its namespace as default."""
+        config = self._server.kubeconfig(self.token_for(namespace, service_account), namespace, user=service_account)
+        return write_kubeconfig(Path(path), config)
 
     def compact(self, keep_last: int = 0) -> None:
         """Forget old watch events: a watch resuming from before them gets 410 Gone."""
@@ -100,13 +127,17 @@ def serve_in_thread(
     port: int = 0,
     namespace: str = "default",
     data_dir: str | Path | None = None,
+    webhook_services: Mapping[tuple[str, str], str] | None = None,
 ) -> ServerHandle:
-    """Start a server (a `default_store()` unless one is given) on host:port (0: any free port) and write a
-    kubeconfig for it to `kubeconfig_path` (default: a temporary file removed by `stop()`). `data_dir`: keep the
-    default store's state there, so a server started later on the same directory carries on from it."""
+    """Start a server (a `default_store()` unless one is given) on https://host:port (0: any free port) and write
+    a kubeconfig for it, with the admin token and the server's CA, to `kubeconfig_path` (default: a temporary file
+    removed by `stop()`). `data_dir`: keep the default store's state and the server's credentials there, so a
+    server started later on the same directory carries on from it and the tokens handed out stay good.
+    `webhook_services`: where admission webhooks given as a Service listen, (namespace, name) → "host:port"."""
     if store is not None and data_dir is not None:
         raise ValueError("data_dir is for the default store: give the store persist_dir=... instead")
     store = store if store is not None else default_store(persist_dir=data_dir)
+    credentials = Credentials.load_or_create(None if data_dir is None else Path(data_dir))
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: dict[str, Any] = {}
@@ -114,7 +145,8 @@ def serve_in_thread(
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            box["server"] = loop.run_until_complete(start(store, host, port))
+            box["server"] = loop.run_until_complete(start(store, host, port, credentials=credentials,
+                                                            webhook_services=webhook_services))
         except BaseException as err:  # reported to the caller below
             box["error"] = err
             ready.set()
@@ -140,6 +172,5 @@ def serve_in_thread(
     if kubeconfig_path is None:
         tmpdir = Path(tempfile.mkdtemp(prefix="vdpa-apiserver-"))
         kubeconfig_path = tmpdir / "kubeconfig"
-    path = Path(kubeconfig_path)
-    path.write_text(json.dumps(kubeconfig(server.url, namespace), indent=2) + "\n", encoding="utf-8")
+    path = write_kubeconfig(Path(kubeconfig_path), server.kubeconfig(namespace=namespace))
     return ServerHandle(store, server.port, server.url, path, server, loop, thread, tmpdir)

@@ -1,9 +1,10 @@
 """Request bodies in Kubernetes protobuf (`application/vnd.kubernetes.protobuf`), decoded to the JSON form.
 
 client-go's generated clients always write built-in kinds as protobuf and never fall back to JSON, so
-`kubectl create namespace` / `create configmap` / `create secret` / `create serviceaccount` send nothing else.
-Responses stay JSON: those clients accept it. Only the kinds those commands create are described here (fields
-from k8s.io/api `generated.proto`); anything else is 415 Unsupported Media Type naming JSON as the way out.
+`kubectl create namespace` / `create configmap` / `create secret` / `create serviceaccount` / `create token`
+send nothing else. Responses stay JSON: those clients accept it. Only the kinds those commands create are
+described here (fields from k8s.io/api `generated.proto`); anything else is 415 Unsupported Media Type naming
+JSON as the way out.
 
 Wire format: the 4 bytes `k8s\\0`, then a `runtime.Unknown` whose `raw` is the object's own message. Like Go's
 `omitempty`, empty strings, zero numbers, false and empty maps or lists are left out of the JSON.
@@ -51,9 +52,15 @@ _MESSAGES: dict[str, Schema] = {
     "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "[ObjectReference]"),
                        3: ("imagePullSecrets", "[LocalObjectReference]"),
                        4: ("automountServiceAccountToken", "bool")},
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec")},
+    "TokenRequestSpec": {1: ("audiences", "[str]"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int")},
+    "BoundObjectReference": {1: ("kind", "str"), 2: ("apiVersion", "str"), 3: ("name", "str"), 4: ("uid", "str")},
 }
-KINDS = ("Namespace", "ConfigMap", "Secret", "ServiceAccount")
-"""The core/v1 kinds whose protobuf bodies this server reads."""
+KINDS = {("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "ServiceAccount"),
+         ("authentication.k8s.io/v1", "TokenRequest")}
+"""The (apiVersion, kind) whose protobuf bodies this server reads: what those kubectl commands and `kubectl
+create token` send."""
 
 
 class _Reader:
@@ -156,10 +163,11 @@ def decode(body: bytes) -> dict[str, Any]:
         unknown = _message(body[len(MAGIC):], "Unknown")
         type_meta = unknown.get("typeMeta") or {}
         kind, api_version = type_meta.get("kind", ""), type_meta.get("apiVersion", "")
-        if api_version != "v1" or kind not in KINDS:
+        if (api_version, kind) not in KINDS:
+            readable = ", ".join(f"{v} {k}" for v, k in sorted(KINDS))
             raise StatusError(
                 415, "UnsupportedMediaType",
-                f"this server reads {CONTENT_TYPE} only for core/v1 {', '.join(KINDS)} (got {api_version} "
+                f"this server reads {CONTENT_TYPE} only for {readable} (got {api_version or 'no apiVersion'} "
                 f"{kind or 'no kind'}): send application/json instead")
         obj = _message(unknown.get("raw", b""), kind)
     except (ValueError, UnicodeDecodeError) as err:

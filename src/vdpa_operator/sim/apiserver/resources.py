@@ -42,7 +42,7 @@ class ResourceType:
     status_subresource: bool = False
     """Writes to the main resource keep the stored status; only `/status` changes it."""
     subresources: tuple[str, ...] = ()
-    """Other subresources served (`eviction` for pods)."""
+    """Other subresources served: `eviction` for pods, `token` (TokenRequest) for service accounts."""
     status_dropped_on_create: bool = False
     """A create starts with no status (custom resources); Nodes keep the status the kubelet registers."""
     tracks_generation: bool = False
@@ -153,7 +153,7 @@ CORE_TYPES: tuple[ResourceType, ...] = (
     _builtin("", "Pod", "pods", True, ("po",), status=True, subresources=("eviction",), categories=("all",),
              field_labels=_POD_FIELDS, on_create=_pod_on_create),
     _builtin("", "Service", "services", True, ("svc",), status=True, name_rule=DNS1035, categories=("all",)),
-    _builtin("", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+    _builtin("", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),
     _builtin("events.k8s.io", "Event", "events", True, ("ev",)),
     _builtin("coordination.k8s.io", "Lease", "leases", True),
     _builtin("apps", "Deployment", "deployments", True, ("deploy",), status=True, generation=True,

@@ -1,15 +1,17 @@
 """The HTTP face of the store: kube-apiserver's URL layout, discovery, JSON bodies, watch streams.
 
 Handlers only translate: a URL becomes a `Target` (type, namespace, name, subresource), a request becomes one
-store call, a `StatusError` becomes a `Status` body. Behaviour lives in the store.
+store call, a `StatusError` becomes a `Status` body. Behaviour lives in the store. Every request first passes
+`_guard`: authentication (authn.py, 401 without a valid bearer token) and RBAC (rbac.py, 403), as
+kube-apiserver's filter chain does before routing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,8 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from vdpa_operator.sim.apiserver import errors, openapi, protobuf, tables, webhooks
+from vdpa_operator.sim.apiserver.authn import Authenticator, UserInfo
+from vdpa_operator.sim.apiserver.credentials import Credentials
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
+from vdpa_operator.sim.apiserver.kubeconfigs import CONTEXT, kubeconfig
 from vdpa_operator.sim.apiserver.patch import APPLY_PATCH
+from vdpa_operator.sim.apiserver.rbac import Authorizer, Denial, request_attributes
 from vdpa_operator.sim.apiserver.resources import Registry, ResourceType
 from vdpa_operator.sim.apiserver.selectors import both, field_selector, label_selector, selected_name
 from vdpa_operator.sim.apiserver.store import BOOKMARK, Store, WatchEvent, Write
@@ -29,6 +35,10 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 WATCHES = web.AppKey("watches", set[asyncio.Queue[WatchEvent | None]])
 WEBHOOKS = web.AppKey("webhooks", webhooks.Webhooks)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+AUTHORIZER = web.AppKey("authorizer", Authorizer)
+USER = web.RequestKey("user", UserInfo)
+"""Request key: who the request authenticated as."""
 WARNINGS = web.RequestKey("warnings", list[str])
 """Request key: the warnings a request collected (admission webhooks), sent as `Warning: 299` headers."""
 
@@ -101,6 +111,11 @@ def resolve(registry: Registry, group: str, version: str, tail: str) -> Target:
 # --- discovery ------------------------------------------------------------------------------------------------
 
 
+_SUBRESOURCE_KINDS = {"eviction": ("policy", "v1", "Eviction"),
+                      "token": ("authentication.k8s.io", "v1", "TokenRequest")}
+"""The create-only subresources served, and the kind each takes."""
+
+
 def _resource_list(registry: Registry, group: str, version: str) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     for rtype in registry.in_group_version(group, version):
@@ -116,9 +131,11 @@ def _resource_list(registry: Registry, group: str, version: str) -> dict[str, An
         if rtype.categories:
             entry["categories"] = list(rtype.categories)
         resources.append(entry)
-        if "eviction" in rtype.subresources:
-            resources.append({"name": f"{rtype.plural}/eviction", "singularName": "", "namespaced": rtype.namespaced,
-                              "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+        for subresource in rtype.subresources:
+            sub_group, sub_version, sub_kind = _SUBRESOURCE_KINDS[subresource]
+            resources.append({"name": f"{rtype.plural}/{subresource}", "singularName": "",
+                              "namespaced": rtype.namespaced, "group": sub_group, "version": sub_version,
+                              "kind": sub_kind, "verbs": ["create"]})
         if rtype.status_subresource:
             resources.append({
                 "name": f"{rtype.plural}/status",
@@ -141,6 +158,11 @@ def _api_group(group: str, versions: list[str]) -> dict[str, Any]:
 
 async def _version(request: web.Request) -> web.Response:
     return _json(VERSION)
+
+
+async def _health(request: web.Request) -> web.Response:
+    """/healthz, /livez, /readyz: the server answers, so it is."""
+    return web.Response(text="ok")
 
 
 async def _core_versions(request: web.Request) -> web.Response:
@@ -265,12 +287,27 @@ async def _dispatch(request: web.Request, store: Store, t: Target) -> web.Respon
     if method == "PUT" and t.subresource in (None, "status"):
         return _json(*await _write(request, store, t, "update"))
     if method == "PATCH" and t.subresource in (None, "status"):
+        if request.content_type == APPLY_PATCH:
+            _authorize_create_by_apply(request, store, t)
         return _json(*await _write(request, store, t, "patch"))
     if method == "DELETE" and t.subresource is None:
         return _json(*await _write(request, store, t, "delete"))
     if method == "POST" and t.subresource == "eviction":
         return _json(*await _write(request, store, t, "evict"))
+    if method == "POST" and t.subresource == "token":
+        return _json(request.app[AUTHENTICATOR].token_request(ns, t.name, await _body(request)), 201)
     raise errors.method_not_allowed(f"{method} is not supported on {t.rtype.group_resource} {t.name!r}")
+
+
+def _authorize_create_by_apply(request: web.Request, store: Store, t: Target) -> None:
+    """A server-side apply that would create the object needs `create` too, as kube-apiserver checks."""
+    try:
+        store.read(t.rtype, t.namespace or "", t.name or "")
+    except StatusError as err:
+        if err.code != 404:
+            raise
+        attributes = request_attributes(request.method, request.path, request.query)
+        request.app[AUTHORIZER].check(request[USER], dataclasses.replace(attributes, verb="create"))
 
 
 def _list(request: web.Request, store: Store, t: Target) -> web.Response:
@@ -466,7 +503,27 @@ def end_watches(app: web.Application) -> None:
 
 async def _close_store(app: web.Application) -> None:
     """A clean shutdown writes the state directory (store.close() waits for the writer thread)."""
+    app[AUTHORIZER].close()
     await asyncio.get_running_loop().run_in_executor(None, app[STORE].close)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Authenticate, then authorize, before anything is routed or read (kube's filter order): 401 without a valid
+    bearer token, 403 when RBAC allows nothing of the kind."""
+    app = request.app
+    try:
+        user = app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
+    except StatusError as err:
+        app[AUTHORIZER].record(Denial(err.code, "", None, f"{request.method} {request.path}: {err.message}"))
+        return _error(err)
+    try:
+        app[AUTHORIZER].check(user, request_attributes(request.method, request.path, request.query))
+    except StatusError as err:
+        return _error(err)
+    request[USER] = user
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 async def _end_watches_on_shutdown(app: web.Application) -> None:
@@ -474,15 +531,21 @@ async def _end_watches_on_shutdown(app: web.Application) -> None:
     end_watches(app)
 
 
-def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None) -> web.Application:
+def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None,
+             credentials: Credentials | None = None) -> web.Application:
     """The aiohttp application serving `store`. `webhook_services`: where admission webhooks given as a
-    `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port)."""
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port).
+    `credentials`: the admin token and token-signing key (default: new ones, valid as long as the app)."""
+    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[_guard])
     app[STORE] = store
+    app[AUTHENTICATOR] = Authenticator(store, credentials or Credentials.generate())
+    app[AUTHORIZER] = Authorizer(store)
     app[WATCHES] = set()
     app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)
     routes = app.router
     routes.add_get("/version", _version)
+    for path in ("/healthz", "/livez", "/readyz"):
+        routes.add_get(path, _health)
     for path in ("/api", "/api/"):
         routes.add_get(path, _core_versions)
     for path in ("/apis", "/apis/"):
@@ -501,16 +564,36 @@ def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | Non
 
 @dataclass
 class RunningServer:
-    """A started server: where it listens and how to stop it (on its own loop)."""
+    """A started server: where it listens, who it trusts, and how to stop it (on its own loop)."""
 
     runner: web.AppRunner
     host: str
     port: int
-    scheme: str = "http"
+    credentials: Credentials
+    tls: bool = True
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        """Where a client on this machine reaches the server (the loopback address for a wildcard bind)."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """Mints ServiceAccount tokens (`issue`)."""
+        return self.runner.app[AUTHENTICATOR]
+
+    @property
+    def authorizer(self) -> Authorizer:
+        """RBAC, and the requests it refused (`denials`)."""
+        return self.runner.app[AUTHORIZER]
+
+    def kubeconfig(self, token: str | None = None, namespace: str = "default", *,
+                   user: str = CONTEXT) -> dict[str, Any]:
+        """A kubeconfig for this server that trusts its CA and authenticates with `token` (default: the admin's)."""
+        return kubeconfig(self.url, token or self.credentials.admin_token, namespace, user=user,
+                          ca_bundle=self.credentials.ca.bundle if self.tls else None)
 
     def end_watches(self) -> None:
         """End open watch streams (clients re-watch from their last version); call on the server's loop."""
@@ -521,14 +604,17 @@ class RunningServer:
 
 
 async def start(
-    store: Store, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
-    webhook_services: Mapping[tuple[str, str], str] | None = None,
+    store: Store, host: str = "127.0.0.1", port: int = 0, *, tls: bool = True,
+    webhook_services: Mapping[tuple[str, str], str] | None = None, credentials: Credentials | None = None,
 ) -> RunningServer:
-    """Serve `store` on host:port (0: a free port) in the running loop; over HTTPS with `ssl_context`."""
-    runner = web.AppRunner(make_app(store, webhook_services), access_log=None, handler_cancellation=True,
-                           shutdown_timeout=2.0)
+    """Serve `store` on host:port (0: a free port) in the running loop, over HTTPS with a certificate from the
+    credentials' CA unless `tls` is False (kubectl then sends no token: fit for other clients only).
+    `credentials`: the admin token, token-signing key and CA (default: new ones, for as long as the server)."""
+    credentials = credentials or Credentials.generate()
+    runner = web.AppRunner(make_app(store, webhook_services, credentials), access_log=None,
+                           handler_cancellation=True, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, ssl_context=credentials.serving_context(host) if tls else None)
     await site.start()
     bound = runner.addresses[0][1]
-    return RunningServer(runner, host, bound, "https" if ssl_context is not None else "http")
+    return RunningServer(runner, host, bound, credentials, tls)
