@@ -20,10 +20,12 @@ CERT_SECRET = "operator-webhook-cert"
 
 
 def _address(text: str, option: str) -> tuple[str, int]:
+    """HOST:PORT; an empty HOST (`:8080`, as Go servers take it) is every interface, IPv4 and IPv6."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        _fail(f"{option} {text!r}: want HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)")
-    return host or "0.0.0.0", int(port)
+        _fail(f"{option} {text!r}: want HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port; :8080 every "
+              "interface)")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 @click.command("operator")
@@ -37,11 +39,11 @@ def _address(text: str, option: str) -> tuple[str, int]:
               help="Minutes a NodeState outlives its node [env; default 30].")
 @click.option("--dev-mode/--no-dev-mode", default=None,
               help="Admit NICs missing from the supported list [env DEV_MODE=TRUE].")
-@click.option("--health-address", default="0.0.0.0:8080", show_default=True,
-              help="HOST:PORT for /healthz, /readyz and /metrics.")
+@click.option("--health-address", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT for /healthz, /readyz and /metrics (in a pod: :8080, every interface).")
 @click.option("--webhook/--no-webhook", default=True, show_default=True, help="Serve the admission webhooks.")
-@click.option("--webhook-address", default="0.0.0.0:6443", show_default=True,
-              help="HOST:PORT of the HTTPS webhook listener.")
+@click.option("--webhook-address", default="127.0.0.1:6443", show_default=True,
+              help="HOST:PORT of the HTTPS webhook listener (in a pod: :6443, every interface).")
 @click.option("--webhook-url-host", default=None,
               help="Register the webhooks by URL https://HOST:PORT (local runs) instead of the in-cluster Service.")
 @click.option("--cert-dir", type=click.Path(file_okay=False), default=None,

@@ -48,8 +48,8 @@ SUPPORTED_NICS_CONFIGMAP = "supported-nic-ids"
 class OperatorOptions:
     kubeconfig: str | None = None
     settings: OperatorSettings = field(default_factory=OperatorSettings)
-    health_address: tuple[str, int] | None = ("0.0.0.0", 8080)
-    """Where /healthz, /readyz and /metrics listen; None: not served."""
+    health_address: tuple[str, int] | None = ("127.0.0.1", 8080)
+    """Where /healthz, /readyz and /metrics listen (host "": every interface); None: not served."""
     webhook: Any = None
     """`controller.webhook.WebhookOptions`, or None to serve no admission webhooks."""
     leader_election: bool = True

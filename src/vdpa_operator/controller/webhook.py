@@ -321,7 +321,8 @@ def webhook_configurations(
 class WebhookOptions:
     cert_dir: Path
     """Where the CA and serving certificate are kept (see `certs`)."""
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
+    """Where to listen: this machine only unless told ("": every interface, as the Deployment says)."""
     port: int = LISTEN_PORT
     """0: any free port (see `Operator.ports["webhook"]`)."""
     local_url_host: str | None = None
