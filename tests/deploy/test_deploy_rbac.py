@@ -43,23 +43,23 @@ def _each(verbs: str, group: str, resources: str, namespace: str, name: str = ""
 
 
 NETWORKS = "sriovnetworks sriovibnetworks ovsnetworks"
-OWN_KINDS = f"sriovnetworknodepolicies {NETWORKS} sriovnetworkpoolconfigs sriovoperatorconfigs"
+OWN_KINDS = "sriovnetworknodepolicies sriovnetworkpoolconfigs sriovoperatorconfigs"
+LEASE = "a56def2a.openshift.io"
 
 CALLS: dict[str, list[Call]] = {
     OPERATOR: [
         *_each("get list watch", GROUP, OWN_KINDS, NAMESPACE, why="informers (controller/informer_cache.py)"),
-        *_each("update patch", GROUP, f"{NETWORKS} sriovnetworkpoolconfigs sriovoperatorconfigs", NAMESPACE,
-               why="add and remove the operator's finalizers (upstream generic_network_controller.go, "
-                   "sriovnetworkpoolconfig_controller.go, sriovoperatorconfig_controller.go)"),
-        *_each("get update patch", GROUP, " ".join(f"{k}/status" for k in OWN_KINDS.split()), NAMESPACE,
-               why="status conditions"),
-        *_each("update", GROUP, " ".join(f"{k}/finalizers" for k in OWN_KINDS.split()), NAMESPACE,
-               why="blockOwnerDeletion owner references under OwnerReferencesPermissionEnforcement"),
-        *_each("get list watch create update patch delete", GROUP, "sriovnetworknodestates", NAMESPACE,
+        *_each("get list watch patch", GROUP, NETWORKS, TENANT,
+               why="informers in every namespace, finalizer and annotation patches (controller/networks.py)"),
+        *_each("patch", GROUP, " ".join(f"{k}/status" for k in NETWORKS.split()), TENANT,
+               why="the Ready condition (controller/networks.py _set_ready)"),
+        Call("update", GROUP, "sriovoperatorconfigs/finalizers", NAMESPACE, "default",
+             why="blockOwnerDeletion owner references to it under OwnerReferencesPermissionEnforcement"),
+        *_each("get list watch create patch delete", GROUP, "sriovnetworknodestates", NAMESPACE,
                why="node-state lifecycle and drain annotations (controller/sync.py, controller/drain.py)"),
         *_each("get create update", "", "configmaps", NAMESPACE, CONFIGMAP_NAME, why="controller/sync.py"),
         Call("get", "", "configmaps", NAMESPACE, "supported-nic-ids", why="controller/service.py"),
-        *_each("get create update", "coordination.k8s.io", "leases", NAMESPACE, why="controller/leader.py"),
+        *_each("get create update", "coordination.k8s.io", "leases", NAMESPACE, LEASE, why="controller/leader.py"),
         *_each("get update", "", "secrets", NAMESPACE, "operator-webhook-cert",
                why="controller/webhook.py: the shared webhook certificate"),
         Call("create", "", "secrets", NAMESPACE, why="controller/webhook.py: the shared webhook certificate"),
@@ -67,21 +67,20 @@ CALLS: dict[str, list[Call]] = {
         Call("list", "", "pods", TENANT, why="drain: the pods on a node, in every namespace"),
         Call("create", "", "pods/eviction", TENANT, why="drain"),
         Call("get", "", "namespaces", CLUSTER, TENANT, why="a network's target namespace must exist"),
-        *_each("create patch", "", "events", "default", why="events on Nodes go to the default namespace"),
-        *_each("create patch", "", "events", NAMESPACE, why="events on NodeStates and policies"),
-        *_each("get list watch create update patch delete", NAD, "network-attachment-definitions", TENANT,
-               why="one NAD per network in its target namespace"),
+        *_each("list watch", "", "namespaces", CLUSTER, why="a network waiting for its namespace (networks.py)"),
+        Call("create", "", "events", "default", why="events on Nodes go to the default namespace"),
+        Call("create", "", "events", NAMESPACE, why="events on NodeStates and policies"),
+        *_each("get list watch create update delete", NAD, "network-attachment-definitions", TENANT,
+               why="one NAD per network in its target namespace (controller/networks.py)"),
         *_each("patch", ADMISSION, "mutatingwebhookconfigurations validatingwebhookconfigurations", CLUSTER,
                WEBHOOK_CONFIG, why="controller/webhook.py register_webhooks: its CA into the caBundle"),
-        *_each("get update", ADMISSION, "mutatingwebhookconfigurations validatingwebhookconfigurations", CLUSTER,
-               WEBHOOK_CONFIG, why="read-modify-write of the same, as upstream's operator does"),
         *_each("create", ADMISSION, "mutatingwebhookconfigurations validatingwebhookconfigurations", CLUSTER,
                why="register_webhooks creates them when missing (create carries no name for RBAC)"),
     ],
     DAEMON: [
         *_each("get list watch", GROUP, "sriovnetworknodestates", NAMESPACE, "", "daemon/kube.py: get, list+watch"),
         Call("patch", GROUP, "sriovnetworknodestates", NAMESPACE, why="daemon/kube.py: desired-state annotation"),
-        *_each("get patch", GROUP, "sriovnetworknodestates/status", NAMESPACE, why="daemon/kube.py: status"),
+        Call("patch", GROUP, "sriovnetworknodestates/status", NAMESPACE, why="daemon/kube.py: status"),
         Call("get", GROUP, "sriovoperatorconfigs", NAMESPACE, "default", why="daemon/kube.py: disableDrain"),
         Call("create", "", "events", NAMESPACE, why="daemon/kube.py: events on its NodeState"),
         *_each("get patch", "", "nodes", CLUSTER, why="daemon/kube.py: sriovnetwork.openshift.io/state annotation"),
@@ -107,6 +106,10 @@ FORBIDDEN: dict[str, list[Call]] = {
         Call("create", "rbac.authorization.k8s.io", "clusterrolebindings", CLUSTER),
         Call("update", "", "configmaps", "kube-system", "kubeadm-config"),
         Call("delete", "", "configmaps", NAMESPACE, CONFIGMAP_NAME),
+        Call("get", "", "configmaps", NAMESPACE, "someone-elses"),
+        Call("update", "coordination.k8s.io", "leases", NAMESPACE, "someone-elses"),
+        Call("update", GROUP, "sriovnetworkpoolconfigs", NAMESPACE, "pool"),
+        Call("update", GROUP, "sriovnetworknodepolicies/status", NAMESPACE, "policy"),
     ],
     DAEMON: [
         Call("create", GROUP, "sriovnetworknodestates", NAMESPACE),
@@ -120,6 +123,7 @@ FORBIDDEN: dict[str, list[Call]] = {
         Call("list", "", "nodes", CLUSTER),
         Call("get", "", "secrets", NAMESPACE),
         Call("get", "", "configmaps", NAMESPACE, CONFIGMAP_NAME),
+        Call("get", GROUP, "sriovoperatorconfigs", NAMESPACE, "another"),
     ],
     DEVICE_PLUGIN: [
         Call("get", "", "nodes", CLUSTER, "worker-0"),
