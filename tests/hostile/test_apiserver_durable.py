@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import select
 import signal
 import subprocess
@@ -143,6 +144,33 @@ def test_every_acknowledged_create_survives_sigkill_and_versions_never_go_back(t
         after = http.post(CONFIGMAPS, json={"metadata": {"name": "after-the-kill"}})
         assert after.status_code == 201, after.text
         assert int(after.json()["metadata"]["resourceVersion"]) > handed_out
+
+
+def test_a_write_the_disk_refuses_is_a_500_never_an_acknowledgement(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with server(tmp_path, data) as api, api.client(timeout=10) as http:
+        acknowledged = [http.post(CONFIGMAPS, json={"metadata": {"name": f"before-{i}"}}).json() for i in range(20)]
+        # The disk is full as far as the server can tell: its files may not grow (Python ignores SIGXFSZ, so a
+        # write past the limit fails with EFBIG).
+        wal = data / "state.db-wal"
+        resource.prlimit(api.process.pid, resource.RLIMIT_FSIZE, (wal.stat().st_size, resource.RLIM_INFINITY))
+        refused = http.post(CONFIGMAPS, json={"metadata": {"name": "refused"}, "data": {"k": "v" * 20_000}})
+        assert refused.status_code == 500, refused.text
+        assert refused.json()["reason"] == "InternalError"
+        assert f"{data / 'state.db'}: the change was not saved" in refused.json()["message"]
+        assert http.get(f"{CONFIGMAPS}/before-0").status_code == 200  # reads go on
+
+        resource.prlimit(api.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        after = http.post(CONFIGMAPS, json={"metadata": {"name": "after"}})
+        assert after.status_code == 201, after.text
+        api.process.kill()
+        api.process.wait(10)
+
+    with server(tmp_path, data) as api, api.client(timeout=10) as http:
+        for obj in [*acknowledged, after.json()]:
+            assert http.get(f"{CONFIGMAPS}/{obj['metadata']['name']}").json() == obj
+        # The refused change stayed queued and went to disk with the next commit: its outcome was unknown.
+        assert http.get(f"{CONFIGMAPS}/refused").status_code == 200
 
 
 def state_db(tmp_path: Path) -> Path:

@@ -1,14 +1,14 @@
 """Durable storage of a store's objects in `<data-dir>/state.db`: a write is acknowledged only once it is on
 disk, and a resourceVersion once handed out is never handed out again, whatever kills the server.
 
-Why SQLite (WAL mode, `synchronous=FULL`, the standard library's `sqlite3`) and not a log of our own: measured
-on the development VM (ext4 on virtio, 2 cores; `bench/apiserver_durable.py --options`), an fsync'd append-only
-log commits about 1.5 times as many writes per second as SQLite, one write per commit (about 3,900 against
-2,500) and batched alike (about 19,900 against 15,400 at 8 writes a commit), but both are far above what the
-HTTP layer feeds them once commits are grouped, and end to end the two differ by less than the run-to-run
-noise. SQLite brings what a home-made log would have to grow and get right: torn-write and partial-commit
-recovery (checksummed WAL frames), a table of current objects instead of snapshot-plus-log compaction, and an
-integrity check for a damaged file.
+Why SQLite (WAL mode, `synchronous=FULL`, the standard library's `sqlite3`) and not a log of our own: on the
+development VM (ext4 on virtio, 2 cores shared; `bench/apiserver_durable.py --options`), an append-only log
+with fdatasync commits 1.5 to 2.5 times as many writes per second as SQLite (about 5,500-7,300 against
+3,300-4,500 at one write a commit; 37,000-54,000 against 16,000-21,000 at 8), but the server needs far fewer:
+at about 2,000 durable creates/s it commits some 650 times a second (about three creates a commit), and what bounds
+it is the disk's sync latency, which both pay alike. SQLite brings what a home-made log would have to grow and
+get right: recovery from a torn or partial commit (checksummed WAL frames), a table of current objects instead
+of snapshot-plus-log compaction, and an integrity check that names a damaged file.
 
 Group commit: the store calls `record()` for each change under its lock (cheap: the change is queued; objects
 are copy-on-write, so they are encoded later), and a write waits for `durable()` (or `wait()`, without an event
@@ -95,12 +95,14 @@ class Persister:
         self.directory = directory
         self.path = directory / DB_FILE
         self._lock = threading.Lock()
-        """Guards the queue and the committer (the store's lock is held by `record()` only)."""
+        """Guards the queue and the commits to come (the store's lock is held by `record()` only)."""
         self._pending: dict[Key, dict[str, Any] | None] = {}
         self._pending_rv = 0
         self._durable_rv = 0
         self._reserved = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._next_commit: concurrent.futures.Future[None] | None = None
+        """The commit not started yet: it will take every change queued until it starts."""
         self._db_lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -126,10 +128,17 @@ class Persister:
         if rv <= self._durable_rv:
             return None
         with self._lock:
-            if self._committer is None:
-                self._committer = concurrent.futures.ThreadPoolExecutor(1, f"commit-{self.directory.name}")
-            committed = self._committer.submit(self.wait, rv)
-        return asyncio.wrap_future(committed)
+            if self._next_commit is None:
+                if self._committer is None:
+                    self._committer = concurrent.futures.ThreadPoolExecutor(1, f"commit-{self.directory.name}")
+                self._next_commit = self._committer.submit(self._commit_next)
+            return asyncio.wrap_future(self._next_commit)
+
+    def _commit_next(self) -> None:
+        """On the committer thread: from now on, a change needs the commit after this one."""
+        with self._lock:
+            self._next_commit = None
+        self.commit()
 
     def wait(self, rv: int) -> None:
         """Commit now unless every change up to `rv` already is (raises `StorageError` if the commit fails)."""
