@@ -7,10 +7,14 @@ per create is printed beside each figure.
 
 Before (commit 4f871b5: a write-behind JSON snapshot every 0.2 s, so a SIGKILL lost the creates of the last
 0.2 s and the next server re-used their resourceVersions), measured with this script on the 2-core development
-VM, 8 clients, 10,000 creates: BEFORE_CREATES_PER_S with `--data-dir`, BEFORE_PEER_CREATES_PER_S in memory.
-Now each create waits for an fsync (shared by the creates that came meanwhile), so the figure is bound by the
-disk's sync latency, not by the server. Goal: GOAL_CREATES_PER_S durable creates/s with 8 clients, so the
-NodeStates of a 1,000-node cluster are written within a second.
+VM, 8 clients, 10,000 creates, median of 3 at a quiet moment: BEFORE_CREATES_PER_S with `--data-dir`,
+BEFORE_PEER_CREATES_PER_S in memory. The VM is shared, so figures move by 2x from run to run: run alternately
+with 4f871b5 under the same load, the write-behind did 1,460-1,960/s and the durable store 1,170-1,510/s
+(server CPU about 250 against 340 µs a create). Each create now waits for an fsync (shared by the creates that
+came meanwhile), so the figure is bound by the disk's sync latency more than by the server.
+
+Goal: GOAL_CREATES_PER_S durable creates/s with 8 clients, so the NodeStates of a 1,000-node cluster are written
+within a second.
 
 `--options` measures instead what chose the store (sim/apiserver/persist.py): commits per second of SQLite in
 WAL mode with synchronous=FULL against an append-only log with fdatasync, one write a commit and 8 a commit.
@@ -39,8 +43,8 @@ import aiohttp
 import yaml
 from common import stop, verdict
 
-BEFORE_CREATES_PER_S = 4200
-BEFORE_PEER_CREATES_PER_S = 5500
+BEFORE_CREATES_PER_S = 4580
+BEFORE_PEER_CREATES_PER_S = 6020
 GOAL_CREATES_PER_S = 1000
 RUN_SIM = "from vdpa_operator.cli_sim import sim; sim(prog_name='vdpactl sim')"
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
