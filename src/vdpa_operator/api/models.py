@@ -145,26 +145,29 @@ class SriovNetworkNodePolicy(Resource):
 # --- SriovNetworkNodeState ------------------------------------------------------------------------------------
 
 
+# The NodeState spec's values are what the daemon acts on, so its CRD refuses what no policy could render (an
+# unknown vdpaType, a negative numVfs), though upstream's Go types carry no markers here. "" is Go's omitempty:
+# the same as absent.
 class VfGroup(KubeModel):
     resource_name: str = Field("", alias="resourceName")
-    device_type: str = Field("", alias="deviceType")
+    device_type: Literal["", DeviceType] = Field("", alias="deviceType")
     vf_range: str = Field("", alias="vfRange")
     """"start-end", inclusive."""
     policy_name: str = Field("", alias="policyName")
-    mtu: int = 0
+    mtu: Annotated[int, Field(ge=0)] = 0
     is_rdma: bool = Field(False, alias="isRdma")
-    vdpa_type: str = Field("", alias="vdpaType")
+    vdpa_type: Literal["", VdpaType] = Field("", alias="vdpaType")
 
 
 class Interface(KubeModel):
     """Desired configuration of one PF."""
 
     pci_address: str = Field(alias="pciAddress")
-    num_vfs: int = Field(0, alias="numVfs")
-    mtu: int = 0
+    num_vfs: Annotated[int, Field(ge=0)] = Field(0, alias="numVfs")
+    mtu: Annotated[int, Field(ge=0)] = 0
     name: str = ""
-    link_type: str = Field("", alias="linkType")
-    eswitch_mode: str = Field("", alias="eSwitchMode")
+    link_type: Literal["", LinkType] = Field("", alias="linkType")
+    eswitch_mode: Literal["", EswitchMode] = Field("", alias="eSwitchMode")
     vf_groups: list[VfGroup] = Field(default_factory=list, alias="vfGroups")
     externally_managed: bool = Field(False, alias="externallyManaged")
 

@@ -2,8 +2,8 @@
 Kubernetes-compatible API server in the foreground, with the project's CRDs, for kubectl, the operator and the
 node daemon to talk to. Thin: parse flags, start the server, write a kubeconfig, wait for SIGINT/SIGTERM.
 
-Exit codes: 0 stopped by a signal, 1 the server could not start (address in use, unreadable data dir),
-2 bad flags.
+Exit codes: 0 stopped by a signal, 1 the server could not start (address in use), 2 bad flags or a data dir
+it cannot use (a damaged file, another server on it).
 """
 
 from __future__ import annotations
@@ -83,10 +83,13 @@ async def _serve(host: str, port: int, data_dir: Path | None, kubeconfig_path: P
     # Imported here: the simulator is not needed by the rest of vdpactl (and product code never imports it).
     from vdpa_operator.sim.apiserver import default_store, start, write_kubeconfig
     from vdpa_operator.sim.apiserver.credentials import Credentials
+    from vdpa_operator.sim.apiserver.persist import DataDirError
 
     try:
         store = default_store(persist_dir=data_dir)
         credentials = Credentials.load_or_create(data_dir)
+    except DataDirError as err:
+        _fail(str(err))  # a damaged or foreign file: bad input, the message says what to do
     except (OSError, ValueError) as err:
         _fail(f"--data-dir {data_dir}: {err}", EXIT_FAILED)
     try:

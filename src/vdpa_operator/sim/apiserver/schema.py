@@ -201,13 +201,19 @@ def validate(node: Node, obj: Any) -> list[Cause]:
     return causes
 
 
+_INT64 = range(-(2**63), 2**63)
+_JSON_INTEGER = 2.0**53
+"""kube-openapi takes a float as an integer only up to 2^53 (swag.IsFloat64AJSONInteger)."""
+
+
 def _json_type(value: Any) -> str:
+    """The value's type as the API server sees it: an integer beyond int64 decodes as a float64 there."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
-        return "integer"
+        return "integer" if value in _INT64 else "number"
     if isinstance(value, float):
         return "number"
     if isinstance(value, str):
@@ -222,7 +228,8 @@ def _type_ok(types: tuple[str, ...], actual: str, value: Any) -> bool:
         return True
     if actual == "integer" and "number" in types:
         return True
-    return actual == "number" and "integer" in types and float(value).is_integer()
+    return (actual == "number" and "integer" in types and float(value).is_integer()
+            and abs(float(value)) <= _JSON_INTEGER)
 
 
 def _check(node: Node, value: Any, path: str, causes: list[Cause]) -> None:

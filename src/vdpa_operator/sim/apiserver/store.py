@@ -308,12 +308,12 @@ class Store:
         log_size: int = DEFAULT_LOG_SIZE,
         namespaces: Iterable[str] = BUILTIN_NAMESPACES,
         persist_dir: str | Path | None = None,
-        flush_interval: float = persist.DEFAULT_INTERVAL,
         bookmark_interval: float = DEFAULT_BOOKMARK_INTERVAL,
     ) -> None:
         """`types`: built-in kinds; `crds`: CustomResourceDefinitions installed at start (created, or updated
-        when a restored state holds an older version); `persist_dir`: keep the state there across restarts
-        (memory only without); `bookmark_interval`: how long a watch that allows bookmarks may stay silent."""
+        when a restored state holds an older version); `persist_dir`: keep the state there across restarts,
+        each write on disk before it returns (memory only without; `persist.DataDirError` when the directory
+        cannot be used); `bookmark_interval`: how long a watch that allows bookmarks may stay silent."""
         self.registry = Registry(types)
         self.bookmark_interval = bookmark_interval
         self._lock = threading.RLock()
@@ -329,11 +329,8 @@ class Store:
         self._snapshots: collections.OrderedDict[str, tuple[int, list[Object]]] = collections.OrderedDict()
         self._persister: persist.Persister | None = None
         if persist_dir is not None:
-            directory = Path(persist_dir)
-            state = persist.load(directory)
-            if state is not None:
-                self._restore(state)
-            self._persister = persist.Persister(directory, self._snapshot_state, flush_interval)
+            self._persister = persist.Persister(Path(persist_dir))
+            self._restore(self._persister.state)
         ns_type = self.registry.lookup("", "v1", "namespaces")
         if ns_type is not None:
             for ns in namespaces:
@@ -415,15 +412,15 @@ class Store:
 
     def create(self, rtype: ResourceType, namespace: str, body: Any, *, dry_run: bool = False) -> Object:
         """POST: a private copy of the object as stored (decoded, defaulted, validated)."""
-        return copy.deepcopy(_run_sync(self.write(
-            Write("create", rtype, namespace, body=copy.deepcopy(body), dry_run=dry_run))))
+        return copy.deepcopy(self._write_sync(
+            Write("create", rtype, namespace, body=copy.deepcopy(body), dry_run=dry_run)))
 
     def update(
         self, rtype: ResourceType, namespace: str, name: str, body: Any, *, subresource: str | None = None
     ) -> Object:
         """PUT: replace the object (or only its status, with subresource="status")."""
-        return copy.deepcopy(_run_sync(self.write(
-            Write("update", rtype, namespace, name, copy.deepcopy(body), subresource))))
+        return copy.deepcopy(self._write_sync(
+            Write("update", rtype, namespace, name, copy.deepcopy(body), subresource)))
 
     def patch(
         self, rtype: ResourceType, namespace: str, name: str, content_type: str, patch: Any, *,
@@ -431,19 +428,41 @@ class Store:
     ) -> Object:
         """PATCH: apply the patch to the stored object, then update with what results. A resourceVersion in
         the patch is a precondition, as in kube-apiserver."""
-        return copy.deepcopy(_run_sync(self.write(Write(
+        return copy.deepcopy(self._write_sync(Write(
             "patch", rtype, namespace, name, copy.deepcopy(patch), subresource, content_type,
-            field_manager=field_manager))))
+            field_manager=field_manager)))
 
     def delete(self, rtype: ResourceType, namespace: str, name: str, options: Any = None) -> Object:
         """DELETE: gone at once, or terminating (deletionTimestamp set) while finalizers remain."""
-        return copy.deepcopy(_run_sync(self.write(Write("delete", rtype, namespace, name, options))))
+        return copy.deepcopy(self._write_sync(Write("delete", rtype, namespace, name, options)))
+
+    def _write_sync(self, request: Write) -> Object:
+        """`write` without admission and without an event loop: blocks until the write is on disk."""
+        obj = _run_sync(self._write(request, None))
+        if self._persister is not None and not request.dry_run:
+            try:
+                self._persister.wait(self._rv)
+            except persist.StorageError as err:
+                raise _not_saved(err) from err
+        return obj
 
     # --- writes: the pipeline -----------------------------------------------------------------------------------
 
     async def write(self, request: Write, admission: Admission | None = None) -> Object:
         """Run one write through decoding, admission, the strategy and validation, and commit it. Returns the
-        object as stored (shared: do not change it), or a Status object for an eviction."""
+        object as stored (shared: do not change it), or a Status object for an eviction. With a state
+        directory it returns once the write, and every one before it, is on disk (500 if that failed)."""
+        obj = await self._write(request, admission)
+        if self._persister is not None and not request.dry_run:
+            committed = self._persister.durable(self._rv)
+            if committed is not None:
+                try:
+                    await committed
+                except persist.StorageError as err:
+                    raise _not_saved(err) from err
+        return obj
+
+    async def _write(self, request: Write, admission: Admission | None) -> Object:
         self._check_options(request)
         warned = len(request.warnings)
         for _ in range(_RETRIES):
@@ -825,11 +844,17 @@ class Store:
             self.registry.replace(_crd_resource(gone), [])
 
     def _emit(self, kind: str, rtype: ResourceType, obj: Object, old: Object | None) -> None:
-        """Commit one change: a new resourceVersion, storage, the log, the listeners, the state file."""
-        self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        bucket = self._data.setdefault(rtype.group_resource, {})
+        """Commit one change: a new resourceVersion, the state directory's queue, storage, the log, the
+        listeners. When no resourceVersion can be reserved on disk, a 500 leaves everything as it was."""
         key = (_namespace(obj), _name(obj))
+        obj["metadata"]["resourceVersion"] = str(self._rv + 1)
+        if self._persister is not None:
+            try:
+                self._persister.record(rtype.group_resource, *key, None if kind == DELETED else obj, self._rv + 1)
+            except persist.StorageError as err:
+                raise _not_saved(err) from err
+        self._rv += 1
+        bucket = self._data.setdefault(rtype.group_resource, {})
         if kind == DELETED:
             bucket.pop(key, None)
         else:
@@ -845,8 +870,6 @@ class Store:
                 listener(event)
             except Exception:  # a broken watcher must not fail the write
                 log.exception("watch listener failed on %s %s", kind, key[1])
-        if self._persister is not None:
-            self._persister.touch()
 
     # --- namespaces ---------------------------------------------------------------------------------------------
 
@@ -1000,20 +1023,15 @@ class Store:
     # --- persistence --------------------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write the state directory now (no-op without one)."""
+        """Wait until every write so far is on disk (no-op without a state directory)."""
         if self._persister is not None:
-            self._persister.flush()
+            self._persister.wait(self._rv)
 
     def close(self) -> None:
-        """Stop the background writer and write what is pending, as a clean shutdown does. The store stays
-        usable (a later write starts the writer again)."""
+        """Commit what is queued and let go of the state directory, as a clean shutdown does. The store stays
+        usable (a later write takes the directory again)."""
         if self._persister is not None:
             self._persister.close()
-
-    def _snapshot_state(self) -> dict[str, Any]:
-        with self._lock:
-            return {"resourceVersion": self._rv,
-                    "resources": {gr: list(bucket.values()) for gr, bucket in self._data.items() if bucket}}
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Load a snapshot: CRDs first (they define the types), then every object, defaulted as read."""
@@ -1052,6 +1070,11 @@ class Store:
 
     def _stored(self, rtype: ResourceType, namespace: str, name: str) -> Object | None:
         return self._data.get(rtype.group_resource, {}).get((namespace if rtype.namespaced else "", name))
+
+
+def _not_saved(err: persist.StorageError) -> StatusError:
+    """A write the state directory could not take: 500, as kube-apiserver answers when etcd fails one."""
+    return StatusError(500, "InternalError", f"Internal error occurred: {err}")
 
 
 def _crd_resource(crd: Mapping[str, Any]) -> str:
