@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -46,8 +47,7 @@ class CniServer:
         await self._runner.setup()
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
-        await web.UnixSite(self._runner, str(self.socket)).start()
-        os.chmod(self.socket, 0o600)  # only root (the runtime) may ask for interfaces
+        await web.SockSite(self._runner, private_unix_socket(self.socket)).start()
         logger.info("CNI server listening on %s (bridge %s)", self.socket, self.plugin.settings.bridge)
 
     async def stop(self) -> None:
@@ -89,3 +89,16 @@ class CniServer:
         except Exception as exc:
             logger.warning("cannot read pod %s/%s's annotations: %s", namespace, pod, exc)
             return None
+
+
+def private_unix_socket(path: Path) -> socket.socket:
+    """A unix socket bound at `path` with mode 0600 from the first moment (only root, the runtime, may ask for
+    interfaces): Linux gives the bound file the socket inode's mode, which fchmod sets before bind."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        os.fchmod(sock.fileno(), 0o600)
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    return sock
