@@ -19,11 +19,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VfGroup
-from vdpa_operator.api.selection import index_in_range
-from vdpa_operator.daemon.observed import Observation, PfFacts
-from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, is_pci_address, vdpa_name
-from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
-from vdpa_operator.render.nodestate import (
+from vdpa_operator.api.nodestate import (
     DEVICE_TYPE_VFIO_PCI,
     DPDK_DRIVERS,
     ESWITCH_LEGACY,
@@ -32,6 +28,10 @@ from vdpa_operator.render.nodestate import (
     effective_eswitch_mode,
     need_to_update_sriov,
 )
+from vdpa_operator.api.selection import index_in_range
+from vdpa_operator.daemon.observed import Observation, PfFacts
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, is_pci_address, vdpa_name
+from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
 
 DEFAULT_VF_DRIVER = "mlx5_core"
 FLOW_STEERING_PARAM = "flow_steering_mode"
