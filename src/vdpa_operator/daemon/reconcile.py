@@ -29,8 +29,8 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeState,
 )
 from vdpa_operator.daemon.apply import ApplyResult
-from vdpa_operator.daemon.cluster import NodeStateApi
 from vdpa_operator.daemon.node import NodeAgent, status_changed, status_patch
+from vdpa_operator.daemon.nodestate_client import NodeStateApi
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError
 from vdpa_operator.daemon.store import StoreError
