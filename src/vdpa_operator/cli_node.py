@@ -26,7 +26,8 @@ from vdpa_operator.cli_common import fail as _fail
 from vdpa_operator.cli_common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import Plan, PlanError, Step
+from vdpa_operator.daemon.plan import Plan, PlanError
+from vdpa_operator.daemon.steps import Step, step_to_dict
 from vdpa_operator.daemon.store import DEFAULT_ROOT, DaemonStore, StoreError
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host
@@ -144,7 +145,7 @@ def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
     planned = _plan(agent, state, _observe(agent))
     if output == "json":
         click.echo(json.dumps({"configure": planned.configure, "reset": planned.reset, "drain": planned.drain,
-                               "notes": planned.notes, "steps": [s.to_dict() for s in planned.steps]}, indent=2))
+                               "notes": planned.notes, "steps": [step_to_dict(s) for s in planned.steps]}, indent=2))
         return
     _print_plan(planned)
 
