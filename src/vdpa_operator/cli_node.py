@@ -7,15 +7,18 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
+from vdpa_operator.api.decoding import FieldIssue
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
+from vdpa_operator.api.nodestate_checks import spec_problems
 from vdpa_operator.cli_common import (
     EXIT_FAILED,
     configure_logging,
@@ -26,7 +29,7 @@ from vdpa_operator.cli_common import fail as _fail
 from vdpa_operator.cli_common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import Plan, PlanError
+from vdpa_operator.daemon.plan import InvalidSpec, Plan, PlanError
 from vdpa_operator.daemon.steps import Step, step_to_dict
 from vdpa_operator.daemon.store import DEFAULT_ROOT, DaemonStore, StoreError
 from vdpa_operator.host.errors import HostError
@@ -110,7 +113,31 @@ def _read_state(path: str, node_name: str | None) -> SriovNetworkNodeState:
         wanted = f" named {node_name}" if node_name else ""
         _fail(f"{path}: expected one SriovNetworkNodeState{wanted}, found {names}"
               + ("; choose one with --node-name" if len(states) > 1 else ""))
+    issues = spec_problems(states[0].spec)  # what needs no node to tell; sriov_totalvfs is checked by the plan
+    if issues:
+        _invalid_spec(path, states[0], issues)
     return states[0]
+
+
+def _invalid_spec(path: str, state: SriovNetworkNodeState, issues: Sequence[FieldIssue]) -> NoReturn:
+    """Exit 2 naming each field the daemon cannot act on, with its file and line."""
+    lines = _field_lines(path, state.name)
+    what = f'{state.KIND} "{state.name}"'
+    _fail("; ".join(f"{path}:{lines(issue)}: {what}: {issue}" if lines else f"{path}: {what}: {issue}"
+                    for issue in issues))
+
+
+def _field_lines(path: str, name: str) -> Callable[[FieldIssue], int] | None:
+    """`issue → line` for the fields of the NodeState `name` in `path` (read again: only an error needs it); None
+    when the file cannot be read again (standard input)."""
+    if path == "-":
+        return None
+    for doc in yamlio.read_documents(path):
+        for item, prefix in yamlio.iter_items(doc.value):
+            if (isinstance(item, dict) and item.get("kind") == SriovNetworkNodeState.KIND
+                    and (item.get("metadata") or {}).get("name") == name):
+                return lambda issue, doc=doc, prefix=prefix: doc.line_of((*prefix, *issue.loc))
+    return None
 
 
 @click.group()
@@ -142,7 +169,7 @@ def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
     """Print the steps that would bring this node to the NodeState's spec; change nothing."""
     state = _read_state(path, node_name)
     agent = HostChoice(**host).agent()
-    planned = _plan(agent, state, _observe(agent))
+    planned = _plan(agent, path, state, _observe(agent))
     if output == "json":
         click.echo(json.dumps({"configure": planned.configure, "reset": planned.reset, "drain": planned.drain,
                                "notes": planned.notes, "steps": [step_to_dict(s) for s in planned.steps]}, indent=2))
@@ -150,12 +177,14 @@ def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
     _print_plan(planned)
 
 
-def _plan(agent: NodeAgent, state: SriovNetworkNodeState, observed: Observation) -> Plan:
+def _plan(agent: NodeAgent, path: str, state: SriovNetworkNodeState, observed: Observation) -> Plan:
     interrupted = agent.interrupted()
     if interrupted:
         _note(f"an earlier apply was interrupted; re-checking {', '.join(interrupted)} in full")
     try:
         return agent.plan(state.spec, observed)
+    except InvalidSpec as exc:
+        _invalid_spec(path, state, exc.issues)
     except PlanError as exc:
         _fail(f"cannot apply {state.name}: {exc}", EXIT_FAILED)
 
@@ -179,11 +208,12 @@ def apply(path: str, node_name: str | None, output: str, **host: Any) -> None:
     """Apply a NodeState's spec to this node now, printing each step, then print the resulting status.
 
     Exit 0 when the node converged (status Succeeded), 1 when a step failed (status Failed, with the step, the
-    object and the errno), 2 when the input cannot be read. Interrupted, it picks up where it stopped."""
+    object and the errno), 2 when the input cannot be read or the spec holds a value the daemon cannot act on
+    (each named by its field). Interrupted, it picks up where it stopped."""
     state = _read_state(path, node_name)
     agent = HostChoice(**host).agent()
     observed = _observe(agent)
-    planned = _plan(agent, state, observed)
+    planned = _plan(agent, path, state, observed)
     for text in planned.notes:
         _note(text)
     if not planned.steps:

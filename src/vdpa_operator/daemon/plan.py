@@ -6,18 +6,20 @@ PF to configure: record, hw-tc-offload, flow steering (while legacy), udev rules
 switchdev, the representor rule, PF MTU, then per VF: default driver, admin MAC, vDPA devices, MTU; PF up;
 udev reload; then resets of PFs the operator configured that left the spec; then OVS hw-offload.
 
-A PF is configured when upstream's drift predicate (`need_to_update_sriov`) says so, or when an interrupted
-apply touched it (`force`). Within a configured PF a step is planned only where the node differs, so a plan
-for a converged node is empty and re-running any plan is harmless. Steps that depend on what an earlier step
-creates (the addresses and MACs of VFs that do not exist yet) name the VF by index; the applier resolves them.
-The step kinds are `daemon.steps`.
+A spec is checked as a whole first (`api.nodestate_checks`): values the daemon cannot act on are refused
+before anything is planned. A PF is configured when upstream's drift predicate (`need_to_update_sriov`) says
+so, or when an interrupted apply touched it (`force`). Within a configured PF a step is planned only where the
+node differs, so a plan for a converged node is empty and re-running any plan is harmless. Steps that depend on
+what an earlier step creates (the addresses and MACs of VFs that do not exist yet) name the VF by index; the
+applier resolves them. The step kinds are `daemon.steps`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from vdpa_operator.api.decoding import FieldIssue
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VfGroup
 from vdpa_operator.api.nodestate import (
     DEVICE_TYPE_VFIO_PCI,
@@ -28,6 +30,7 @@ from vdpa_operator.api.nodestate import (
     effective_eswitch_mode,
     need_to_update_sriov,
 )
+from vdpa_operator.api.nodestate_checks import spec_problems
 from vdpa_operator.api.selection import index_in_range
 from vdpa_operator.daemon.observed import Observation, PfFacts
 from vdpa_operator.daemon.steps import (
@@ -94,9 +97,13 @@ class Plan:
 class PlanError(Exception):
     """The spec cannot be applied to this node as it is (nothing was changed)."""
 
-    def __init__(self, pf: str, message: str) -> None:
-        self.pf = pf
-        super().__init__(f"{pf}: {message}")
+
+class InvalidSpec(PlanError):
+    """The spec holds values the daemon cannot act on (`api.nodestate_checks`): bad input, not a node problem."""
+
+    def __init__(self, issues: Sequence[FieldIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(str(issue) for issue in self.issues))
 
 
 # --- the plan ---------------------------------------------------------------------------------------------------
@@ -106,7 +113,11 @@ def plan(spec: SriovNetworkNodeStateSpec, observed: Observation, *, vf_device_id
          force: Collection[str] = ()) -> Plan:
     """The steps that bring the node to `spec`. `vf_device_ids` are the supported VF device ids (the
     NetworkManager udev rule lists them); `force` are PFs to configure even without drift (an interrupted
-    apply). Raises PlanError for a spec this node cannot take, before anything is planned."""
+    apply). Raises InvalidSpec for values the daemon cannot act on and PlanError for a spec this node cannot take,
+    before anything is planned."""
+    issues = spec_problems(spec, {i.pci_address: i.total_vfs for i in observed.interfaces})
+    if issues:
+        raise InvalidSpec(issues)
     vf_ids = tuple(vf_device_ids)
     notes: list[str] = []
     configure: list[tuple[Interface, InterfaceExt]] = []
@@ -204,9 +215,6 @@ def _configure_pf(iface: Interface, status: InterfaceExt, observed: Observation,
     if iface.externally_managed:
         _check_externally_managed(iface, status)
     else:
-        if iface.num_vfs > status.total_vfs:
-            raise PlanError(pf, f"numVfs {iface.num_vfs} is larger than sriov_totalvfs {status.total_vfs}; "
-                                "lower numVfs in the policy or enable more VFs in the NIC firmware")
         numvfs = status.num_vfs
         if target == ESWITCH_SWITCHDEV:
             if facts.hw_tc_offload is False:
@@ -267,15 +275,15 @@ def _check_externally_managed(iface: Interface, status: InterfaceExt) -> None:
     """Upstream `checkExternallyManagedPF`: the admin set the PF up; the operator only checks it."""
     pf = iface.pci_address
     if iface.num_vfs > status.num_vfs:
-        raise PlanError(pf, f"numVfs {iface.num_vfs} is more than the {status.num_vfs} VFs present, and the policy "
-                            "marks the PF externallyManaged: create the VFs on the host first")
+        raise PlanError(f"{pf}: numVfs {iface.num_vfs} is more than the {status.num_vfs} VFs present, and the "
+                        "policy marks the PF externallyManaged: create the VFs on the host first")
     current, wanted = effective_eswitch_mode(status.eswitch_mode), effective_eswitch_mode(iface.eswitch_mode)
     if current != wanted:
-        raise PlanError(pf, f"eSwitchMode {wanted!r} differs from the configured {current!r}, and the policy marks "
-                            "the PF externallyManaged: set the eswitch mode on the host first")
+        raise PlanError(f"{pf}: eSwitchMode {wanted!r} differs from the configured {current!r}, and the policy "
+                        "marks the PF externallyManaged: set the eswitch mode on the host first")
     if iface.mtu > 0 and iface.mtu > status.mtu:
-        raise PlanError(pf, f"mtu {iface.mtu} is greater than the configured {status.mtu}, and the policy marks the "
-                            "PF externallyManaged: raise the PF MTU on the host first")
+        raise PlanError(f"{pf}: mtu {iface.mtu} is greater than the configured {status.mtu}, and the policy marks "
+                        "the PF externallyManaged: raise the PF MTU on the host first")
 
 
 def _vfs_at_vf_stage(iface: Interface, status: InterfaceExt, facts: PfFacts, recreated: bool) -> list[_Vf]:

@@ -3,8 +3,9 @@
 
 Differences from upstream, on purpose: a failed apply is reported as `syncStatus: Failed` with a
 `lastSyncError` naming the step and the object (upstream leaves daemon-mode failures at `InProgress`), and
-retried with exponential backoff; a spec that cannot be applied at all (more VFs than the NIC has, an
-externally managed PF that is not ready) fails before anything is touched.
+retried with exponential backoff; a spec that cannot be applied at all (a value the daemon cannot act on,
+named by its field; more VFs than the NIC has; an externally managed PF that is not ready) fails the same way
+before anything is touched, and the daemon goes on watching for the next spec.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VirtualFunction
 from vdpa_operator.daemon.observed import Observation, PfFacts
-from vdpa_operator.daemon.plan import Plan, PlanError, plan
+from vdpa_operator.daemon.plan import InvalidSpec, Plan, PlanError, plan
 from vdpa_operator.daemon.steps import (
     BindDpdk,
     BindVdpa,
@@ -214,7 +214,8 @@ def test_flow_steering_left_alone_when_absent_empty_or_smfs(steering: str | None
 
 
 def test_too_many_vfs_is_refused_before_anything_runs() -> None:
-    with pytest.raises(PlanError, match=r"0000:65:00.0: numVfs 9 is larger than sriov_totalvfs 8"):
+    with pytest.raises(InvalidSpec, match=r"spec.interfaces\[0\].numVfs: 9 is more than the 8 VFs 0000:65:00.0 "
+                                          r"supports \(sriov_totalvfs\)"):
         run(spec(iface(PF0, numvfs=9)), observation(fresh(PF0)))
 
 
