@@ -61,7 +61,11 @@ class HostChoice:
             from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 
             return open_host("linux", self.sim_root, self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
-        host = open_host("sim", self.sim_root, self.ovsdb, self.sim_netns)
+        try:
+            host = open_host("sim", self.sim_root, self.ovsdb, self.sim_netns)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # a damaged state.json
+            _fail(f"{Path(self.sim_root) / 'state.json'}: not a simulated host's state ({type(exc).__name__}: "
+                  f"{exc}); delete {self.sim_root} to start again with a fresh simulated host")
         return host, str(Path(self.sim_root) / "etc" / "sriov-operator")
 
 
@@ -154,6 +158,8 @@ def discover(node_name: str, output: str, **host: Any) -> None:
     choice = HostChoice(**host)
     agent = choice.agent()
     observed = _observe(agent)
+    for text in observed.notes:
+        _note(text)
     if not observed.interfaces:
         _note("no PF of a supported NIC found" + (" (try --host sim)" if choice.host_kind == "linux" else ""))
     status = _shown_status(observed, "", "")
@@ -178,9 +184,8 @@ def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
 
 
 def _plan(agent: NodeAgent, path: str, state: SriovNetworkNodeState, observed: Observation) -> Plan:
-    interrupted = agent.interrupted()
-    if interrupted:
-        _note(f"an earlier apply was interrupted; re-checking {', '.join(interrupted)} in full")
+    if observed.interrupted:
+        _note(f"an earlier apply was interrupted; re-checking {', '.join(observed.interrupted)} in full")
     try:
         return agent.plan(state.spec, observed)
     except InvalidSpec as exc:

@@ -119,7 +119,7 @@ def plan(spec: SriovNetworkNodeStateSpec, observed: Observation, *, vf_device_id
     if issues:
         raise InvalidSpec(issues)
     vf_ids = tuple(vf_device_ids)
-    notes: list[str] = []
+    notes = list(observed.notes)
     configure: list[tuple[Interface, InterfaceExt]] = []
     for iface in spec.interfaces:
         status = observed.interface(iface.pci_address)

@@ -111,8 +111,11 @@ class NodeReconciler:
             return await self._fail(state, None, f"discovery failed: {exc}", generation)
         if not await self._drained(state, planned):
             return RESYNC_SECONDS
-        result = await self._host(self.agent.apply, planned, observed, generation=generation,
-                                  on_step=_log_step)
+        try:
+            result = await self._host(self.agent.apply, planned, observed, generation=generation,
+                                      on_step=_log_step)
+        except StoreError as exc:  # the journal or a record could not be written: failed like a step, retried
+            return await self._fail(state, None, str(exc), generation)
         for note in result.notes:
             await self.api.event("NodeConfig", note)
         return await self._finish(state, result, generation)
