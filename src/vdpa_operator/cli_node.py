@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,17 @@ def state_file_options(func: Any) -> Any:
     func = click.option("--node-name", help="Which NodeState of the file, when it holds several.")(func)
     return click.option("-f", "--filename", "path", required=True, metavar="FILE",
                         help="A SriovNetworkNodeState (e.g. `vdpactl render` output; other objects are ignored).")(func)
+
+
+KILL_BEFORE_STEP_ENV = "VDPACTL_TEST_KILL_BEFORE_STEP"
+
+
+def _kill_before_step(host: dict[str, Any]) -> int:
+    """A test hook (tests/hostile/test_apply_kill.py): with `--host sim`, `node apply` SIGKILLs itself just before
+    step N (1-based) of its plan runs, as a power cut between two steps would. 0 (never) with `--host linux`, so
+    a stray variable cannot kill the apply of a real node."""
+    value = os.environ.get(KILL_BEFORE_STEP_ENV, "")
+    return int(value) if host["host_kind"] == "sim" and value.isdigit() else 0
 
 
 def _observe(agent: NodeAgent) -> Observation:
@@ -224,7 +236,11 @@ def apply(path: str, node_name: str | None, output: str, **host: Any) -> None:
     if not planned.steps:
         click.echo("nothing to do: the node matches the spec", err=True)
 
+    kill_before = _kill_before_step(host)
+
     def progress(index: int, total: int, _step: Step, description: str) -> None:
+        if index + 1 == kill_before:
+            os.kill(os.getpid(), signal.SIGKILL)
         click.echo(f"[{index + 1}/{total}] {description}", err=True)
 
     try:

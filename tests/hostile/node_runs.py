@@ -1,10 +1,12 @@
-"""What the hostile tests of the node daemon share: NodeState files with a spec of the test's choosing, `vdpactl`
-run in-process on a simulated host, and the whole of that host as one comparable value."""
+"""What the hostile tests of the node daemon share: the seed's NodeState as `make demo` renders it, NodeState files
+with a spec of the test's choosing, `vdpactl` run in-process on a simulated host, and the whole of that host as
+one comparable value."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+import scenario
 from vdpa_operator.cli import main
 from vdpa_operator.cli_common import SIM_ROOT_ENV
 from vdpa_operator.host.sim.kernel import LOCK_FILE, STATE_FILE
@@ -28,6 +31,17 @@ def vdpactl(*args: str, root: Path | None = None) -> tuple[int, str, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+def rendered_seed(directory: Path) -> Path:
+    """What `make demo` applies: `vdpactl render` of the seed policy for the example nodes (NodeStates, a
+    ConfigMap and Nodes in one file)."""
+    code, out, err = vdpactl("render", "-f", str(scenario.SEED_POLICY_FILE), "--node-states",
+                             str(scenario.NODE_STATES_FILE), "--nodes", str(scenario.NODES_FILE))
+    assert code == 0, err
+    path = directory / "rendered.yaml"
+    path.write_text(out)
+    return path
 
 
 def node_state_file(directory: Path, spec: Mapping[str, Any], name: str = "state.json") -> Path:
@@ -60,6 +74,19 @@ def _content(path: Path) -> str:
     if not stat.S_ISREG(info.st_mode):  # a device node: never opened
         return f"node {stat.filemode(info.st_mode)} {os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
     return path.read_text(errors="replace")
+
+
+def copy_host(source: Path, target: Path) -> None:
+    """A copy of a simulated host, device nodes included (the sim makes them when it runs as root)."""
+
+    def copy(src: str, dst: str) -> None:
+        info = os.lstat(src)
+        if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            os.mknod(dst, info.st_mode, info.st_rdev)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, symlinks=True, copy_function=copy)
 
 
 def differences(got: Any, want: Any, path: str = "", limit: int = 8) -> list[str]:

@@ -4,7 +4,8 @@ Before the first step the journal records the PFs the plan touches; it advances 
 removed only when the plan completes. A daemon killed at any point finds the journal on restart and
 configures those PFs again even where upstream's drift predicate sees nothing to do: every step re-checks or
 is idempotent, so running the rest of a plan twice converges, and nothing created before the kill leaks
-(PF records are saved before a PF is touched, so a PF that leaves the spec meanwhile is still reset).
+(PF records are saved before a PF is touched, so a PF that leaves the spec meanwhile is still reset). The
+plan sees an interrupted apply's leftovers without the journal too; a damaged journal is moved aside.
 
 On a failed step of a PF that is not externally managed, the PF is reset (upstream `configSriovInterfaces`)
 and the error names the step, its object and the errno.

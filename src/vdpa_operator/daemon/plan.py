@@ -9,9 +9,11 @@ udev reload; then resets of PFs the operator configured that left the spec; then
 A spec is checked as a whole first (`api.nodestate_checks`): values the daemon cannot act on are refused
 before anything is planned. A PF is configured when upstream's drift predicate (`need_to_update_sriov`) says
 so, or when an interrupted apply touched it (`force`). Within a configured PF a step is planned only where the
-node differs, so a plan for a converged node is empty and re-running any plan is harmless. Steps that depend on
-what an earlier step creates (the addresses and MACs of VFs that do not exist yet) name the VF by index; the
-applier resolves them. The step kinds are `daemon.steps`.
+node differs, so a plan for a converged node is empty and re-running any plan is harmless. What an apply killed
+between two steps leaves, the plan sees without the journal too (a VF left unbound is bound and its admin MAC
+set; `tests/hostile/test_apply_kill.py`), all but a udev reload still owed, which the journal brings back.
+Steps that depend on what an earlier step creates (the addresses and MACs of VFs that do not exist yet) name
+the VF by index; the applier resolves them. The step kinds are `daemon.steps`.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def plan(spec: SriovNetworkNodeStateSpec, observed: Observation, *, vf_device_id
     for iface in spec.interfaces:  # unchanged PFs still get their record refreshed (upstream skipSriovConfig)
         if all(iface.pci_address != c.pci_address for c, _ in configure) and observed.interface(iface.pci_address):
             steps += _record_steps(iface, observed)
-    if changed and any(effective_eswitch_mode(i.eswitch_mode) == ESWITCH_SWITCHDEV for i in spec.interfaces):
+    # an interrupted apply may have written the rules without reloading them
+    resumed = any(c.pci_address in force for c, _ in configure)
+    if (changed or resumed) and any(effective_eswitch_mode(i.eswitch_mode) == ESWITCH_SWITCHDEV
+                                    for i in spec.interfaces):
         steps.append(ReloadUdev())
 
     spec_pfs = {i.pci_address for i in spec.interfaces}
@@ -301,7 +306,8 @@ def _vfs_at_vf_stage(iface: Interface, status: InterfaceExt, facts: PfFacts, rec
 
 
 def _configure_vf(iface: Interface, vf: _Vf, target: str, facts: PfFacts, netdev: str) -> list[Step]:
-    """Upstream `configSriovVFDevices` for one VF."""
+    """Upstream `configSriovVFDevices` for one VF. A VF this plan binds gets its admin MAC set too: before the
+    bind its netdev, and so its MAC, cannot be seen (a VF left unbound by an interrupted apply is one)."""
     steps: list[Step] = []
     driver = vf.driver
     if not driver:
@@ -312,7 +318,7 @@ def _configure_vf(iface: Interface, vf: _Vf, target: str, facts: PfFacts, netdev
         return steps
     if driver not in DPDK_DRIVERS:
         admin = facts.admin_macs.get(vf.ref.index, "")
-        if vf.fresh or (vf.mac and admin.lower() != vf.mac.lower()):
+        if vf.fresh or not vf.driver or (vf.mac and admin.lower() != vf.mac.lower()):
             steps.append(SetAdminMac(vf.ref, netdev))
     if group.is_rdma:
         steps.append(UnbindVf(vf.ref))

@@ -233,10 +233,27 @@ def test_vf_mtu_and_vfs_outside_every_group() -> None:
     assert vf_steps == [SetVfMtu(VfRef(PF0, 1, vf_address(PF0, 1)), 9000)]  # VF 0 is in no group: left alone
 
 
-def test_driverless_vf_gets_its_default_driver_and_pf_goes_up() -> None:
+def test_driverless_vf_gets_its_default_driver_and_admin_mac_and_pf_goes_up() -> None:
     pf = converged(PF0, vf_driver="", admin="down")
     p = run(spec(iface(PF0)), observation(pf))
-    assert actions(p) == ["bind-default-driver", "bind-default-driver", "set-pf-up", "reload-udev-rules"]
+    assert actions(p) == ["bind-default-driver", "set-vf-admin-mac", "bind-default-driver", "set-vf-admin-mac",
+                          "set-pf-up", "reload-udev-rules"]
+
+
+def test_vf_left_unbound_by_an_interrupted_apply_gets_its_admin_mac() -> None:
+    """Killed after the switch to switchdev: the VFs are unbound, so neither their netdev nor its MAC can be
+    seen, and the admin MAC is still zero. Binding a VF is followed by pinning its MAC, as for new VFs."""
+    half = converged(PF0)
+    unbound = [vf.model_copy(update={"driver": "", "name": "", "mac": "", "mtu": 0, "vdpa_type": ""})
+               for vf in half["status"].vfs]
+    half["status"] = half["status"].model_copy(update={"vfs": unbound})
+    half["facts"] = PfFacts(switch_port=SwitchPort("p0", SWITCH_ID), hw_tc_offload=True,
+                            admin_macs={0: "00:00:00:00:00:00", 1: "00:00:00:00:00:00"})
+    p = run(spec(iface(PF0)), observation(half), force=[PF0])
+    assert actions(p) == [
+        "bind-default-driver", "set-vf-admin-mac", "create-vdpa", "bind-vdpa-driver",
+        "bind-default-driver", "set-vf-admin-mac", "create-vdpa", "bind-vdpa-driver", "reload-udev-rules"]
+    assert run(spec(iface(PF0)), observation(half)).steps == p.steps  # drift sees it without the journal too
 
 
 def test_vfio_group_loads_vfio_pci_and_binds_it() -> None:
