@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_runs import NODE, differences, host_snapshot, node_state_file, vdpactl
+from node_runs import NODE, copy_host, differences, host_snapshot, node_state_file, vdpactl
 
 from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
@@ -38,15 +38,24 @@ DAMAGES: dict[str, Damage] = {
 }
 
 
-@pytest.fixture
-def converged(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """A simulated host with the seed applied, the state file that did it, and the host as it is then."""
-    root = tmp_path / "host"
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated host with the seed applied, and the state file that did it (applied once per module)."""
+    directory = tmp_path_factory.mktemp("seeded")
+    root = directory / "host"
     SimKernel.create(root, real_netdevs=False)
-    state = node_state_file(tmp_path, SEED)
+    state = node_state_file(directory, SEED)
     code, _, err = vdpactl("node", "apply", "--host", "sim", "-f", str(state), root=root)
     assert code == 0, err
-    return root, state, host_snapshot(root)
+    return root, state
+
+
+@pytest.fixture
+def converged(tmp_path: Path, seeded: tuple[Path, Path]) -> tuple[Path, Path, dict[str, Any]]:
+    """A copy of the seeded host, the state file, and the host as it is before the test."""
+    root = tmp_path / "host"
+    copy_host(seeded[0], root)
+    return root, seeded[1], host_snapshot(root)
 
 
 def with_journal(root: Path) -> None:
