@@ -52,8 +52,8 @@ class Bad:
     line_of: str
     """Text on the field's line in the state file (the last line holding it)."""
     schema_allows: bool = True
-    """Whether a CRD schema can express the rule (an enum, a minimum): then the API server may refuse the object
-    itself, so the daemon's part of the table leaves it out."""
+    """Whether a CRD schema lets the object in whatever it says (the rule is no enum or minimum a schema could
+    carry): the daemon's part of the table takes only these, as the API server may refuse the others itself."""
 
 
 def _set(path: list[str | int], value: Any) -> Callable[[dict[str, Any]], None]:
