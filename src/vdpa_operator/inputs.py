@@ -31,6 +31,8 @@ class Located:
     decoded: Decoded
     source: str
     line: int
+    issue_lines: tuple[int, ...] = ()
+    """The line of each of `decoded.schema_issues`."""
 
 
 def load(paths: Sequence[str], *, lenient: bool = False) -> list[Located]:
@@ -50,7 +52,8 @@ def load(paths: Sequence[str], *, lenient: bool = False) -> list[Located]:
             for item, prefix in yamlio.iter_items(doc.value):
                 try:
                     decoded = decode(item, lenient=lenient)
-                    found.append(Located(decoded, doc.source, doc.line_of(prefix)))
+                    issue_lines = tuple(doc.line_of((*prefix, *i.loc)) for i in decoded.schema_issues)
+                    found.append(Located(decoded, doc.source, doc.line_of(prefix), issue_lines))
                 except DecodeError as err:
                     errors.extend(_describe(err, doc, prefix))
     if errors:
@@ -78,9 +81,8 @@ def only(objects: Sequence[Located], kind: type[R], option: str) -> list[R]:
     rejected = [o for o in objects if o.decoded.obj is None]
     if rejected:
         raise InputError([
-            f"{o.source}:{o.line}: {o.decoded.kind} \"{o.decoded.name}\": "
-            + "; ".join(str(i) for i in o.decoded.schema_issues)
-            for o in rejected
+            f"{o.source}:{line}: {o.decoded.kind} \"{o.decoded.name}\": {issue}"
+            for o in rejected for issue, line in zip(o.decoded.schema_issues, o.issue_lines, strict=True)
         ])
     return [o.decoded.obj for o in objects if isinstance(o.decoded.obj, kind)]
 

@@ -15,14 +15,13 @@ from vdpa_operator.api.models import (
     SriovNetworkNodePolicy,
     SriovNetworkNodeState,
 )
+from vdpa_operator.api.nodestate import effective_eswitch_mode, need_to_update_sriov
 from vdpa_operator.api.selection import resolve_interface_name
 from vdpa_operator.render.nodestate import (
     RenderError,
     apply_bridge_config,
     apply_policy,
     bridge_name,
-    effective_eswitch_mode,
-    need_to_update_sriov,
     render_node_state_spec,
     sort_by_priority,
 )

@@ -1,5 +1,6 @@
 """Generated policies, valid and invalid, never crash admission or rendering: they are admitted, rejected with
-reasons, or refused as unreadable input — nothing else."""
+reasons, or refused as unreadable input — nothing else; and every NodeState spec rendered from what was
+admitted is one the node daemon takes (`api.nodestate_checks`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from vdpa_operator.api import admission
 from vdpa_operator.api.decoding import DecodeError, decode
 from vdpa_operator.api.models import SriovNetworkNodePolicy
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
+from vdpa_operator.api.nodestate_checks import spec_problems
 from vdpa_operator.api.review import review_all
 from vdpa_operator.render import policy_sync
 
@@ -95,3 +97,6 @@ def test_generated_policies_never_crash(raws: list[dict[str, Any]], with_cluster
         assert str(err)
     else:
         assert len(result.node_states) == len(NODES)
+        for state in result.node_states:  # what the operator writes, the node daemon takes
+            totals = {i.pci_address: i.total_vfs for i in state.status.interfaces}
+            assert spec_problems(state.spec, totals) == [], state.spec

@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from vdpa_operator import inputs, yamlio
 from vdpa_operator.api.admission import DEFAULT_NAMESPACE
+from vdpa_operator.api.decoding import FieldIssue
 from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNodeState
+from vdpa_operator.api.nodestate_checks import spec_problems
 from vdpa_operator.cli.common import (
     EXIT_FAILED,
     configure_logging,
@@ -26,7 +30,8 @@ from vdpa_operator.cli.common import fail as _fail
 from vdpa_operator.cli.common import note as _note
 from vdpa_operator.daemon.node import NodeAgent, status_patch
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import Plan, PlanError, Step
+from vdpa_operator.daemon.plan import InvalidSpec, Plan, PlanError
+from vdpa_operator.daemon.steps import Step, step_to_dict
 from vdpa_operator.daemon.store import DEFAULT_ROOT, DaemonStore, StoreError
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host
@@ -57,7 +62,7 @@ class HostChoice:
             from vdpa_operator.host.linux.ovsdb import DEFAULT_REMOTE
 
             return open_host("linux", self.sim_root, self.ovsdb or DEFAULT_REMOTE), DEFAULT_ROOT
-        host = open_host("sim", self.sim_root, self.ovsdb, self.sim_netns)
+        host = open_host("sim", self.sim_root, self.ovsdb, self.sim_netns)  # a damaged state.json: DamagedState
         return host, str(Path(self.sim_root) / "etc" / "sriov-operator")
 
 
@@ -80,6 +85,17 @@ def state_file_options(func: Any) -> Any:
     func = click.option("--node-name", help="Which NodeState of the file, when it holds several.")(func)
     return click.option("-f", "--filename", "path", required=True, metavar="FILE",
                         help="A SriovNetworkNodeState (e.g. `vdpactl render` output; other objects are ignored).")(func)
+
+
+KILL_BEFORE_STEP_ENV = "VDPACTL_TEST_KILL_BEFORE_STEP"
+
+
+def _kill_before_step(host: dict[str, Any]) -> int:
+    """A test hook (tests/hostile/test_apply_kill.py): with `--host sim`, `node apply` SIGKILLs itself just before
+    step N (1-based) of its plan runs, as a power cut between two steps would. 0 (never) with `--host linux`, so
+    a stray variable cannot kill the apply of a real node."""
+    value = os.environ.get(KILL_BEFORE_STEP_ENV, "")
+    return int(value) if host["host_kind"] == "sim" and value.isdigit() else 0
 
 
 def _observe(agent: NodeAgent) -> Observation:
@@ -109,7 +125,31 @@ def _read_state(path: str, node_name: str | None) -> SriovNetworkNodeState:
         wanted = f" named {node_name}" if node_name else ""
         _fail(f"{path}: expected one SriovNetworkNodeState{wanted}, found {names}"
               + ("; choose one with --node-name" if len(states) > 1 else ""))
+    issues = spec_problems(states[0].spec)  # what needs no node to tell; sriov_totalvfs is checked by the plan
+    if issues:
+        _invalid_spec(path, states[0], issues)
     return states[0]
+
+
+def _invalid_spec(path: str, state: SriovNetworkNodeState, issues: Sequence[FieldIssue]) -> NoReturn:
+    """Exit 2 naming each field the daemon cannot act on, with its file and line."""
+    lines = _field_lines(path, state.name)
+    what = f'{state.KIND} "{state.name}"'
+    _fail("; ".join(f"{path}:{lines(issue)}: {what}: {issue}" if lines else f"{path}: {what}: {issue}"
+                    for issue in issues))
+
+
+def _field_lines(path: str, name: str) -> Callable[[FieldIssue], int] | None:
+    """`issue → line` for the fields of the NodeState `name` in `path` (read again: only an error needs it); None
+    when the file cannot be read again (standard input)."""
+    if path == "-":
+        return None
+    for doc in yamlio.read_documents(path):
+        for item, prefix in yamlio.iter_items(doc.value):
+            if (isinstance(item, dict) and item.get("kind") == SriovNetworkNodeState.KIND
+                    and (item.get("metadata") or {}).get("name") == name):
+                return lambda issue, doc=doc, prefix=prefix: doc.line_of((*prefix, *issue.loc))
+    return None
 
 
 @click.group()
@@ -126,6 +166,8 @@ def discover(node_name: str, output: str, **host: Any) -> None:
     choice = HostChoice(**host)
     agent = choice.agent()
     observed = _observe(agent)
+    for text in observed.notes:
+        _note(text)
     if not observed.interfaces:
         _note("no PF of a supported NIC found" + (" (try --host sim)" if choice.host_kind == "linux" else ""))
     status = _shown_status(observed, "", "")
@@ -141,20 +183,21 @@ def plan(path: str, node_name: str | None, output: str, **host: Any) -> None:
     """Print the steps that would bring this node to the NodeState's spec; change nothing."""
     state = _read_state(path, node_name)
     agent = HostChoice(**host).agent()
-    planned = _plan(agent, state, _observe(agent))
+    planned = _plan(agent, path, state, _observe(agent))
     if output == "json":
         click.echo(json.dumps({"configure": planned.configure, "reset": planned.reset, "drain": planned.drain,
-                               "notes": planned.notes, "steps": [s.to_dict() for s in planned.steps]}, indent=2))
+                               "notes": planned.notes, "steps": [step_to_dict(s) for s in planned.steps]}, indent=2))
         return
     _print_plan(planned)
 
 
-def _plan(agent: NodeAgent, state: SriovNetworkNodeState, observed: Observation) -> Plan:
-    interrupted = agent.interrupted()
-    if interrupted:
-        _note(f"an earlier apply was interrupted; re-checking {', '.join(interrupted)} in full")
+def _plan(agent: NodeAgent, path: str, state: SriovNetworkNodeState, observed: Observation) -> Plan:
+    if observed.interrupted:
+        _note(f"an earlier apply was interrupted; re-checking {', '.join(observed.interrupted)} in full")
     try:
         return agent.plan(state.spec, observed)
+    except InvalidSpec as exc:
+        _invalid_spec(path, state, exc.issues)
     except PlanError as exc:
         _fail(f"cannot apply {state.name}: {exc}", EXIT_FAILED)
 
@@ -178,17 +221,22 @@ def apply(path: str, node_name: str | None, output: str, **host: Any) -> None:
     """Apply a NodeState's spec to this node now, printing each step, then print the resulting status.
 
     Exit 0 when the node converged (status Succeeded), 1 when a step failed (status Failed, with the step, the
-    object and the errno), 2 when the input cannot be read. Interrupted, it picks up where it stopped."""
+    object and the errno), 2 when the input cannot be read or the spec holds a value the daemon cannot act on
+    (each named by its field). Interrupted, it picks up where it stopped."""
     state = _read_state(path, node_name)
     agent = HostChoice(**host).agent()
     observed = _observe(agent)
-    planned = _plan(agent, state, observed)
+    planned = _plan(agent, path, state, observed)
     for text in planned.notes:
         _note(text)
     if not planned.steps:
         click.echo("nothing to do: the node matches the spec", err=True)
 
+    kill_before = _kill_before_step(host)
+
     def progress(index: int, total: int, _step: Step, description: str) -> None:
+        if index + 1 == kill_before:
+            os.kill(os.getpid(), signal.SIGKILL)
         click.echo(f"[{index + 1}/{total}] {description}", err=True)
 
     try:

@@ -4,7 +4,8 @@ Before the first step the journal records the PFs the plan touches; it advances 
 removed only when the plan completes. A daemon killed at any point finds the journal on restart and
 configures those PFs again even where upstream's drift predicate sees nothing to do: every step re-checks or
 is idempotent, so running the rest of a plan twice converges, and nothing created before the kill leaks
-(PF records are saved before a PF is touched, so a PF that leaves the spec meanwhile is still reset).
+(PF records are saved before a PF is touched, so a PF that leaves the spec meanwhile is still reset). The
+plan sees an interrupted apply's leftovers without the journal too; a damaged journal is moved aside.
 
 On a failed step of a PF that is not externally managed, the PF is reset (upstream `configSriovInterfaces`)
 and the error names the step, its object and the errno.
@@ -16,29 +17,48 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
-from vdpa_operator.api.models import Interface
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import (
+from vdpa_operator.daemon.plan import Plan, reset_device
+from vdpa_operator.daemon.steps import (
     FLOW_STEERING_PARAM,
     HW_TC_OFFLOAD,
     OVS_HW_OFFLOAD_KEY,
     VDPA_MAX_VQP,
-    Action,
-    Plan,
+    BindDefault,
+    BindDpdk,
+    BindVdpa,
+    CreateVdpa,
+    DeleteRecord,
+    DeleteVdpa,
+    EnableTcOffload,
+    LoadModule,
+    ReloadUdev,
+    RemoveOvsHwOffload,
+    RemoveUdevRule,
+    SaveRecord,
+    SetAdminMac,
+    SetEswitch,
+    SetFlowSteering,
+    SetNumVfs,
+    SetOvsHwOffload,
+    SetPfMtu,
+    SetPfUp,
+    SetVfMtu,
     Step,
-    reset_device,
+    UnbindVf,
+    UnbindVfs,
+    VfRef,
+    WriteUdevRule,
 )
 from vdpa_operator.daemon.store import DaemonStore, Journal
 from vdpa_operator.host.errors import DeviceNotFound, HostError, HostTimeout, InvalidArgument, NotSupported
 from vdpa_operator.host.port import NUMVFS_TIMEOUT, Host
 from vdpa_operator.host.switchdev import eswitch_mode
 from vdpa_operator.host.types import (
-    DevlinkHandle,
-    EswitchMode,
     PciAddress,
     VdpaConfig,
-    VdpaDriver,
     VdpaMgmtDev,
     vdpa_name,
 )
@@ -148,66 +168,68 @@ class Applier:
 
     def _run(self, step: Step) -> str:
         """Run one step; returns a note worth reporting, or ""."""
-        host, a = self.host, Action
-        pf = PciAddress(step.pf)
-        match step.action:
-            case a.LOAD_MODULE:
-                host.modules.load(step.value)
-            case a.SAVE_RECORD:
-                self.store.save_record(Interface.model_validate_json(step.content))
-            case a.DELETE_RECORD:
+        host = self.host
+        match step:
+            case LoadModule():
+                host.modules.load(step.module)
+            case SaveRecord():
+                self.store.save_record(step.record)
+            case DeleteRecord():
                 self.store.delete_record(step.pf)
-            case a.ENABLE_TC_OFFLOAD:
+            case EnableTcOffload():
                 try:
                     host.ethtool.set_feature(step.netdev, HW_TC_OFFLOAD, True)
                 except NotSupported:  # upstream skips an unknown feature
                     return f"{step.netdev}: {HW_TC_OFFLOAD} cannot be enabled here; skipped"
-            case a.SET_FLOW_STEERING:
+            case SetFlowSteering():
                 try:
-                    host.devlink.set_param(_devlink(step), FLOW_STEERING_PARAM, step.value, step.content or "runtime")
+                    host.devlink.set_param(step.handle, FLOW_STEERING_PARAM, step.mode, step.cmode)
                 except (NotSupported, InvalidArgument, DeviceNotFound) as exc:  # upstream tolerates these
-                    return f"{_devlink(step)}: {FLOW_STEERING_PARAM} left as it is ({exc.errno_name})"
-            case a.REMOVE_UDEV_RULE:
-                host.udev.remove_rule(step.value)
-            case a.WRITE_UDEV_RULE:
-                host.udev.write_rule(step.value, step.content)
-            case a.UNBIND_VFS:
-                for vf in host.pci.list_vfs(pf):
+                    return f"{step.handle}: {FLOW_STEERING_PARAM} left as it is ({exc.errno_name})"
+            case RemoveUdevRule():
+                host.udev.remove_rule(step.rule)
+            case WriteUdevRule():
+                host.udev.write_rule(step.rule, step.content)
+            case UnbindVfs():
+                for vf in host.pci.list_vfs(PciAddress(step.pf)):
                     if vf.driver is not None:
                         host.pci.unbind(vf.address)
-            case a.SET_ESWITCH:
-                host.devlink.set_eswitch_mode(_devlink(step), EswitchMode(step.value))
-            case a.SET_NUMVFS:
-                host.pci.set_numvfs(pf, int(step.value), timeout=self.numvfs_timeout)
+            case SetEswitch():
+                host.devlink.set_eswitch_mode(step.handle, step.mode)
+            case SetNumVfs():
+                host.pci.set_numvfs(PciAddress(step.pf), step.count, timeout=self.numvfs_timeout)
                 self._vfs.pop(step.pf, None)
-            case a.SET_PF_MTU:
-                host.links.set_mtu(step.netdev, int(step.value))
-            case a.BIND_DEFAULT:
-                host.pci.bind_default(self._vf(step))
-            case a.SET_ADMIN_MAC:
-                self._set_admin_mac(step)
-            case a.UNBIND_VF:
-                host.pci.unbind(self._vf(step))
-            case a.DELETE_VDPA:
-                host.vdpa.delete(vdpa_name(self._vf(step)))
-            case a.CREATE_VDPA:
-                address = self._vf(step)
-                mgmtdev = VdpaMgmtDev.parse(step.device) if step.device else VdpaMgmtDev("pci", address)
-                self._create_vdpa(address, mgmtdev)
-            case a.BIND_VDPA:
-                name = vdpa_name(self._vf(step))
-                if host.vdpa.binding(name).driver != step.value:
-                    host.vdpa.bind(name, VdpaDriver(step.value))
-            case a.BIND_DPDK:
-                host.pci.bind(self._vf(step), step.value)
-            case a.SET_VF_MTU:
-                host.links.set_mtu(self._vf_netdev(step), int(step.value))
-            case a.SET_PF_UP:
+            case SetPfMtu():
+                host.links.set_mtu(step.netdev, step.mtu)
+            case SetPfUp():
                 host.links.set_up(step.netdev)
-            case a.RELOAD_UDEV:
+            case BindDefault():
+                host.pci.bind_default(self._vf(step.vf))
+            case SetAdminMac():
+                self._set_admin_mac(step)
+            case UnbindVf():
+                host.pci.unbind(self._vf(step.vf))
+            case DeleteVdpa():
+                host.vdpa.delete(vdpa_name(self._vf(step.vf)))
+            case CreateVdpa():
+                address = self._vf(step.vf)
+                self._create_vdpa(address, step.mgmtdev or VdpaMgmtDev("pci", address))
+            case BindVdpa():
+                name = vdpa_name(self._vf(step.vf))
+                if host.vdpa.binding(name).driver != step.driver:
+                    host.vdpa.bind(name, step.driver)
+            case BindDpdk():
+                host.pci.bind(self._vf(step.vf), step.driver)
+            case SetVfMtu():
+                host.links.set_mtu(self._vf_netdev(step.vf), step.mtu)
+            case ReloadUdev():
                 host.udev.reload()
-            case a.SET_OVS_HW_OFFLOAD | a.REMOVE_OVS_HW_OFFLOAD:
-                return self._ovs_offload(step.action == a.SET_OVS_HW_OFFLOAD)
+            case SetOvsHwOffload():
+                return self._ovs_offload(True)
+            case RemoveOvsHwOffload():
+                return self._ovs_offload(False)
+            case _:
+                assert_never(step)
         return ""
 
     def _create_vdpa(self, vf: PciAddress, mgmtdev: VdpaMgmtDev) -> None:
@@ -216,17 +238,16 @@ class Applier:
         if self.host.vdpa.get(name) is None:
             self.host.vdpa.create(name, mgmtdev, VdpaConfig(max_vqp=VDPA_MAX_VQP))
 
-    def _set_admin_mac(self, step: Step) -> None:
+    def _set_admin_mac(self, step: SetAdminMac) -> None:
         """Pin the VF's current MAC as its administrative MAC on the PF (upstream `SetVfAdminMac`), after
         waiting for the VF's netdev (`VFIsReady`), rebinding the VF once if it never shows up."""
-        assert step.vf is not None
-        vf = self._vf(step)
+        vf = self._vf(step.vf)
         try:
-            netdev = self._vf_netdev(step)
+            netdev = self._vf_netdev(step.vf)
         except HostTimeout:
             self.host.pci.unbind(vf)
             self.host.pci.bind_default(vf)
-            netdev = self._vf_netdev(step)
+            netdev = self._vf_netdev(step.vf)
         mac = self.host.links.get(netdev).mac
         self.host.links.set_vf_mac(step.netdev, step.vf.index, mac)
 
@@ -240,9 +261,7 @@ class Applier:
 
     # --- VF resolution -----------------------------------------------------------------------------------------
 
-    def _vf(self, step: Step) -> PciAddress:
-        ref = step.vf
-        assert ref is not None
+    def _vf(self, ref: VfRef) -> PciAddress:
         if ref.address is not None:
             return PciAddress(ref.address)
         if ref.pf not in self._vfs:
@@ -253,8 +272,8 @@ class Applier:
             raise DeviceNotFound("find", f"VF {ref.index} of {ref.pf}",
                                  hint="the PF has fewer VFs than planned; the next sync re-plans") from None
 
-    def _vf_netdev(self, step: Step) -> str:
-        vf = self._vf(step)
+    def _vf_netdev(self, ref: VfRef) -> str:
+        vf = self._vf(ref)
         deadline = time.monotonic() + self.vf_netdev_timeout
         while True:
             netdevs = self.host.pci.get_function(vf).netdevs
@@ -268,7 +287,7 @@ class Applier:
         if step.vf is None or step.vf.address is not None:
             return step.describe()
         try:
-            return step.describe(self._vf(step))
+            return step.describe(self._vf(step.vf))
         except HostError:
             return step.describe()
 
@@ -295,9 +314,3 @@ class Applier:
         logger.info("reset %s after the failed step", step.pf)
         return ""
 
-
-def _devlink(step: Step) -> DevlinkHandle:
-    if not step.device:
-        return DevlinkHandle.pci(PciAddress(step.pf))
-    bus, _, name = step.device.partition("/")
-    return DevlinkHandle(bus, name)

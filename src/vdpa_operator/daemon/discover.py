@@ -10,7 +10,8 @@ from typing import TypeVar
 from vdpa_operator.api.models import InterfaceExt, VirtualFunction
 from vdpa_operator.api.nics import SupportedNics
 from vdpa_operator.daemon.observed import Observation, PfFacts
-from vdpa_operator.daemon.plan import FLOW_STEERING_PARAM, HW_TC_OFFLOAD, MANAGED_MODULES, OVS_HW_OFFLOAD_KEY
+from vdpa_operator.daemon.plan import MANAGED_MODULES
+from vdpa_operator.daemon.steps import FLOW_STEERING_PARAM, HW_TC_OFFLOAD, OVS_HW_OFFLOAD_KEY
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.errors import HostError
 from vdpa_operator.host.port import Host

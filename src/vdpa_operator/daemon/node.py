@@ -25,21 +25,19 @@ class NodeAgent:
     numvfs_timeout: float = NUMVFS_TIMEOUT
 
     def observe(self) -> Observation:
-        """Discover; the first discovery ever on this node is kept as the reset checkpoint (§4.1)."""
+        """Discover, and read the journal of an interrupted apply; the first discovery ever on this node is kept
+        as the reset checkpoint (§4.1). Damaged files of the store are moved aside on the way (`notes`)."""
         observed = discover(self.host, self.nics, self.store, dev_mode=self.dev_mode)
         if self.store.save_initial_state_once(list(observed.interfaces)):
             observed = replace(observed, initial={i.pci_address: i for i in observed.interfaces})
-        return observed
-
-    def interrupted(self) -> list[str]:
-        """PFs an interrupted apply touched (from the journal): configured again whatever drift says."""
         journal = self.store.journal()
-        return list(journal.pfs) if journal is not None else []
+        return replace(observed, interrupted=tuple(journal.pfs) if journal is not None else (),
+                       notes=(*observed.notes, *self.store.take_notes()))
 
     def plan(self, spec: SriovNetworkNodeStateSpec, observed: Observation) -> Plan:
-        """Raises PlanError for a spec this node cannot take."""
+        """Raises InvalidSpec for values the daemon cannot act on, PlanError for a spec this node cannot take."""
         vf_ids = [n.vf_device for n in self.nics.entries]
-        return plan(spec, observed, vf_device_ids=vf_ids, force=self.interrupted())
+        return plan(spec, observed, vf_device_ids=vf_ids, force=observed.interrupted)
 
     def apply(self, planned: Plan, observed: Observation, *, generation: int = 0,
               on_step: ProgressCallback | None = None) -> ApplyResult:

@@ -1,5 +1,6 @@
 """What discovery found on a node: the NodeState status upstream reports, plus the few host facts the plan
-needs to tell "already so" from "must change" (no I/O here; `daemon.discover` fills it in)."""
+needs to tell "already so" from "must change", and what the daemon's own files say (no I/O here;
+`daemon.discover` and `daemon.node` fill it in)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class Observation:
     """PF records: the PFs this operator configured (§4.12)."""
     initial: Mapping[str, InterfaceExt] = field(default_factory=dict)
     """The first status ever seen, per PF: what a reset returns to."""
+    interrupted: tuple[str, ...] = ()
+    """PFs an interrupted apply touched (its journal): configured again whatever drift says."""
+    notes: tuple[str, ...] = ()
+    """Files of the daemon's own found damaged and moved aside while reading them, one line each."""
 
     def interface(self, pci_address: str) -> InterfaceExt | None:
         return next((i for i in self.interfaces if i.pci_address == pci_address), None)

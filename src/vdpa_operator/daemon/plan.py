@@ -6,25 +6,24 @@ PF to configure: record, hw-tc-offload, flow steering (while legacy), udev rules
 switchdev, the representor rule, PF MTU, then per VF: default driver, admin MAC, vDPA devices, MTU; PF up;
 udev reload; then resets of PFs the operator configured that left the spec; then OVS hw-offload.
 
-A PF is configured when upstream's drift predicate (`need_to_update_sriov`) says so, or when an interrupted
-apply touched it (`force`). Within a configured PF a step is planned only where the node differs, so a plan
-for a converged node is empty and re-running any plan is harmless. Steps that depend on what an earlier step
-creates (the addresses and MACs of VFs that do not exist yet) name the VF by index; the applier resolves them.
+A spec is checked as a whole first (`api.nodestate_checks`): values the daemon cannot act on are refused
+before anything is planned. A PF is configured when upstream's drift predicate (`need_to_update_sriov`) says
+so, or when an interrupted apply touched it (`force`). Within a configured PF a step is planned only where the
+node differs, so a plan for a converged node is empty and re-running any plan is harmless. What an apply killed
+between two steps leaves, the plan sees without the journal too (a VF left unbound is bound and its admin MAC
+set; `tests/hostile/test_apply_kill.py`), all but a udev reload still owed, which the journal brings back.
+Steps that depend on what an earlier step creates (the addresses and MACs of VFs that do not exist yet) name
+the VF by index; the applier resolves them. The step kinds are `daemon.steps`.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from vdpa_operator.api.decoding import FieldIssue
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VfGroup
-from vdpa_operator.api.selection import index_in_range
-from vdpa_operator.daemon.observed import Observation, PfFacts
-from vdpa_operator.errors import VdpaOperatorError
-from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, PciAddress, is_pci_address, vdpa_name
-from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
-from vdpa_operator.render.nodestate import (
+from vdpa_operator.api.nodestate import (
     DEVICE_TYPE_VFIO_PCI,
     DPDK_DRIVERS,
     ESWITCH_LEGACY,
@@ -33,142 +32,48 @@ from vdpa_operator.render.nodestate import (
     effective_eswitch_mode,
     need_to_update_sriov,
 )
+from vdpa_operator.api.nodestate_checks import spec_problems
+from vdpa_operator.api.selection import index_in_range
+from vdpa_operator.daemon.observed import Observation, PfFacts
+from vdpa_operator.daemon.steps import (
+    OVS_HW_OFFLOAD_KEY,
+    BindDefault,
+    BindDpdk,
+    BindVdpa,
+    CreateVdpa,
+    DeleteRecord,
+    DeleteVdpa,
+    EnableTcOffload,
+    LoadModule,
+    ReloadUdev,
+    RemoveOvsHwOffload,
+    RemoveUdevRule,
+    SaveRecord,
+    SetAdminMac,
+    SetEswitch,
+    SetFlowSteering,
+    SetNumVfs,
+    SetOvsHwOffload,
+    SetPfMtu,
+    SetPfUp,
+    SetVfMtu,
+    Step,
+    UnbindVf,
+    UnbindVfs,
+    VfRef,
+    WriteUdevRule,
+)
+from vdpa_operator.errors import VdpaOperatorError
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, EswitchMode, PciAddress
+from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, rule_filenames, switchdev_rule
 
 DEFAULT_VF_DRIVER = "mlx5_core"
-FLOW_STEERING_PARAM = "flow_steering_mode"
 FLOW_STEERING_SMFS = "smfs"
-HW_TC_OFFLOAD = "hw-tc-offload"
-VDPA_MAX_VQP = 32
-"""Upstream creates every vDPA device with `max_vqp 32` (multiqueue), retrying without it on EOPNOTSUPP."""
 DEFAULT_RESET_MTU = 1500
 MODULE_FOR_VDPA_TYPE = {vdpa_type: str(driver) for vdpa_type, driver in VDPA_DRIVER_FOR_TYPE.items()}
 """Each vdpa bus driver is the module of the same name."""
 MODULE_FOR_DEVICE_TYPE = {DEVICE_TYPE_VFIO_PCI: "vfio_pci"}
 MANAGED_MODULES = frozenset({*MODULE_FOR_VDPA_TYPE.values(), *MODULE_FOR_DEVICE_TYPE.values()})
-OVS_HW_OFFLOAD_KEY = "hw-offload"
-
-
-class Action(enum.StrEnum):
-    LOAD_MODULE = "load-module"
-    SAVE_RECORD = "save-pf-record"
-    DELETE_RECORD = "delete-pf-record"
-    ENABLE_TC_OFFLOAD = "enable-hw-tc-offload"
-    SET_FLOW_STEERING = "set-flow-steering-mode"
-    REMOVE_UDEV_RULE = "remove-udev-rule"
-    WRITE_UDEV_RULE = "write-udev-rule"
-    UNBIND_VFS = "unbind-vfs"
-    SET_ESWITCH = "set-eswitch-mode"
-    SET_NUMVFS = "set-numvfs"
-    SET_PF_MTU = "set-pf-mtu"
-    BIND_DEFAULT = "bind-default-driver"
-    SET_ADMIN_MAC = "set-vf-admin-mac"
-    UNBIND_VF = "unbind-vf"
-    DELETE_VDPA = "delete-vdpa"
-    CREATE_VDPA = "create-vdpa"
-    BIND_VDPA = "bind-vdpa-driver"
-    BIND_DPDK = "bind-dpdk-driver"
-    SET_VF_MTU = "set-vf-mtu"
-    SET_PF_UP = "set-pf-up"
-    RELOAD_UDEV = "reload-udev-rules"
-    SET_OVS_HW_OFFLOAD = "set-ovs-hw-offload"
-    REMOVE_OVS_HW_OFFLOAD = "remove-ovs-hw-offload"
-
-
-@dataclass(frozen=True)
-class VfRef:
-    """A VF by its PF and index; `address` is known when the VF existed at planning time."""
-
-    pf: str
-    index: int
-    address: str | None = None
-
-    def __str__(self) -> str:
-        return self.address or f"VF {self.index} of {self.pf}"
-
-
-@dataclass(frozen=True)
-class Step:
-    action: Action
-    pf: str = ""
-    """The PF the step belongs to; "" for node-wide steps."""
-    vf: VfRef | None = None
-    netdev: str = ""
-    """The PF netdev for netdev-level steps."""
-    value: str = ""
-    """What the step sets: a mode, a count, an MTU, a driver, a module, a rule file name."""
-    content: str = ""
-    """Rule file content, PF record JSON, devlink cmode."""
-    device: str = ""
-    """The devlink handle (eswitch, flow steering) or vDPA management device (create) when it is not the PCI
-    default (`pci/<pf>`, `pci/<vf>`): the kernel test bed's netdevsim and vdpa_sim_net devices."""
-
-    def describe(self, vf_address: str | None = None) -> str:
-        """One line, naming the object as `ip`, `devlink` and `vdpa` would (`vf_address` once resolved)."""
-        vf = vf_address or (str(self.vf) if self.vf else "")
-        a = Action
-        match self.action:
-            case a.LOAD_MODULE:
-                return f"load kernel module {self.value}"
-            case a.SAVE_RECORD:
-                return f"save PF record {self.pf}"
-            case a.DELETE_RECORD:
-                return f"delete PF record {self.pf}"
-            case a.ENABLE_TC_OFFLOAD:
-                return f"enable {HW_TC_OFFLOAD} on {self.netdev}"
-            case a.SET_FLOW_STEERING:
-                return f"set devlink param {FLOW_STEERING_PARAM}={self.value} on {self.device or 'pci/' + self.pf}"
-            case a.REMOVE_UDEV_RULE:
-                return f"remove udev rule {self.value}"
-            case a.WRITE_UDEV_RULE:
-                return f"write udev rule {self.value}"
-            case a.UNBIND_VFS:
-                return f"unbind the VFs of {self.pf}"
-            case a.SET_ESWITCH:
-                return f"set eswitch mode {self.value} on {self.device or 'pci/' + self.pf}"
-            case a.SET_NUMVFS:
-                return f"set sriov_numvfs={self.value} on {self.pf} and wait for the VFs"
-            case a.SET_PF_MTU:
-                return f"set mtu {self.value} on {self.netdev}"
-            case a.BIND_DEFAULT:
-                return f"bind {vf} to its default driver"
-            case a.SET_ADMIN_MAC:
-                return f"set admin MAC of {vf} on {self.netdev}"
-            case a.UNBIND_VF:
-                return f"unbind {vf}"
-            case a.DELETE_VDPA:
-                return f"delete vdpa device {vdpa_label(vf)}"
-            case a.CREATE_VDPA:
-                on = f" on {self.device}" if self.device else ""
-                return f"create vdpa device {vdpa_label(vf)}{on} max_vqp {VDPA_MAX_VQP}"
-            case a.BIND_VDPA:
-                return f"bind {vdpa_label(vf)} to {self.value}"
-            case a.BIND_DPDK:
-                return f"bind {vf} to {self.value}"
-            case a.SET_VF_MTU:
-                return f"set mtu {self.value} on the netdev of {vf}"
-            case a.SET_PF_UP:
-                return f"set {self.netdev} up"
-            case a.RELOAD_UDEV:
-                return "reload udev rules (rename representors)"
-            case a.SET_OVS_HW_OFFLOAD:
-                return f"set Open_vSwitch other_config:{OVS_HW_OFFLOAD_KEY}=true"
-            case a.REMOVE_OVS_HW_OFFLOAD:
-                return f"remove Open_vSwitch other_config:{OVS_HW_OFFLOAD_KEY}"
-        raise AssertionError(self.action)
-
-    def to_dict(self) -> dict[str, object]:
-        data: dict[str, object] = {"action": str(self.action), "description": self.describe()}
-        if self.pf:
-            data["pf"] = self.pf
-        if self.vf:
-            data["vf"] = {"pf": self.vf.pf, "index": self.vf.index, "address": self.vf.address}
-        if self.value:
-            data["value"] = self.value
-        return data
-
-
-def vdpa_label(vf: str) -> str:
-    return vdpa_name(PciAddress(vf)) if is_pci_address(vf) else f"vdpa:<{vf}>"
 
 
 @dataclass(frozen=True)
@@ -195,9 +100,13 @@ class Plan:
 class PlanError(VdpaOperatorError):
     """The spec cannot be applied to this node as it is (nothing was changed)."""
 
-    def __init__(self, pf: str, message: str) -> None:
-        self.pf = pf
-        super().__init__(f"{pf}: {message}")
+
+class InvalidSpec(PlanError):
+    """The spec holds values the daemon cannot act on (`api.nodestate_checks`): bad input, not a node problem."""
+
+    def __init__(self, issues: Sequence[FieldIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(str(issue) for issue in self.issues))
 
 
 # --- the plan ---------------------------------------------------------------------------------------------------
@@ -207,9 +116,13 @@ def plan(spec: SriovNetworkNodeStateSpec, observed: Observation, *, vf_device_id
          force: Collection[str] = ()) -> Plan:
     """The steps that bring the node to `spec`. `vf_device_ids` are the supported VF device ids (the
     NetworkManager udev rule lists them); `force` are PFs to configure even without drift (an interrupted
-    apply). Raises PlanError for a spec this node cannot take, before anything is planned."""
+    apply). Raises InvalidSpec for values the daemon cannot act on and PlanError for a spec this node cannot take,
+    before anything is planned."""
+    issues = spec_problems(spec, {i.pci_address: i.total_vfs for i in observed.interfaces})
+    if issues:
+        raise InvalidSpec(issues)
     vf_ids = tuple(vf_device_ids)
-    notes: list[str] = []
+    notes = list(observed.notes)
     configure: list[tuple[Interface, InterfaceExt]] = []
     for iface in spec.interfaces:
         status = observed.interface(iface.pci_address)
@@ -229,8 +142,11 @@ def plan(spec: SriovNetworkNodeStateSpec, observed: Observation, *, vf_device_id
     for iface in spec.interfaces:  # unchanged PFs still get their record refreshed (upstream skipSriovConfig)
         if all(iface.pci_address != c.pci_address for c, _ in configure) and observed.interface(iface.pci_address):
             steps += _record_steps(iface, observed)
-    if changed and any(effective_eswitch_mode(i.eswitch_mode) == ESWITCH_SWITCHDEV for i in spec.interfaces):
-        steps.append(Step(Action.RELOAD_UDEV))
+    # an interrupted apply may have written the rules without reloading them
+    resumed = any(c.pci_address in force for c, _ in configure)
+    if (changed or resumed) and any(effective_eswitch_mode(i.eswitch_mode) == ESWITCH_SWITCHDEV
+                                    for i in spec.interfaces):
+        steps.append(ReloadUdev())
 
     spec_pfs = {i.pci_address for i in spec.interfaces}
     reset = [s for s in observed.interfaces if s.pci_address not in spec_pfs and s.pci_address in observed.records]
@@ -271,15 +187,14 @@ def _module_steps(spec: SriovNetworkNodeStateSpec, observed: Observation) -> lis
             for module in (MODULE_FOR_VDPA_TYPE.get(group.vdpa_type), MODULE_FOR_DEVICE_TYPE.get(group.device_type)):
                 if module and module not in needed:
                     needed.append(module)
-    return [Step(Action.LOAD_MODULE, value=m) for m in sorted(needed) if m not in observed.loaded_modules]
+    return [LoadModule(m) for m in sorted(needed) if m not in observed.loaded_modules]
 
 
 def _record_steps(iface: Interface, observed: Observation) -> list[Step]:
     stored = observed.records.get(iface.pci_address)
     if stored is not None and stored.to_go_dict() == iface.to_go_dict():
         return []
-    return [Step(Action.SAVE_RECORD, pf=iface.pci_address, content=iface.model_dump_json(by_alias=True,
-                                                                                         exclude_defaults=True))]
+    return [SaveRecord(iface.pci_address, iface.model_copy(deep=True))]
 
 
 @dataclass
@@ -306,19 +221,16 @@ def _configure_pf(iface: Interface, status: InterfaceExt, observed: Observation,
     if iface.externally_managed:
         _check_externally_managed(iface, status)
     else:
-        if iface.num_vfs > status.total_vfs:
-            raise PlanError(pf, f"numVfs {iface.num_vfs} is larger than sriov_totalvfs {status.total_vfs}; "
-                                "lower numVfs in the policy or enable more VFs in the NIC firmware")
         numvfs = status.num_vfs
         if target == ESWITCH_SWITCHDEV:
             if facts.hw_tc_offload is False:
-                steps.append(Step(Action.ENABLE_TC_OFFLOAD, pf=pf, netdev=netdev))
+                steps.append(EnableTcOffload(pf, netdev))
             fs = facts.flow_steering
             if fs is not None and fs.value != "" and fs.value != FLOW_STEERING_SMFS:
                 if mode != ESWITCH_LEGACY:  # flow steering changes only in legacy
                     steps += mode_and_numvfs(pf, ESWITCH_LEGACY, 0, mode)
                     mode, numvfs, recreated = ESWITCH_LEGACY, 0, True
-                steps.append(Step(Action.SET_FLOW_STEERING, pf=pf, value=FLOW_STEERING_SMFS, content=fs.cmode))
+                steps.append(SetFlowSteering(pf, FLOW_STEERING_SMFS, fs.cmode or "runtime"))
         wanted = dict([nm_disable_rule(PciAddress(pf), vf_ids)])
         if target == ESWITCH_SWITCHDEV:
             wanted.update([pf_name_rule(PciAddress(pf), netdev)])
@@ -330,7 +242,7 @@ def _configure_pf(iface: Interface, status: InterfaceExt, observed: Observation,
                 representor_rule = switchdev_rule(PciAddress(pf), facts.switch_port.switch_id,
                                                   facts.switch_port.port_name, netdev)
         keep = set(wanted) | ({representor_rule[0]} if representor_rule else set())
-        steps += [Step(Action.REMOVE_UDEV_RULE, pf=pf, value=name) for name in rule_filenames(PciAddress(pf))
+        steps += [RemoveUdevRule(pf, name) for name in rule_filenames(PciAddress(pf))
                   if name in observed.udev_rules and name not in keep]
         steps += _write_rules(pf, wanted, observed)
         if numvfs != iface.num_vfs or mode != target:
@@ -339,29 +251,29 @@ def _configure_pf(iface: Interface, status: InterfaceExt, observed: Observation,
         if representor_rule:
             steps += _write_rules(pf, dict([representor_rule]), observed)
         if iface.mtu > 0 and iface.mtu > status.mtu:
-            steps.append(Step(Action.SET_PF_MTU, pf=pf, netdev=netdev, value=str(iface.mtu)))
+            steps.append(SetPfMtu(pf, netdev, iface.mtu))
     if iface.num_vfs > 0:
         for vf in _vfs_at_vf_stage(iface, status, facts, recreated):
             steps += _configure_vf(iface, vf, target, facts, netdev)
     if status.link_admin_state == LINK_ADMIN_STATE_DOWN:
-        steps.append(Step(Action.SET_PF_UP, pf=pf, netdev=netdev))
+        steps.append(SetPfUp(pf, netdev))
     return steps
 
 
 def _write_rules(pf: str, wanted: dict[str, str], observed: Observation) -> list[Step]:
-    return [Step(Action.WRITE_UDEV_RULE, pf=pf, value=name, content=content) for name, content in wanted.items()
+    return [WriteUdevRule(pf, name, content) for name, content in wanted.items()
             if observed.udev_rules.get(name) != content]
 
 
 def mode_and_numvfs(pf: str, target: str, count: int, mode: str) -> list[Step]:
     """Upstream `setEswitchModeAndNumVFsMlx` (also its fallback for other drivers): VFs are created in legacy,
     each must show up with its `physfn` link, and the eswitch goes to switchdev only with the VFs unbound."""
-    steps = []
+    steps: list[Step] = []
     if mode != ESWITCH_LEGACY:
-        steps += [Step(Action.UNBIND_VFS, pf=pf), Step(Action.SET_ESWITCH, pf=pf, value=ESWITCH_LEGACY)]
-    steps.append(Step(Action.SET_NUMVFS, pf=pf, value=str(count)))
+        steps += [UnbindVfs(pf), SetEswitch(pf, EswitchMode.LEGACY)]
+    steps.append(SetNumVfs(pf, count))
     if target == ESWITCH_SWITCHDEV:
-        steps += [Step(Action.UNBIND_VFS, pf=pf), Step(Action.SET_ESWITCH, pf=pf, value=ESWITCH_SWITCHDEV)]
+        steps += [UnbindVfs(pf), SetEswitch(pf, EswitchMode.SWITCHDEV)]
     return steps
 
 
@@ -369,15 +281,15 @@ def _check_externally_managed(iface: Interface, status: InterfaceExt) -> None:
     """Upstream `checkExternallyManagedPF`: the admin set the PF up; the operator only checks it."""
     pf = iface.pci_address
     if iface.num_vfs > status.num_vfs:
-        raise PlanError(pf, f"numVfs {iface.num_vfs} is more than the {status.num_vfs} VFs present, and the policy "
-                            "marks the PF externallyManaged: create the VFs on the host first")
+        raise PlanError(f"{pf}: numVfs {iface.num_vfs} is more than the {status.num_vfs} VFs present, and the "
+                        "policy marks the PF externallyManaged: create the VFs on the host first")
     current, wanted = effective_eswitch_mode(status.eswitch_mode), effective_eswitch_mode(iface.eswitch_mode)
     if current != wanted:
-        raise PlanError(pf, f"eSwitchMode {wanted!r} differs from the configured {current!r}, and the policy marks "
-                            "the PF externallyManaged: set the eswitch mode on the host first")
+        raise PlanError(f"{pf}: eSwitchMode {wanted!r} differs from the configured {current!r}, and the policy "
+                        "marks the PF externallyManaged: set the eswitch mode on the host first")
     if iface.mtu > 0 and iface.mtu > status.mtu:
-        raise PlanError(pf, f"mtu {iface.mtu} is greater than the configured {status.mtu}, and the policy marks the "
-                            "PF externallyManaged: raise the PF MTU on the host first")
+        raise PlanError(f"{pf}: mtu {iface.mtu} is greater than the configured {status.mtu}, and the policy marks "
+                        "the PF externallyManaged: raise the PF MTU on the host first")
 
 
 def _vfs_at_vf_stage(iface: Interface, status: InterfaceExt, facts: PfFacts, recreated: bool) -> list[_Vf]:
@@ -395,40 +307,40 @@ def _vfs_at_vf_stage(iface: Interface, status: InterfaceExt, facts: PfFacts, rec
 
 
 def _configure_vf(iface: Interface, vf: _Vf, target: str, facts: PfFacts, netdev: str) -> list[Step]:
-    """Upstream `configSriovVFDevices` for one VF."""
-    pf = iface.pci_address
+    """Upstream `configSriovVFDevices` for one VF. A VF this plan binds gets its admin MAC set too: before the
+    bind its netdev, and so its MAC, cannot be seen (a VF left unbound by an interrupted apply is one)."""
     steps: list[Step] = []
     driver = vf.driver
     if not driver:
-        steps.append(Step(Action.BIND_DEFAULT, pf=pf, vf=vf.ref))
+        steps.append(BindDefault(vf.ref))
         driver = DEFAULT_VF_DRIVER
     group = _group_of(iface, vf.ref.index)
     if group is None:
         return steps
     if driver not in DPDK_DRIVERS:
         admin = facts.admin_macs.get(vf.ref.index, "")
-        if vf.fresh or (vf.mac and admin.lower() != vf.mac.lower()):
-            steps.append(Step(Action.SET_ADMIN_MAC, pf=pf, vf=vf.ref, netdev=netdev))
+        if vf.fresh or not vf.driver or (vf.mac and admin.lower() != vf.mac.lower()):
+            steps.append(SetAdminMac(vf.ref, netdev))
     if group.is_rdma:
-        steps.append(Step(Action.UNBIND_VF, pf=pf, vf=vf.ref))
+        steps.append(UnbindVf(vf.ref))
         driver = ""
     switchdev = target == ESWITCH_SWITCHDEV
     if switchdev and not group.vdpa_type and vf.has_vdpa:
-        steps.append(Step(Action.DELETE_VDPA, pf=pf, vf=vf.ref))
+        steps.append(DeleteVdpa(vf.ref))
     if group.device_type in DPDK_DRIVERS:
         if driver != group.device_type:
-            steps.append(Step(Action.BIND_DPDK, pf=pf, vf=vf.ref, value=group.device_type))
+            steps.append(BindDpdk(vf.ref, group.device_type))
         return steps
     if driver != DEFAULT_VF_DRIVER:
-        steps.append(Step(Action.BIND_DEFAULT, pf=pf, vf=vf.ref))
+        steps.append(BindDefault(vf.ref))
     if group.mtu > 0 and (vf.fresh or vf.mtu != group.mtu):
-        steps.append(Step(Action.SET_VF_MTU, pf=pf, vf=vf.ref, value=str(group.mtu)))
+        steps.append(SetVfMtu(vf.ref, group.mtu))
     if switchdev and group.vdpa_type:
         wanted = VDPA_DRIVER_FOR_TYPE[group.vdpa_type]
         if not vf.has_vdpa:
-            steps.append(Step(Action.CREATE_VDPA, pf=pf, vf=vf.ref, value=group.vdpa_type))
+            steps.append(CreateVdpa(vf.ref, group.vdpa_type))
         if vf.vdpa_driver != wanted:
-            steps.append(Step(Action.BIND_VDPA, pf=pf, vf=vf.ref, value=str(wanted)))
+            steps.append(BindVdpa(vf.ref, wanted))
     return steps
 
 
@@ -440,12 +352,12 @@ def _reset_pf(status: InterfaceExt, observed: Observation) -> list[Step]:
     """Upstream `checkForConfigAndReset`: only PFs with a record; externally managed ones just lose it."""
     pf = status.pci_address
     if observed.records[pf].externally_managed:
-        return [Step(Action.DELETE_RECORD, pf=pf)]
-    steps = [Step(Action.REMOVE_UDEV_RULE, pf=pf, value=name) for name in rule_filenames(PciAddress(pf))
+        return [DeleteRecord(pf)]
+    steps: list[Step] = [RemoveUdevRule(pf, name) for name in rule_filenames(PciAddress(pf))
              if name in observed.udev_rules]
     if status.num_vfs > 0:
         steps += reset_device(status, observed.initial.get(pf))
-    steps.append(Step(Action.DELETE_RECORD, pf=pf))
+    steps.append(DeleteRecord(pf))
     return steps
 
 
@@ -457,7 +369,7 @@ def reset_device(status: InterfaceExt, initial: InterfaceExt | None) -> list[Ste
     mode = effective_eswitch_mode(initial.eswitch_mode) if initial is not None else ESWITCH_LEGACY
     steps = []
     if mtu and mtu != status.mtu:
-        steps.append(Step(Action.SET_PF_MTU, pf=pf, netdev=status.name, value=str(mtu)))
+        steps.append(SetPfMtu(pf, status.name, mtu))
     return steps + mode_and_numvfs(pf, mode, 0, effective_eswitch_mode(status.eswitch_mode))
 
 
@@ -470,7 +382,7 @@ def _ovs_steps(spec: SriovNetworkNodeStateSpec, observed: Observation, notes: li
                          f"other_config:{OVS_HW_OFFLOAD_KEY} not set; flows will not be offloaded")
         return []
     if switchdev and observed.ovs_hw_offload != "true":
-        return [Step(Action.SET_OVS_HW_OFFLOAD)]
+        return [SetOvsHwOffload()]
     if not switchdev and observed.ovs_offload_owned and observed.ovs_hw_offload == "true":
-        return [Step(Action.REMOVE_OVS_HW_OFFLOAD)]
+        return [RemoveOvsHwOffload()]
     return []

@@ -3,8 +3,9 @@
 
 Differences from upstream, on purpose: a failed apply is reported as `syncStatus: Failed` with a
 `lastSyncError` naming the step and the object (upstream leaves daemon-mode failures at `InProgress`), and
-retried with exponential backoff; a spec that cannot be applied at all (more VFs than the NIC has, an
-externally managed PF that is not ready) fails before anything is touched.
+retried with exponential backoff; a spec that cannot be applied at all (a value the daemon cannot act on,
+named by its field; more VFs than the NIC has; an externally managed PF that is not ready) fails the same way
+before anything is touched, and the daemon goes on watching for the next spec.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeState,
 )
 from vdpa_operator.daemon.apply import ApplyResult
-from vdpa_operator.daemon.cluster import NodeStateApi
 from vdpa_operator.daemon.node import NodeAgent, status_changed, status_patch
+from vdpa_operator.daemon.nodestate_client import NodeStateApi
 from vdpa_operator.daemon.observed import Observation
 from vdpa_operator.daemon.plan import Plan, PlanError
 from vdpa_operator.daemon.store import StoreError
@@ -110,8 +111,11 @@ class NodeReconciler:
             return await self._fail(state, None, f"discovery failed: {exc}", generation)
         if not await self._drained(state, planned):
             return RESYNC_SECONDS
-        result = await self._host(self.agent.apply, planned, observed, generation=generation,
-                                  on_step=_log_step)
+        try:
+            result = await self._host(self.agent.apply, planned, observed, generation=generation,
+                                      on_step=_log_step)
+        except StoreError as exc:  # the journal or a record could not be written: failed like a step, retried
+            return await self._fail(state, None, str(exc), generation)
         for note in result.notes:
             await self.api.event("NodeConfig", note)
         return await self._finish(state, result, generation)

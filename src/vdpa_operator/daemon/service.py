@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 
-from vdpa_operator.daemon.cluster import ClusterError, NodeStateApi
+from vdpa_operator.daemon.nodestate_client import ClusterError, NodeStateApi
 from vdpa_operator.daemon.reconcile import RESYNC_SECONDS, Backoff, NodeReconciler
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,9 @@ from vdpa_operator.api.golang import GoValue, marshal, omit_empty
 from vdpa_operator.api.kube import Node
 from vdpa_operator.api.models import InterfaceExt, SriovNetworkNodePolicy, SriovNetworkNodeState
 from vdpa_operator.api.nics import SupportedNics
+from vdpa_operator.api.nodestate import DEVICE_TYPE_VFIO_PCI
 from vdpa_operator.api.selection import net_filter_match, resolve_interface_name
-from vdpa_operator.render.nodestate import DEVICE_TYPE_VFIO_PCI, RenderError, policies_for_node
+from vdpa_operator.render.nodestate import RenderError, policies_for_node
 
 DEVICE_PLUGIN_LABEL = "sriovnetwork.openshift.io/device-plugin"
 """Node label the device-plugin DaemonSet selects on."""

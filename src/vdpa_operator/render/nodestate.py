@@ -37,10 +37,10 @@ from vdpa_operator.api.models import (
     SriovNetworkNodeStateSpec,
     VfGroup,
 )
+from vdpa_operator.api.nodestate import ESWITCH_SWITCHDEV
 from vdpa_operator.api.selection import (
     PfName,
     VfRangeError,
-    index_in_range,
     nic_selected,
     node_selected,
     parse_pf_name,
@@ -50,13 +50,6 @@ from vdpa_operator.errors import VdpaOperatorError
 
 NO_PREVIOUS_PRIORITY = 100
 """Upstream's initial `ppp`: above the highest allowed priority (99), so the first policy is never "equal"."""
-ESWITCH_LEGACY = "legacy"
-ESWITCH_SWITCHDEV = "switchdev"
-DEVICE_TYPE_NETDEVICE = "netdevice"
-DEVICE_TYPE_VFIO_PCI = "vfio-pci"
-DPDK_DRIVERS = ("igb_uio", "vfio-pci", "uio_pci_generic")
-UNINITIALIZED_NODE_GUID = "0000:0000:0000:0000"
-LINK_ADMIN_STATE_DOWN = "down"
 
 
 class RenderError(VdpaOperatorError, ValueError):
@@ -89,11 +82,6 @@ def policies_for_node(
         p for p in sorted_policies
         if p.name != DEFAULT_NAME and node_selected(p.spec.node_selector, node_labels)
     ]
-
-
-def effective_eswitch_mode(mode: str) -> str:
-    """An unset eSwitch mode means legacy (upstream `GetEswitchModeFromSpec`/`FromStatus`)."""
-    return mode or ESWITCH_LEGACY
 
 
 def bridge_name(pci_address: str) -> str:
@@ -349,46 +337,3 @@ def observed_key(observed: Sequence[InterfaceExt]) -> Hashable:
     """Every observed-PF field that spec rendering reads (nicSelector matching, PF name and address): nodes
     with equal keys and equal policies get equal specs."""
     return tuple((i.name, tuple(i.alt_names), i.pci_address, i.vendor, i.device_id, i.net_filter) for i in observed)
-
-
-# --- drift ----------------------------------------------------------------------------------------------------
-
-
-def need_to_update_sriov(iface_spec: Interface, iface_status: InterfaceExt) -> bool:
-    """Whether a PF as observed differs from its spec in a way the daemon must fix (upstream `NeedToUpdateSriov`).
-
-    Only VFs inside some VF group are checked, against the first group containing them."""
-    if iface_spec.mtu > 0 and iface_spec.mtu > iface_status.mtu:
-        return True
-    if effective_eswitch_mode(iface_status.eswitch_mode) != effective_eswitch_mode(iface_spec.eswitch_mode):
-        return True
-    if iface_spec.num_vfs != iface_status.num_vfs:
-        return True
-    if iface_status.link_admin_state == LINK_ADMIN_STATE_DOWN:
-        return True
-    if iface_spec.num_vfs <= 0:
-        return False
-    link_type = iface_status.link_type.lower()
-    for vf in iface_status.vfs:
-        group = next((g for g in iface_spec.vf_groups if index_in_range(vf.vf_id, g.vf_range)), None)
-        if group is None:
-            continue
-        if vf.driver == "":
-            return True
-        if group.device_type not in ("", DEVICE_TYPE_NETDEVICE):
-            if group.device_type != vf.driver:
-                return True
-        else:
-            if vf.driver in DPDK_DRIVERS:
-                return True
-            if vf.mtu != 0 and group.mtu != 0 and vf.mtu != group.mtu:
-                return True
-            needs_guid = (link_type == "eth" and group.is_rdma) or link_type == "ib"
-            if needs_guid and vf.guid == UNINITIALIZED_NODE_GUID:
-                return True
-            if iface_spec.externally_managed:
-                # upstream re-applies to be sure the admin MAC is still set
-                return True
-        if group.vdpa_type != vf.vdpa_type:
-            return True
-    return False

@@ -25,7 +25,24 @@ from vdpa_operator.api.selection import index_in_range
 from vdpa_operator.daemon.apply import ApplyResult
 from vdpa_operator.daemon.node import NodeAgent
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import Action, Plan, Step
+from vdpa_operator.daemon.plan import Plan
+from vdpa_operator.daemon.steps import (
+    BindDefault,
+    BindVdpa,
+    CreateVdpa,
+    DeleteVdpa,
+    EnableTcOffload,
+    LoadModule,
+    SetAdminMac,
+    SetEswitch,
+    SetFlowSteering,
+    SetNumVfs,
+    SetPfMtu,
+    SetPfUp,
+    SetVfMtu,
+    Step,
+    UnbindVfs,
+)
 from vdpa_operator.daemon.store import DaemonStore
 from vdpa_operator.host.errors import HostTimeout
 from vdpa_operator.host.sim import SimKernel, sim_host
@@ -40,39 +57,41 @@ VF_ADDRESS = {  # the simulated CX-6 Dx's routing-ID layout (host/sim/kernel/pci
 }
 
 FAULT_OP = {
-    Action.LOAD_MODULE: "module_load",
-    Action.ENABLE_TC_OFFLOAD: "feature_set",
-    Action.SET_FLOW_STEERING: "param_set",
-    Action.SET_NUMVFS: "sriov_numvfs",
-    Action.UNBIND_VFS: "pci_unbind",
-    Action.SET_ESWITCH: "eswitch_set",
-    Action.SET_PF_MTU: "link_set",
-    Action.BIND_DEFAULT: "pci_bind",
-    Action.SET_ADMIN_MAC: "vf_mac_set",
-    Action.DELETE_VDPA: "vdpa_dev_del",
-    Action.CREATE_VDPA: "vdpa_dev_new",
-    Action.BIND_VDPA: "vdpa_bind",
-    Action.SET_VF_MTU: "link_set",
-    Action.SET_PF_UP: "link_set",
+    LoadModule: "module_load",
+    EnableTcOffload: "feature_set",
+    SetFlowSteering: "param_set",
+    SetNumVfs: "sriov_numvfs",
+    UnbindVfs: "pci_unbind",
+    SetEswitch: "eswitch_set",
+    SetPfMtu: "link_set",
+    BindDefault: "pci_bind",
+    SetAdminMac: "vf_mac_set",
+    DeleteVdpa: "vdpa_dev_del",
+    CreateVdpa: "vdpa_dev_new",
+    BindVdpa: "vdpa_bind",
+    SetVfMtu: "link_set",
+    SetPfUp: "link_set",
 }
 ERRNOS = {"EBUSY": E.EBUSY, "ENOSPC": E.ENOSPC, "EOPNOTSUPP": E.EOPNOTSUPP, "ENODEV": E.ENODEV,
           "ETIMEDOUT": E.ETIMEDOUT}
 
-TOLERATED: dict[tuple[Action, int], tuple[str, ...]] = {
+StepKind = type[Step]
+
+TOLERATED: dict[tuple[StepKind, int], tuple[str, ...]] = {
     # upstream configureHWOptionsForSwitchdev: flow_steering_mode ENOTSUP/EINVAL/ENODEV are logged and skipped;
     # the apply reports it in a note naming the device, the parameter and the errno
-    (Action.SET_FLOW_STEERING, E.EOPNOTSUPP): (f"pci/{PF0}", "flow_steering_mode", "EOPNOTSUPP"),
-    (Action.SET_FLOW_STEERING, E.ENODEV): (f"pci/{PF0}", "flow_steering_mode", "ENODEV"),
+    (SetFlowSteering, E.EOPNOTSUPP): (f"pci/{PF0}", "flow_steering_mode", "EOPNOTSUPP"),
+    (SetFlowSteering, E.ENODEV): (f"pci/{PF0}", "flow_steering_mode", "ENODEV"),
     # upstream EnableHwTcOffload: a feature the device cannot change is skipped (with a note)
-    (Action.ENABLE_TC_OFFLOAD, E.EOPNOTSUPP): (NETDEV[PF0], "hw-tc-offload"),
+    (EnableTcOffload, E.EOPNOTSUPP): (NETDEV[PF0], "hw-tc-offload"),
     # upstream CreateVDPADevice: EOPNOTSUPP to max_vqp → created again without it (checked separately below)
-    (Action.CREATE_VDPA, E.EOPNOTSUPP): (),
+    (CreateVdpa, E.EOPNOTSUPP): (),
     # upstream DeleteVDPADevice: ENODEV means "no such device", which is what the step wants
-    (Action.DELETE_VDPA, E.ENODEV): (),
+    (DeleteVdpa, E.ENODEV): (),
 }
 """(step kind, errno) the apply goes through, and what its note about it names."""
 
-ARMED_EARLIER = {Action.BIND_VDPA: (Action.CREATE_VDPA, 2)}
+ARMED_EARLIER = {BindVdpa: (CreateVdpa, 2)}
 """A new vdpa device is bound by the bus's autoprobe inside DEV_NEW, so the bind step finds it bound and asks the
 kernel nothing. Armed at the create with two faults: the probe fails (the device stays unbound, as in the
 kernel), then the daemon's own bind hits the second."""
@@ -139,13 +158,13 @@ def converged_then_vdpa_dropped(tmp_path: Path) -> Node:
     return node
 
 
-SCENARIOS: dict[str, tuple[Callable[[Path], Node], tuple[Action, ...]]] = {
-    "seed": (fresh, (Action.LOAD_MODULE, Action.ENABLE_TC_OFFLOAD, Action.SET_FLOW_STEERING, Action.SET_NUMVFS,
-                     Action.UNBIND_VFS, Action.SET_ESWITCH, Action.BIND_DEFAULT, Action.SET_ADMIN_MAC,
-                     Action.CREATE_VDPA, Action.BIND_VDPA)),
-    "mtu": (fresh_with_mtu, (Action.SET_PF_MTU, Action.SET_VF_MTU)),
-    "pf-down": (fresh_with_pfs_down, (Action.SET_PF_UP,)),
-    "vdpa-dropped": (converged_then_vdpa_dropped, (Action.DELETE_VDPA,)),
+SCENARIOS: dict[str, tuple[Callable[[Path], Node], tuple[StepKind, ...]]] = {
+    "seed": (fresh, (LoadModule, EnableTcOffload, SetFlowSteering, SetNumVfs,
+                     UnbindVfs, SetEswitch, BindDefault, SetAdminMac,
+                     CreateVdpa, BindVdpa)),
+    "mtu": (fresh_with_mtu, (SetPfMtu, SetVfMtu)),
+    "pf-down": (fresh_with_pfs_down, (SetPfUp,)),
+    "vdpa-dropped": (converged_then_vdpa_dropped, (DeleteVdpa,)),
 }
 
 
@@ -189,16 +208,17 @@ def object_of(step: Step) -> str:
     """What the step acts on, as the error must name it."""
     if step.vf is not None:
         vf = VF_ADDRESS[(step.vf.pf, step.vf.index)]
-        vdpa_step = step.action in (Action.CREATE_VDPA, Action.BIND_VDPA, Action.DELETE_VDPA)
-        return vdpa_name(PciAddress(vf)) if vdpa_step else vf
-    if step.action == Action.LOAD_MODULE:
-        return step.value
-    return step.netdev or step.pf
+        return vdpa_name(PciAddress(vf)) if isinstance(step, CreateVdpa | BindVdpa | DeleteVdpa) else vf
+    if isinstance(step, LoadModule):
+        return step.module
+    if isinstance(step, EnableTcOffload | SetPfMtu | SetPfUp):
+        return step.netdev
+    return step.pf
 
 
 # --- the fault matrix ---------------------------------------------------------------------------------------------
 
-ON_SECOND_PF = (Action.SET_ESWITCH, Action.CREATE_VDPA)
+ON_SECOND_PF = (SetEswitch, CreateVdpa)
 """Also broken on the second PF, once the first is configured: the next sync re-checks both (the journal) and
 finds nothing left to do on the first."""
 
@@ -208,23 +228,24 @@ def fault_cases() -> list[object]:
     for scenario, (_, actions) in SCENARIOS.items():
         for action in actions:
             for name, code in ERRNOS.items():
-                cases.append(pytest.param(scenario, action, 0, code, id=f"{scenario}-{action}-{name}"))
+                cases.append(pytest.param(scenario, action, 0, code, id=f"{scenario}-{action.action}-{name}"))
             if action in ON_SECOND_PF:
-                cases.append(pytest.param(scenario, action, -1, E.EBUSY, id=f"{scenario}-{action}-second-pf-EBUSY"))
+                cases.append(pytest.param(scenario, action, -1, E.EBUSY,
+                                          id=f"{scenario}-{action.action}-second-pf-EBUSY"))
     return cases
 
 
-def run_with_fault(node: Node, action: Action, occurrence: int, code: int) -> tuple[Step, ApplyResult]:
+def run_with_fault(node: Node, action: StepKind, occurrence: int, code: int) -> tuple[Step, ApplyResult]:
     """Apply the node's plan with `code` injected into the `occurrence`-th step of kind `action`."""
     planned, observed = node.plan()
-    indexes = [i for i, s in enumerate(planned.steps) if s.action == action]
-    assert indexes, f"the plan has no {action} step: {[s.describe() for s in planned.steps]}"
+    indexes = [i for i, s in enumerate(planned.steps) if isinstance(s, action)]
+    assert indexes, f"the plan has no {action.action} step: {[s.describe() for s in planned.steps]}"
     target = indexes[occurrence]
     arm_at, times = target, 1
     if action in ARMED_EARLIER:
         earlier, times = ARMED_EARLIER[action]
         arm_at = max(i for i, s in enumerate(planned.steps[:target])
-                     if s.action == earlier and s.vf == planned.steps[target].vf)
+                     if isinstance(s, earlier) and s.vf == planned.steps[target].vf)
 
     def on_step(index: int, total: int, step: Step, description: str) -> None:
         if index == arm_at:
@@ -237,7 +258,7 @@ def run_with_fault(node: Node, action: Action, occurrence: int, code: int) -> tu
 
 @pytest.mark.parametrize(("scenario", "action", "occurrence", "code"), fault_cases())
 def test_fault_fails_the_step_and_the_next_sync_converges(
-    tmp_path: Path, scenario: str, action: Action, occurrence: int, code: int
+    tmp_path: Path, scenario: str, action: StepKind, occurrence: int, code: int
 ) -> None:
     make, _ = SCENARIOS[scenario]
     node = make(tmp_path)
@@ -272,7 +293,7 @@ def test_fault_fails_the_step_and_the_next_sync_converges(
 def test_create_vdpa_retries_without_max_vqp_on_eopnotsupp(tmp_path: Path) -> None:
     """Upstream asks for `max_vqp 32` and, on EOPNOTSUPP (older mlx5), creates the device without it."""
     node = fresh(tmp_path)
-    step, result = run_with_fault(node, Action.CREATE_VDPA, 0, E.EOPNOTSUPP)
+    step, result = run_with_fault(node, CreateVdpa, 0, E.EOPNOTSUPP)
     assert result.ok, result.error_message()
     assert step.vf is not None
     retried = vdpa_name(PciAddress(VF_ADDRESS[(step.vf.pf, step.vf.index)]))
@@ -285,12 +306,13 @@ def test_create_vdpa_retries_without_max_vqp_on_eopnotsupp(tmp_path: Path) -> No
 def test_every_fault_op_is_hit_by_some_scenario(tmp_path: Path) -> None:
     """Each scenario's real plan contains the step kinds it is meant to break, and together the scenarios cover
     every step kind that has a fault op."""
-    covered: set[Action] = set()
+    covered: set[StepKind] = set()
     for scenario, (make, actions) in SCENARIOS.items():
         node = make(tmp_path / scenario)
         planned, _ = node.plan()
-        kinds = {s.action for s in planned.steps} & set(FAULT_OP)
-        assert set(actions) <= kinds, (scenario, "missing from its plan:", sorted(set(actions) - kinds))
+        kinds = {type(s) for s in planned.steps} & set(FAULT_OP)
+        missing = sorted(a.action for a in set(actions) - kinds)
+        assert not missing, (scenario, "missing from its plan:", missing)
         if scenario == "seed":
             assert kinds == set(actions)  # the seed apply: every kernel-facing step kind it runs is under test
         covered |= set(actions)
@@ -311,7 +333,7 @@ def test_vfs_slower_than_the_wait_fail_the_step_then_the_next_sync_converges(tmp
     assert not result.ok
     failure = result.failure
     assert failure is not None
-    assert (failure.step.action, failure.step.pf) == (Action.SET_NUMVFS, PF0)
+    assert isinstance(failure.step, SetNumVfs) and failure.step.pf == PF0
     assert isinstance(failure.error, HostTimeout)
     assert failure.error.errno == E.ETIMEDOUT
     message = result.error_message()

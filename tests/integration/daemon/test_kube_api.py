@@ -16,7 +16,6 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Node
 from lightkube.types import PatchType
 
 from vdpa_operator.api.models import DESIRED_STATE, DRAIN_REQUIRED, NODE_STATE, SriovNetworkNodeState
-from vdpa_operator.daemon.cluster import ClusterError
 from vdpa_operator.daemon.kube import (
     LightkubeNodeStateApi,
     NodeStateResource,
@@ -24,6 +23,7 @@ from vdpa_operator.daemon.kube import (
     connect,
     node_state_from_json,
 )
+from vdpa_operator.daemon.nodestate_client import ClusterError
 from vdpa_operator.sim.apiserver import ServerHandle, kubeconfig
 
 NODE = "worker-1"

@@ -41,10 +41,15 @@ SEED = json.loads((Path(__file__).parents[2] / "golden/seed-node-state-spec.json
 Scenario = Callable[[AsyncClient, SimKernel], Awaitable[None]]
 
 
-def run_daemon(server: ServerHandle, tmp_path: Path, scenario: Scenario, *, annotate: bool = True) -> None:
-    """Start the daemon on a fresh simulated host, run `scenario(client, kernel)`, stop the daemon."""
-    kernel = SimKernel.create(tmp_path / "host", real_netdevs=False)
-    agent = NodeAgent(sim_host(kernel), DaemonStore(tmp_path / "store"), DEFAULT_SUPPORTED_NICS)
+def run_daemon(server: ServerHandle, tmp_path: Path, scenario: Scenario, *, annotate: bool = True,
+               spec: dict[str, Any] = SEED, root: Path | None = None, timeout: float = 30) -> None:
+    """Start the daemon on the simulated host at `root` (default: a fresh one) with its store inside it, its
+    NodeState's spec `spec`, run `scenario(client, kernel)`, stop the daemon."""
+    if root is None:
+        root = tmp_path / "host"
+        SimKernel.create(root, real_netdevs=False)
+    kernel = SimKernel.open(root)
+    agent = NodeAgent(sim_host(kernel), DaemonStore(root / "etc/sriov-operator"), DEFAULT_SUPPORTED_NICS)
 
     async def main() -> None:
         config = KubeConfig.from_file(server.kubeconfig_path)
@@ -52,13 +57,13 @@ def run_daemon(server: ServerHandle, tmp_path: Path, scenario: Scenario, *, anno
         await client.create(Node(metadata=ObjectMeta(name=NODE)))
         annotations = {CURRENT_STATE: DRAIN_IDLE, DESIRED_STATE: DRAIN_IDLE} if annotate else {}
         await client.create(NodeStateResource(metadata=ObjectMeta(name=NODE, namespace=NS, annotations=annotations),
-                                              spec=SEED))
+                                              spec=spec))
         api = LightkubeNodeStateApi(AsyncClient(config), NODE, NS, retry_delay=0.01)
         stop = asyncio.Event()
         daemon = asyncio.create_task(service.run(api, NodeReconciler(api, agent, backoff=Backoff(initial=0.05)),
                                                  stop=stop))
         try:
-            await asyncio.wait_for(scenario(client, kernel), 30)
+            await asyncio.wait_for(scenario(client, kernel), timeout)
         finally:
             stop.set()
             await asyncio.wait_for(daemon, 10)

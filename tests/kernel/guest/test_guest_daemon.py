@@ -4,8 +4,8 @@ Why: the daemon's steps are checked against the simulated host everywhere else; 
 (`vdpa_operator.daemon.apply`) runs them through the product Linux Host (`linux_host`) against netdevsim,
 vdpa_sim_net and OVS on the kernel datapath, so what a step does, what re-running it does, and how a failure
 reads are what the kernel answers. The steps are written out by hand: the planner's input comes from discovery
-of PCI PFs, and the bed's NIC is not PCI (see `test_steps_the_kernel_bed_cannot_show`). `Step.device` points
-the eswitch and create steps at the bed's devlink device and vDPA management device. Oracles are the bed's
+of PCI PFs, and the bed's NIC is not PCI (see `test_steps_the_kernel_bed_cannot_show`). The steps' `devlink` and
+`mgmtdev` fields point them at the bed's devlink device and vDPA management device. Oracles are the bed's
 kernel (sysfs, devlink ports, the OVS command line), not the code under test.
 
 Outside the guest (VDPA_CONTRACT_BED != kernel) every test here skips.
@@ -28,11 +28,45 @@ from contract.beds import MLX5_PARAMS, PCI_IDENTITY, VDPA_VF_PARENT, VF_NETDEVS
 from contract.wait import wait_until
 from vdpa_operator.daemon.apply import OVS_ENABLED_NOTE, OVS_RESTART_NOTE, Applier, ApplyResult
 from vdpa_operator.daemon.observed import Observation
-from vdpa_operator.daemon.plan import HW_TC_OFFLOAD, OVS_HW_OFFLOAD_KEY, VDPA_MAX_VQP, Action, Plan, Step, VfRef
+from vdpa_operator.daemon.plan import Plan
+from vdpa_operator.daemon.steps import (
+    HW_TC_OFFLOAD,
+    OVS_HW_OFFLOAD_KEY,
+    VDPA_MAX_VQP,
+    BindDefault,
+    BindDpdk,
+    BindVdpa,
+    CreateVdpa,
+    DeleteVdpa,
+    EnableTcOffload,
+    LoadModule,
+    RemoveOvsHwOffload,
+    SetAdminMac,
+    SetEswitch,
+    SetFlowSteering,
+    SetNumVfs,
+    SetOvsHwOffload,
+    SetPfMtu,
+    SetPfUp,
+    SetVfMtu,
+    Step,
+    UnbindVfs,
+    VfRef,
+)
 from vdpa_operator.daemon.store import OVS_OFFLOAD_MARKER, DaemonStore
 from vdpa_operator.host.linux.genl import GenlCommandError
 from vdpa_operator.host.port import NO_CONFIG, Host
-from vdpa_operator.host.types import DevlinkPort, EswitchMode, PciAddress, PortFlavour, VdpaConfig, vdpa_name
+from vdpa_operator.host.types import (
+    DevlinkHandle,
+    DevlinkPort,
+    EswitchMode,
+    PciAddress,
+    PortFlavour,
+    VdpaConfig,
+    VdpaDriver,
+    VdpaMgmtDev,
+    vdpa_name,
+)
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("VDPA_CONTRACT_BED") != "kernel",
@@ -101,11 +135,11 @@ def test_switchdev_steps_on_netdevsim(kbed: Any, host: Host, store: DaemonStore)
     # so the bed writes it (SET_NUMVFS: see test_steps_the_kernel_bed_cannot_show).
     sw.set_numvfs(2)
     steps = (
-        Step(Action.ENABLE_TC_OFFLOAD, netdev=pf),
-        Step(Action.SET_FLOW_STEERING, value="smfs", content="runtime", device=str(handle)),
-        Step(Action.SET_ESWITCH, value=str(EswitchMode.SWITCHDEV), device=str(handle)),
-        Step(Action.SET_PF_MTU, netdev=pf, value=str(mtu)),
-        Step(Action.SET_PF_UP, netdev=pf),
+        EnableTcOffload("", pf),
+        SetFlowSteering("", "smfs", "runtime", devlink=handle),
+        SetEswitch("", EswitchMode.SWITCHDEV, devlink=handle),
+        SetPfMtu("", pf, mtu),
+        SetPfUp("", pf),
     )
     representors: dict[str, int] = {}
     for run in (1, 2):  # the second run finds everything done: no failure, nothing re-created
@@ -131,7 +165,7 @@ def test_switchdev_steps_on_netdevsim(kbed: Any, host: Host, store: DaemonStore)
         else:
             assert indexes == representors, "re-running switchdev re-created the representors"
 
-    applied(host, store, Step(Action.SET_ESWITCH, value=str(EswitchMode.LEGACY), device=str(handle)))
+    applied(host, store, SetEswitch("", EswitchMode.LEGACY, devlink=handle))
     assert host.devlink.eswitch_mode(handle) == EswitchMode.LEGACY
     assert vf_ports(host, kbed) == []
     assert [rep for rep in representors if host.links.find(rep) is not None] == []
@@ -182,14 +216,14 @@ def test_vdpa_steps_on_vdpa_sim_net(kbed: Any, host: Host, store: DaemonStore, m
     device_dir = VDPA_BUS / name
     calls = record_dev_new(host, monkeypatch)
 
-    create = Step(Action.CREATE_VDPA, vf=VF, value="virtio", device=str(kbed.vdpa.mgmtdev))
+    create = CreateVdpa(VF, "virtio", kbed.vdpa.mgmtdev)
     to_virtio = (
-        Step(Action.LOAD_MODULE, value="virtio_vdpa"),
-        Step(Action.LOAD_MODULE, value="vhost_vdpa"),
+        LoadModule("virtio_vdpa"),
+        LoadModule("vhost_vdpa"),
         create,
-        Step(Action.BIND_VDPA, vf=VF, value="virtio_vdpa"),
+        BindVdpa(VF, VdpaDriver.VIRTIO),
     )
-    to_vhost = (create, Step(Action.BIND_VDPA, vf=VF, value="vhost_vdpa"))
+    to_vhost = (create, BindVdpa(VF, VdpaDriver.VHOST))
 
     def virtio_netdev() -> str:
         binding = wait_until(lambda: (b := host.vdpa.binding(name)).virtio_netdev and b, what=f"{name} on virtio")
@@ -241,7 +275,7 @@ def test_vdpa_steps_on_vdpa_sim_net(kbed: Any, host: Host, store: DaemonStore, m
     assert virtio_netdev() and first is not None and not os.path.exists(first[0])
 
     for _ in (1, 2):  # deleting twice: the second finds nothing to do
-        applied(host, store, Step(Action.DELETE_VDPA, vf=VF))
+        applied(host, store, DeleteVdpa(VF))
         assert host.vdpa.get(name) is None and not device_dir.exists()
 
 
@@ -260,14 +294,14 @@ def test_ovs_hw_offload_steps_through_ovsdb(kbed: Any, store: DaemonStore) -> No
     assert other_config("set", "Open_vSwitch", ".", "other_config:vdpa-test=kept", "--") == "{vdpa-test=kept}"
     assert not store.owns_ovs_offload()
 
-    result = applied(host, store, Step(Action.SET_OVS_HW_OFFLOAD))
+    result = applied(host, store, SetOvsHwOffload())
     assert result.notes == [OVS_ENABLED_NOTE]
     assert other_config() == '{hw-offload="true", vdpa-test=kept}'
     assert store.owns_ovs_offload()
     marker = json.loads((store.root / OVS_OFFLOAD_MARKER).read_text())
     assert marker == {"other_config": {OVS_HW_OFFLOAD_KEY: "true"}}
 
-    result = applied(host, store, Step(Action.REMOVE_OVS_HW_OFFLOAD))
+    result = applied(host, store, RemoveOvsHwOffload())
     assert result.notes == [OVS_RESTART_NOTE]
     assert other_config() == "{vdpa-test=kept}"
     assert not store.owns_ovs_offload() and not (store.root / OVS_OFFLOAD_MARKER).exists()
@@ -280,9 +314,9 @@ def test_a_failing_step_names_the_step_and_errno(kbed: Any, host: Host, store: D
     kbed.vdpa.prepare()
     name = vdpa_name(PciAddress(VF_ADDRESS))
     steps = (
-        Step(Action.LOAD_MODULE, value="virtio_vdpa"),
-        Step(Action.CREATE_VDPA, vf=VF, value="virtio", device="vdpasim_nosuch"),
-        Step(Action.BIND_VDPA, vf=VF, value="virtio_vdpa"),
+        LoadModule("virtio_vdpa"),
+        CreateVdpa(VF, "virtio", VdpaMgmtDev(None, "vdpasim_nosuch")),
+        BindVdpa(VF, VdpaDriver.VIRTIO),
     )
     result = apply(host, store, *steps)
     assert not result.ok and result.done == 1
@@ -296,8 +330,8 @@ def test_a_failing_step_names_the_step_and_errno(kbed: Any, host: Host, store: D
     journal = store.journal()  # kept: the next apply knows it was interrupted
     assert journal is not None and journal.total == 3 and journal.done == result.done
 
-    missing = f"{kbed.switch.handle.bus}/netdevsim{kbed.switch.id + 1000}"
-    result = apply(host, store, Step(Action.SET_ESWITCH, value=str(EswitchMode.SWITCHDEV), device=missing))
+    missing = DevlinkHandle(kbed.switch.handle.bus, f"netdevsim{kbed.switch.id + 1000}")
+    result = apply(host, store, SetEswitch("", EswitchMode.SWITCHDEV, devlink=missing))
     assert result.failure is not None and result.failure.error.errno == errno.ENODEV
     message = result.error_message()
     assert message.startswith(f"set eswitch mode switchdev on {missing} (step 1/1): "), message
@@ -308,20 +342,20 @@ def test_a_failing_step_names_the_step_and_errno(kbed: Any, host: Host, store: D
 
 
 CANNOT_SHOW_STEPS = [
-    (Action.SET_NUMVFS, PCI_IDENTITY),
-    (Action.UNBIND_VFS, PCI_IDENTITY),
-    (Action.BIND_DEFAULT, PCI_IDENTITY),
-    (Action.BIND_DPDK, PCI_IDENTITY),
-    (Action.SET_ADMIN_MAC, VF_NETDEVS),
-    (Action.SET_VF_MTU, VF_NETDEVS),
-    (Action.CREATE_VDPA, VDPA_VF_PARENT),
-    (Action.SET_FLOW_STEERING, MLX5_PARAMS),
+    (SetNumVfs.action, PCI_IDENTITY),
+    (UnbindVfs.action, PCI_IDENTITY),
+    (BindDefault.action, PCI_IDENTITY),
+    (BindDpdk.action, PCI_IDENTITY),
+    (SetAdminMac.action, VF_NETDEVS),
+    (SetVfMtu.action, VF_NETDEVS),
+    (CreateVdpa.action, VDPA_VF_PARENT),
+    (SetFlowSteering.action, MLX5_PARAMS),
 ]
-"""Steps (or, for CREATE_VDPA and SET_FLOW_STEERING, their mlx5 form) the kernel bed cannot run, and why."""
+"""Steps (or, for create-vdpa and set-flow-steering-mode, their mlx5 form) the kernel bed cannot run, and why."""
 
 
 @pytest.mark.parametrize(("action", "behaviour"), CANNOT_SHOW_STEPS, ids=[f"{a}-{b}" for a, b in CANNOT_SHOW_STEPS])
-def test_steps_the_kernel_bed_cannot_show(action: Action, behaviour: str) -> None:
+def test_steps_the_kernel_bed_cannot_show(action: str, behaviour: str) -> None:
     from kernel.guest_bed import KernelBed
 
     reason = KernelBed.cannot_show.get(behaviour)

@@ -9,8 +9,20 @@ import pytest
 
 from vdpa_operator.api.models import Interface, InterfaceExt, SriovNetworkNodeStateSpec, VirtualFunction
 from vdpa_operator.daemon.observed import Observation, PfFacts
-from vdpa_operator.daemon.plan import Action, Plan, PlanError, plan
-from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, DevlinkParam, SwitchPort
+from vdpa_operator.daemon.plan import InvalidSpec, Plan, PlanError, plan
+from vdpa_operator.daemon.steps import (
+    BindDpdk,
+    BindVdpa,
+    LoadModule,
+    RemoveUdevRule,
+    SetEswitch,
+    SetNumVfs,
+    SetPfMtu,
+    SetVfMtu,
+    VfRef,
+    WriteUdevRule,
+)
+from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE, DevlinkParam, EswitchMode, SwitchPort
 from vdpa_operator.host.udev_rules import nm_disable_rule, pf_name_rule, switchdev_rule
 
 PF0, PF1 = "0000:65:00.0", "0000:65:00.1"
@@ -120,15 +132,16 @@ SEED_PF_ACTIONS = [
 def test_seed_from_nothing_follows_upstreams_mlx5_order() -> None:
     p = run(spec(iface(PF0), iface(PF1)), observation(fresh(PF0), fresh(PF1), modules=frozenset()))
     assert actions(p) == ["load-module", *SEED_PF_ACTIONS, *SEED_PF_ACTIONS, "reload-udev-rules"]
-    assert p.steps[0].value == "virtio_vdpa"
+    assert p.steps[0] == LoadModule("virtio_vdpa")
     assert p.configure == (PF0, PF1) and p.reset == () and not p.drain  # no VFs yet: nothing to drain
     descriptions = [s.describe() for s in p.steps_of(PF0)]
     assert "set devlink param flow_steering_mode=smfs on pci/0000:65:00.0" in descriptions
     assert "set sriov_numvfs=2 on 0000:65:00.0 and wait for the VFs" in descriptions
     assert "set eswitch mode switchdev on pci/0000:65:00.0" in descriptions
     assert "create vdpa device vdpa:<VF 1 of 0000:65:00.0> max_vqp 32" in descriptions
-    assert [s.value for s in p.steps_of(PF0) if s.action == Action.WRITE_UDEV_RULE] == list(rules_for(PF0))
-    assert {s.value for s in p.steps if s.action == Action.BIND_VDPA} == {"virtio_vdpa"}
+    assert [(s.rule, s.content) for s in p.steps_of(PF0) if isinstance(s, WriteUdevRule)] == list(
+        rules_for(PF0).items())
+    assert {s.driver for s in p.steps if isinstance(s, BindVdpa)} == {"virtio_vdpa"}
 
 
 def test_converged_node_plans_nothing() -> None:
@@ -150,8 +163,8 @@ def test_virtio_to_vhost_rebinds_the_existing_devices_after_a_drain() -> None:
     p = run(spec(iface(PF0, vdpa="vhost")), observation(converged(PF0), modules=frozenset({"virtio_vdpa"})))
     assert actions(p) == ["load-module", "save-pf-record", "bind-vdpa-driver", "bind-vdpa-driver",
                           "reload-udev-rules"]
-    assert p.steps[0].value == "vhost_vdpa"
-    assert [s.describe() for s in p.steps if s.action == Action.BIND_VDPA] == [
+    assert p.steps[0] == LoadModule("vhost_vdpa")
+    assert [s.describe() for s in p.steps if isinstance(s, BindVdpa)] == [
         "bind vdpa:0000:65:00.2 to vhost_vdpa", "bind vdpa:0000:65:00.3 to vhost_vdpa"]
     assert p.drain
 
@@ -167,9 +180,9 @@ def test_switchdev_to_legacy_recreates_the_vfs_in_legacy() -> None:
     assert actions(p) == [
         "save-pf-record", "remove-udev-rule", "remove-udev-rule", "unbind-vfs", "set-eswitch-mode", "set-numvfs",
         "bind-default-driver", "set-vf-admin-mac", "bind-default-driver", "set-vf-admin-mac"]
-    removed = [s.value for s in p.steps if s.action == Action.REMOVE_UDEV_RULE]
+    removed = [s.rule for s in p.steps if isinstance(s, RemoveUdevRule)]
     assert removed == [f"10-pf-name-{PF0}.rules", f"20-switchdev-{PF0}.rules"]
-    assert [s.value for s in p.steps if s.action == Action.SET_ESWITCH] == ["legacy"]
+    assert [s.mode for s in p.steps if isinstance(s, SetEswitch)] == ["legacy"]
     assert p.drain
 
 
@@ -188,7 +201,7 @@ def test_flow_steering_changes_only_in_legacy() -> None:
     assert actions(p)[:9] == ["save-pf-record", "unbind-vfs", "set-eswitch-mode", "set-numvfs",
                               "set-flow-steering-mode", "set-numvfs", "unbind-vfs", "set-eswitch-mode",
                               "bind-default-driver"]
-    assert [s.value for s in p.steps if s.action == Action.SET_NUMVFS] == ["0", "3"]
+    assert [s.count for s in p.steps if isinstance(s, SetNumVfs)] == [0, 3]
 
 
 @pytest.mark.parametrize("steering", [None, "", "smfs"])
@@ -201,13 +214,14 @@ def test_flow_steering_left_alone_when_absent_empty_or_smfs(steering: str | None
 
 
 def test_too_many_vfs_is_refused_before_anything_runs() -> None:
-    with pytest.raises(PlanError, match=r"0000:65:00.0: numVfs 9 is larger than sriov_totalvfs 8"):
+    with pytest.raises(InvalidSpec, match=r"spec.interfaces\[0\].numVfs: 9 is more than the 8 VFs 0000:65:00.0 "
+                                          r"supports \(sriov_totalvfs\)"):
         run(spec(iface(PF0, numvfs=9)), observation(fresh(PF0)))
 
 
 def test_pf_mtu_is_raised_never_lowered() -> None:
     raised = run(spec(iface(PF0, mtu=9000)), observation(converged(PF0)))
-    assert [(s.action, s.value) for s in raised.steps if s.pf == PF0][-1] == (Action.SET_PF_MTU, "9000")
+    assert raised.steps_of(PF0)[-1] == SetPfMtu(PF0, "ens1f0", 9000)
     lower = converged(PF0, mtu=9000)
     lower["record"] = iface(PF0, mtu=1500)
     assert run(spec(iface(PF0, mtu=1500)), observation(lower)).steps == ()
@@ -215,21 +229,39 @@ def test_pf_mtu_is_raised_never_lowered() -> None:
 
 def test_vf_mtu_and_vfs_outside_every_group() -> None:
     p = run(spec(iface(PF0, numvfs=2, vf_range="1-1", group_mtu=9000)), observation(converged(PF0)))
-    vf_steps = [(s.action, s.vf.index if s.vf else None) for s in p.steps if s.vf is not None]
-    assert vf_steps == [(Action.SET_VF_MTU, 1)]  # VF 0 is in no group: left alone, vDPA and all
+    vf_steps = [s for s in p.steps if s.vf is not None]
+    assert vf_steps == [SetVfMtu(VfRef(PF0, 1, vf_address(PF0, 1)), 9000)]  # VF 0 is in no group: left alone
 
 
-def test_driverless_vf_gets_its_default_driver_and_pf_goes_up() -> None:
+def test_driverless_vf_gets_its_default_driver_and_admin_mac_and_pf_goes_up() -> None:
     pf = converged(PF0, vf_driver="", admin="down")
     p = run(spec(iface(PF0)), observation(pf))
-    assert actions(p) == ["bind-default-driver", "bind-default-driver", "set-pf-up", "reload-udev-rules"]
+    assert actions(p) == ["bind-default-driver", "set-vf-admin-mac", "bind-default-driver", "set-vf-admin-mac",
+                          "set-pf-up", "reload-udev-rules"]
+
+
+def test_vf_left_unbound_by_an_interrupted_apply_gets_its_admin_mac() -> None:
+    """Killed after the switch to switchdev: the VFs are unbound, so neither their netdev nor its MAC can be
+    seen, and the admin MAC is still zero. Binding a VF is followed by pinning its MAC, as for new VFs."""
+    half = converged(PF0)
+    unbound = [vf.model_copy(update={"driver": "", "name": "", "mac": "", "mtu": 0, "vdpa_type": ""})
+               for vf in half["status"].vfs]
+    half["status"] = half["status"].model_copy(update={"vfs": unbound})
+    half["facts"] = PfFacts(switch_port=SwitchPort("p0", SWITCH_ID), hw_tc_offload=True,
+                            admin_macs={0: "00:00:00:00:00:00", 1: "00:00:00:00:00:00"})
+    p = run(spec(iface(PF0)), observation(half), force=[PF0])
+    assert actions(p) == [
+        "bind-default-driver", "set-vf-admin-mac", "create-vdpa", "bind-vdpa-driver",
+        "bind-default-driver", "set-vf-admin-mac", "create-vdpa", "bind-vdpa-driver", "reload-udev-rules"]
+    assert run(spec(iface(PF0)), observation(half)).steps == p.steps  # drift sees it without the journal too
 
 
 def test_vfio_group_loads_vfio_pci_and_binds_it() -> None:
     p = run(spec(iface(PF0, mode="legacy", vdpa="", device_type="vfio-pci")),
             observation(converged(PF0, mode="legacy", vdpa="")))
     assert actions(p) == ["load-module", "save-pf-record", "bind-dpdk-driver", "bind-dpdk-driver"]
-    assert p.steps[0].value == "vfio_pci" and p.steps[2].value == "vfio-pci"
+    assert p.steps[0] == LoadModule("vfio_pci")
+    assert p.steps[2] == BindDpdk(VfRef(PF0, 0, vf_address(PF0, 0)), "vfio-pci")
 
 
 # --- externally managed -----------------------------------------------------------------------------------------
@@ -266,14 +298,15 @@ def test_pf_that_left_the_spec_is_reset_to_its_first_seen_state() -> None:
     p = run(spec(), observation(converged(PF0, mtu=9000), initial={PF0: initial}))
     assert actions(p) == ["remove-udev-rule", "remove-udev-rule", "remove-udev-rule", "set-pf-mtu", "unbind-vfs",
                           "set-eswitch-mode", "set-numvfs", "delete-pf-record"]
-    assert [s.value for s in p.steps if s.action in (Action.SET_PF_MTU, Action.SET_NUMVFS)] == ["1500", "0"]
+    assert [s for s in p.steps if isinstance(s, SetPfMtu | SetNumVfs)] == [SetPfMtu(PF0, "ens1f0", 1500),
+                                                                           SetNumVfs(PF0, 0)]
     assert p.reset == (PF0,) and p.drain
 
 
 def test_reset_without_checkpoint_goes_to_legacy_and_1500() -> None:
     p = run(spec(), observation(converged(PF0, mtu=9000)))
-    assert [(s.action, s.value) for s in p.steps if s.action in (Action.SET_PF_MTU, Action.SET_ESWITCH)] == [
-        (Action.SET_PF_MTU, "1500"), (Action.SET_ESWITCH, "legacy")]
+    assert [s for s in p.steps if isinstance(s, SetPfMtu | SetEswitch)] == [
+        SetPfMtu(PF0, "ens1f0", 1500), SetEswitch(PF0, EswitchMode.LEGACY)]
 
 
 def test_pfs_without_record_or_externally_managed_are_not_reset() -> None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.host.sim import tree
 from vdpa_operator.host.sim.kernel.errors import KernelError
 from vdpa_operator.host.sim.state import State, from_json, to_json
@@ -24,6 +25,14 @@ LOCK_FILE = ".lock"
 PENDING_MARKER = ".pending"
 """Present while delayed VFs are due to appear: a read must then let time pass (a change), not just read."""
 
+
+
+class DamagedState(VdpaOperatorError):
+    """The simulated host's state file is not one this code wrote (truncated, edited, another version)."""
+
+    def __init__(self, root: Path, cause: Exception) -> None:
+        super().__init__(f"{root / STATE_FILE}: not a simulated host's state ({type(cause).__name__}: {cause}); "
+                         f"delete {root} to start again with a fresh simulated host")
 
 class StateStore:
     """The state file of one root, for one process. `on_open` runs at the start of every outermost
@@ -104,10 +113,16 @@ class StateStore:
     def _read_state(self, *, copy: bool = True) -> State:
         """A fresh working copy of the state (`copy`), or the shared untouched one. The text is parsed again only
         when it changed."""
-        text = (self.root / STATE_FILE).read_text()
+        try:
+            text = (self.root / STATE_FILE).read_text()
+        except UnicodeDecodeError as exc:
+            raise DamagedState(self.root, exc) from exc
         if self._parsed is None or self._parsed[0] != text:
-            data = json.loads(text)
-            self._parsed = (text, data, from_json(data))
+            try:
+                data = json.loads(text)
+                self._parsed = (text, data, from_json(data))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+                raise DamagedState(self.root, exc) from exc
         _, data, self._loaded = self._parsed  # _loaded is never changed: what the file and the tree show
         return from_json(data) if copy else self._loaded
 

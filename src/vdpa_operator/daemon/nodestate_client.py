@@ -1,6 +1,6 @@
 """What the node daemon needs from a Kubernetes API: its own NodeState, two annotations, one operator setting,
-and events. The reconciler sees only this port; `daemon.kube` implements it with lightkube over HTTP, and
-tests use an in-memory double."""
+and events. The reconciler sees only this port; `daemon.kube` implements it with lightkube over HTTP (the only
+implementation: tests run it against the embedded API server, `vdpa_operator.sim.apiserver`)."""
 
 from __future__ import annotations
 
