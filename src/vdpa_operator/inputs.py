@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from vdpa_operator import yamlio
 from vdpa_operator.api.decoding import Decoded, DecodeError, decode, json_path
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, NicTableError, SupportedNics
+from vdpa_operator.errors import VdpaOperatorError
 
 R = TypeVar("R", bound=Resource)
 
 
-class InputError(ValueError):
+class InputError(VdpaOperatorError, ValueError):
     """Input that cannot be used; `lines` are complete messages, each naming file and line."""
 
     def __init__(self, lines: list[str]) -> None:
@@ -89,9 +89,9 @@ def supported_nics(path: str | None) -> SupportedNics:
     if path is None:
         return DEFAULT_SUPPORTED_NICS
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise InputError([f"{path}: cannot read the supported NIC list: {err.strerror or err}"]) from err
+        text = yamlio.read_text(path)
+    except yamlio.ManifestError as err:
+        raise InputError([f"{err.source}: cannot read the supported NIC list: {err.message}"]) from err
     try:
         docs = yamlio.parse_documents(text, path)
         value = docs[0].value if len(docs) == 1 else None
@@ -102,8 +102,10 @@ def supported_nics(path: str | None) -> SupportedNics:
             return SupportedNics.from_configmap_data(data, source=path)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return SupportedNics.parse(value, source=path)
+    except yamlio.LimitExceeded as err:
+        raise InputError([str(err)]) from err
     except yamlio.ManifestError:
-        pass
+        pass  # not YAML: the plain list
     except NicTableError as err:
         raise InputError([str(err)]) from err
     try:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 
+from vdpa_operator.errors import VdpaOperatorError
+
 _PREFERRED_NAMES = {errno_mod.EOPNOTSUPP: "EOPNOTSUPP", errno_mod.EDEADLK: "EDEADLK"}
 """Python names errno 95 ENOTSUP; the kernel and iproute2 say EOPNOTSUPP."""
-
-
-class VdpaOperatorError(Exception):
-    """Root of the project's runtime errors (user-input errors stay ValueError subclasses in `api/`)."""
 
 
 class HostError(VdpaOperatorError):
