@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/operator_sync.py
 	$(BIN)/python bench/device_plugin.py
 	$(BIN)/python bench/cni.py
+	$(BIN)/python bench/hostile_input.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vdpa_operator import bounded, yamlio
 from vdpa_operator.sim.apiserver import errors, openapi, protobuf, tables, webhooks
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
 from vdpa_operator.sim.apiserver.patch import APPLY_PATCH
@@ -32,6 +33,9 @@ WEBHOOKS = web.AppKey("webhooks", webhooks.Webhooks)
 WARNINGS = web.RequestKey("warnings", list[str])
 """Request key: the warnings a request collected (admission webhooks), sent as `Warning: 299` headers."""
 
+MAX_REQUEST_BODY = 3 * bounded.MiB
+"""kube-apiserver's MaxRequestBodyBytes: a larger body is refused unread, 413 RequestEntityTooLarge."""
+BODY_LIMITS = bounded.Limits(max_bytes=MAX_REQUEST_BODY)
 DEFAULT_WATCH_TIMEOUT = 1800
 """kube-apiserver ends a watch after --min-request-timeout (1800 s) when the client sets no timeoutSeconds."""
 VERSION = {
@@ -192,14 +196,43 @@ async def _openapi_v3_group_version(request: web.Request) -> web.Response:
 # --- resources ------------------------------------------------------------------------------------------------
 
 
+def _too_large() -> StatusError:
+    return StatusError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BODY}")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The body, or 413 when it is over `MAX_REQUEST_BODY` (said by Content-Length, or found while reading)."""
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BODY:
+        raise _too_large()
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+
+
 async def _body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await _read_body(request)
     if request.content_type == protobuf.CONTENT_TYPE:  # client-go's typed clients (kubectl create namespace)
         return protobuf.decode(raw)
     try:
-        return json.loads(raw)
-    except ValueError as err:
-        raise bad_request(f"the request body is not valid JSON: {err}") from None
+        return bounded.loads_json(raw, "the request body", BODY_LIMITS)
+    except bounded.ParseError as err:
+        raise bad_request(str(err)) from None
+
+
+async def _applied_configuration(request: web.Request) -> Any:
+    """A server-side apply body (YAML or JSON), parsed on a worker thread: a large YAML body takes PyYAML a
+    while, and the server keeps answering others meanwhile."""
+    raw = await _read_body(request)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("error decoding YAML: the applied configuration is not UTF-8 text") from None
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, yamlio.load_one, text, "the applied configuration", BODY_LIMITS)
+    except bounded.ParseError as err:
+        raise bad_request(f"error decoding YAML: {err}") from None
 
 
 def _is_watch(request: web.Request) -> bool:
@@ -313,7 +346,7 @@ async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tu
         raise bad_request(f'dryRun: Unsupported value: {dry_run}: supported values: "All"')
     force = query.get("force")
     if request.content_type == APPLY_PATCH:
-        body: Any = await request.text()
+        body: Any = await _applied_configuration(request)
     elif verb == "delete":
         body = await _body(request) if request.can_read_body else None
     else:
@@ -477,7 +510,7 @@ async def _end_watches_on_shutdown(app: web.Application) -> None:
 def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None) -> web.Application:
     """The aiohttp application serving `store`. `webhook_services`: where admission webhooks given as a
     `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port)."""
-    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app[STORE] = store
     app[WATCHES] = set()
     app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)

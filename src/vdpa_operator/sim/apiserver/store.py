@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from vdpa_operator import yamlio
+from vdpa_operator.bounded import ParseError
 from vdpa_operator.sim.apiserver import errors, persist
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
 from vdpa_operator.sim.apiserver.patch import (
@@ -728,10 +728,12 @@ class Store:
     def _applied(self, request: Write) -> Object:
         """The applied configuration of a server-side apply (YAML or JSON), without what apply may not set."""
         body = request.body
-        if isinstance(body, (str, bytes)):
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        if isinstance(body, str):  # the server parses it before; direct callers may pass the text
             try:
-                body = yaml.safe_load(body)
-            except yaml.YAMLError as err:
+                body = yamlio.load_one(body, "the applied configuration")
+            except ParseError as err:
                 raise bad_request(f"error decoding YAML: {err}") from None
         if not isinstance(body, dict):
             raise bad_request("the applied configuration must be an object")
