@@ -11,7 +11,7 @@ import json
 import logging
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +24,12 @@ from vdpa_operator.sim.apiserver.patch import APPLY_PATCH
 from vdpa_operator.sim.apiserver.resources import Registry, ResourceType
 from vdpa_operator.sim.apiserver.selectors import both, field_selector, label_selector, selected_name
 from vdpa_operator.sim.apiserver.store import BOOKMARK, Store, WatchEvent, Write
+from vdpa_operator.sim.apiserver.watchstream import Line, Outbox, Streams, WatchBudget, encode, send
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
-WATCHES = web.AppKey("watches", set[asyncio.Queue[WatchEvent | None]])
+STREAMS = web.AppKey("streams", Streams)
 WEBHOOKS = web.AppKey("webhooks", webhooks.Webhooks)
 WARNINGS = web.RequestKey("warnings", list[str])
 """Request key: the warnings a request collected (admission webhooks), sent as `Warning: 299` headers."""
@@ -365,10 +366,6 @@ async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tu
     return obj, 201 if write.created or verb == "evict" else 200
 
 
-def _event_line(kind: str, obj: dict[str, Any]) -> bytes:
-    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
-
-
 def _flag(query: Mapping[str, str], name: str) -> bool:
     return query.get(name, "").lower() in ("true", "1")
 
@@ -402,54 +399,57 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
                            "message": "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"})
         if causes:
             raise errors.invalid_fields("ListOptions", "meta.k8s.io", "", causes)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+    view = tables.negotiate(request.headers.get("Accept", ""), listing=True)
+    if view is not None and view.kind != tables.TABLE:
+        raise StatusError(406, "NotAcceptable", f"a watch cannot be served as {view.kind}")
+    headers_sent = False
+    streams = request.app[STREAMS]
+    outbox = streams.open(request.transport)
 
+    def line_of(event: WatchEvent) -> Line:
+        """The event's shared encoding; for kubectl's Table view, this watch's own row (column definitions in the
+        first only)."""
+        nonlocal headers_sent
+        if view is None or event.type in ("ERROR", "BOOKMARK"):
+            return streams.shared_line(event.type, event.object)
+        rv = event.object.get("metadata", {}).get("resourceVersion", "")
+        table = tables.table(t.rtype, [event.object], rv, view=view, include_object=query.get("includeObject", ""),
+                             headers=not headers_sent)
+        headers_sent = True
+        return Line(event.type, encode(event.type, table))
+
+    def deliver(event: WatchEvent) -> None:  # on the server's loop
+        outbox.put(line_of(event))
+
+    loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
 
     def listener(event: WatchEvent) -> None:
         # Through the loop's callback queue either way, so events keep their order; only a write from another
         # thread needs to wake the loop.
         if threading.get_ident() == loop_thread:
-            loop.call_soon(queue.put_nowait, event)
+            loop.call_soon(deliver, event)
         else:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    view = tables.negotiate(request.headers.get("Accept", ""), listing=True)
-    if view is not None and view.kind != tables.TABLE:
-        raise StatusError(406, "NotAcceptable", f"a watch cannot be served as {view.kind}")
-    headers_sent = False
-
-    def line(kind: str, obj: dict[str, Any]) -> bytes:
-        """One event; as a Table row when kubectl asked for tables (column definitions in the first only)."""
-        nonlocal headers_sent
-        if view is None or kind in ("ERROR", "BOOKMARK"):
-            return _event_line(kind, obj)
-        rv = obj.get("metadata", {}).get("resourceVersion", "")
-        table = tables.table(t.rtype, [obj], rv, view=view, include_object=query.get("includeObject", ""),
-                             headers=not headers_sent)
-        headers_sent = True
-        return _event_line(kind, table)
+            loop.call_soon_threadsafe(deliver, event)
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
+    chunk = streams.budget.write_chunk
     try:
         watch = store.watch(t.rtype, t.namespace, query.get("resourceVersion"), match, listener,
                             initial_events=initial_events, name=selected_name(query.get("fieldSelector")))
     except StatusError as err:
+        outbox.discard()
         if err.code != 410:
             raise
         await response.prepare(request)
-        await response.write(_event_line("ERROR", err.status()))
+        await response.write(encode("ERROR", err.status()))
         await response.write_eof()
         return response
 
-    watches = request.app[WATCHES]
-    watches.add(queue)
     try:
         await response.prepare(request)
-        for replayed in watch.backlog:
-            await response.write(line(replayed.type, replayed.object))
+        await _write_initial(response, outbox, (line_of(event) for event in watch.backlog), chunk)
         deadline = loop.time() + timeout
         quiet_since = loop.time()
         closing = False
@@ -467,7 +467,7 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
             else:
                 wait = deadline - now
             try:
-                event = await asyncio.wait_for(queue.get(), max(wait, 0))
+                item = await outbox.next(wait)
             except TimeoutError:
                 if closing:
                     break
@@ -475,26 +475,39 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
                     watch.progress()
                     quiet_since = loop.time()
                 continue
-            if event is None:  # end_watches(): shutdown, or a test dropping streams
+            if item is None:  # ended (end_watches, shutdown) or closed for falling behind
                 break
-            await response.write(line(event.type, event.object))
+            await send(response, item.data, chunk)
+            outbox.sent()
             quiet_since = loop.time()
-            if closing and event.type == BOOKMARK:
+            if closing and item.kind == BOOKMARK:
                 break
+            del item  # not kept alive by this frame while it waits for the next
         await response.write_eof()
-    except (ConnectionError, RuntimeError) as err:  # the client went away mid-stream
+    except (ConnectionError, RuntimeError) as err:  # the client went away mid-stream, or the watch was cut off
         log.debug("watch of %s ended: %s", t.rtype.group_resource, err)
     finally:
         watch.cancel()
-        watches.discard(queue)
+        outbox.discard()
+        if outbox.closed:
+            log.info("watch of %s closed: its client fell behind by more than the watch budget allows",
+                     t.rtype.group_resource)
     return response
+
+
+async def _write_initial(response: web.StreamResponse, outbox: Outbox, lines: Iterator[Line], chunk: int) -> None:
+    """The events a watch starts with, ahead of its queue, each counted in the budget while it is written
+    (a function of its own, so no line outlives its writing in a local)."""
+    for line in lines:
+        if not outbox.begin(line):
+            return
+        await send(response, line.data, chunk)
+        outbox.sent()
 
 
 def end_watches(app: web.Application) -> None:
     """End every open watch stream cleanly, as a server-side timeout does; call on the server's loop."""
-    queues: set[asyncio.Queue[WatchEvent | None]] = app[WATCHES]
-    for queue in list(queues):
-        queue.put_nowait(None)
+    app[STREAMS].end_all()
 
 
 async def _close_store(app: web.Application) -> None:
@@ -507,12 +520,14 @@ async def _end_watches_on_shutdown(app: web.Application) -> None:
     end_watches(app)
 
 
-def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None) -> web.Application:
+def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None,
+             watch_budget: WatchBudget | None = None) -> web.Application:
     """The aiohttp application serving `store`. `webhook_services`: where admission webhooks given as a
-    `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port)."""
+    `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port).
+    `watch_budget`: the memory open watches may hold (default `WatchBudget()`)."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app[STORE] = store
-    app[WATCHES] = set()
+    app[STREAMS] = Streams(watch_budget or WatchBudget())
     app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)
     routes = app.router
     routes.add_get("/version", _version)
@@ -555,11 +570,11 @@ class RunningServer:
 
 async def start(
     store: Store, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None,
-    webhook_services: Mapping[tuple[str, str], str] | None = None,
+    webhook_services: Mapping[tuple[str, str], str] | None = None, watch_budget: WatchBudget | None = None,
 ) -> RunningServer:
     """Serve `store` on host:port (0: a free port) in the running loop; over HTTPS with `ssl_context`."""
-    runner = web.AppRunner(make_app(store, webhook_services), access_log=None, handler_cancellation=True,
-                           shutdown_timeout=2.0)
+    runner = web.AppRunner(make_app(store, webhook_services, watch_budget), access_log=None,
+                           handler_cancellation=True, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()

@@ -173,6 +173,8 @@ class WatchEvent:
     resource_version: int
     old: Object | None = None
     """The object before a MODIFIED write, so a selector watch can turn it into ADDED/DELETED."""
+    variants: dict[tuple[str, str], WatchEvent] = field(default_factory=dict, compare=False, repr=False)
+    """The forms selector and other-version watches see, made once and shared (so is their encoding)."""
 
     def seen_by(self, rtype: ResourceType, namespace: str | None, match: Predicate) -> WatchEvent | None:
         """This event as a watch of `rtype` in `namespace` (None: all) with selector `match` must see it."""
@@ -182,15 +184,22 @@ class WatchEvent:
         before = self.old is not None and match(self.old)
         if self.type == MODIFIED and not (now and before):
             if now:
-                return WatchEvent(ADDED, rtype, _served(self.object, rtype), self.resource_version)
+                return self._as(ADDED, rtype)
             if before:
-                return WatchEvent(DELETED, rtype, _served(self.object, rtype), self.resource_version)
+                return self._as(DELETED, rtype)
             return None
         if not now:
             return None
         if self.rtype.api_version != rtype.api_version:
-            return WatchEvent(self.type, rtype, _served(self.object, rtype), self.resource_version)
+            return self._as(self.type, rtype)
         return self
+
+    def _as(self, kind: str, rtype: ResourceType) -> WatchEvent:
+        key = (kind, rtype.api_version)
+        variant = self.variants.get(key)
+        if variant is None:
+            variant = self.variants[key] = WatchEvent(kind, rtype, _served(self.object, rtype), self.resource_version)
+        return variant
 
 
 Listener = Callable[[WatchEvent], None]
