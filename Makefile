@@ -80,6 +80,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/device_plugin.py
 	$(BIN)/python bench/cni.py
 	$(BIN)/python bench/apiserver_durable.py
+	$(BIN)/python bench/hostile_input.py
+	$(BIN)/python bench/apiserver_watch.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds

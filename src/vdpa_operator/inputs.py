@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from vdpa_operator import yamlio
@@ -92,9 +91,9 @@ def supported_nics(path: str | None) -> SupportedNics:
     if path is None:
         return DEFAULT_SUPPORTED_NICS
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise InputError([f"{path}: cannot read the supported NIC list: {err.strerror or err}"]) from err
+        text = yamlio.read_text(path)
+    except yamlio.ManifestError as err:
+        raise InputError([f"{err.source}: cannot read the supported NIC list: {err.message}"]) from err
     try:
         docs = yamlio.parse_documents(text, path)
         value = docs[0].value if len(docs) == 1 else None
@@ -105,8 +104,10 @@ def supported_nics(path: str | None) -> SupportedNics:
             return SupportedNics.from_configmap_data(data, source=path)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return SupportedNics.parse(value, source=path)
+    except yamlio.LimitExceeded as err:
+        raise InputError([str(err)]) from err
     except yamlio.ManifestError:
-        pass
+        pass  # not YAML: the plain list
     except NicTableError as err:
         raise InputError([str(err)]) from err
     try:

@@ -3,6 +3,10 @@
 Kubernetes decodes YAML through go-yaml v2 into JSON. Its scalar rules differ from PyYAML's: `y`/`n`/`yes`/`no`/
 `on`/`off` are booleans, timestamps stay strings, `1:20` is a string (no base-60), and a repeated key is an
 error. This loader follows those rules and remembers where every value stood, so an error can name its line.
+
+It is the project's one YAML loader for text it did not write, and keeps `bounded.Limits` while it composes:
+size, nesting depth, values, aliases and the values aliases copy in (each alias counts the whole subtree it
+stands for, so a billion-laughs document is refused after a few hundred events, before anything is expanded).
 """
 
 from __future__ import annotations
@@ -10,24 +14,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vdpa_operator.errors import VdpaOperatorError
+from vdpa_operator.bounded import DEFAULT_LIMITS, LimitExceeded, Limits, ParseError, check_size, loads_json, too_deep
 
 Path_ = tuple[str | int, ...]
 
-
-class ManifestError(VdpaOperatorError, ValueError):
-    """Input that cannot be read as manifests: bad YAML, a repeated key, not an object. Names file and line."""
-
-    def __init__(self, source: str, line: int | None, message: str) -> None:
-        where = f"{source}:{line}" if line else source
-        super().__init__(f"{where}: {message}")
-        self.source = source
-        self.line = line
+ManifestError = ParseError
+"""Input that cannot be read as manifests: bad YAML, a repeated key, a limit crossed. Names file and line."""
 
 
 @dataclass
@@ -75,7 +71,10 @@ def _plain_scalar(text: str) -> Any:
             return sign * int(body, 0)
         if len(body) > 1 and body.startswith("0"):
             return sign * int(body, 8)
-        return sign * int(body)
+        try:
+            return sign * int(body)
+        except ValueError:  # over Python's 4300 digits: beyond a float too, so go-yaml keeps it a string
+            return text
     if _FLOAT.fullmatch(text):
         return float(text.replace("_", ""))
     if text in _SPECIAL_FLOAT:
@@ -88,13 +87,93 @@ def _plain_scalar(text: str) -> Any:
 _PLAIN = "!vdpa-operator/plain"
 
 
-class _Loader(yaml.SafeLoader):
-    """Leaves plain scalars unresolved so `_plain_scalar` can apply go-yaml's rules instead of PyYAML's."""
+# Events from libyaml's parser where PyYAML has it (5-7 times faster than its pure-Python one); the composing,
+# where the limits are kept, stays in Python either way.
+try:
+    from yaml._yaml import CParser as _Parser
+except ImportError:
+    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class _Loader(yaml.composer.Composer, _Parser, yaml.resolver.Resolver):
+    """Leaves plain scalars unresolved so `_plain_scalar` can apply go-yaml's rules instead of PyYAML's, and keeps
+    `Limits` while composing: every node gets a weight (the values it stands for once aliases are expanded), so
+    an alias costs what it would copy, counted before anything is copied."""
+
+    def __init__(self, text: str, source: str, limits: Limits) -> None:
+        _Parser.__init__(self, text)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.source = source
+        self.limits = limits
+        self.depth = 0
+        self.nodes = 0
+        self.aliases = 0
+        self.alias_nodes = 0
+        self.weights: dict[int, int] = {}
 
     def resolve(self, kind: type, value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
             return _PLAIN
-        return str(super().resolve(kind, value, implicit))
+        return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        mark = event.start_mark if event is not None else None
+        line = mark.line + 1 if mark is not None else None
+        if self.check_event(yaml.AliasEvent):
+            return self._alias(parent, index, line)
+        levels = 1 if self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent) else 0
+        self.depth += levels
+        if self.depth > self.limits.max_depth:
+            raise too_deep(self.source, line, self.limits)
+        node = super().compose_node(parent, index)
+        self.depth -= levels
+        self.weights[id(node)] = sum((self.weights[id(child)] for child in _children(node)), 1)
+        self.nodes += 1
+        self._check_nodes(line)
+        return node
+
+    def _alias(self, parent: yaml.Node | None, index: Any, line: int | None) -> yaml.Node | None:
+        self.aliases += 1
+        if self.aliases > self.limits.max_aliases:
+            raise LimitExceeded(self.source, line, f"more than {self.limits.max_aliases} YAML aliases (*name); "
+                                                   "write the values out instead")
+        node = super().compose_node(parent, index)
+        weight = self.weights.get(id(node))
+        if weight is None:
+            raise ParseError(self.source, line, "an alias inside the value it names (a recursive alias) has no "
+                                                "JSON form; remove it")
+        self.alias_nodes += weight
+        self.nodes += weight
+        if self.alias_nodes > self.limits.max_alias_nodes:
+            raise LimitExceeded(self.source, line, f"YAML aliases expand to more than "
+                                                   f"{self.limits.max_alias_nodes} values; write the values out "
+                                                   "or alias smaller ones")
+        self._check_nodes(line)
+        return node
+
+    def next_document(self) -> None:
+        """Anchors do not cross documents, so neither do the alias limits; `max_nodes` holds for the stream."""
+        self.weights.clear()
+        self.aliases = self.alias_nodes = 0
+
+    def _check_nodes(self, line: int | None) -> None:
+        if self.nodes > self.limits.max_nodes:
+            raise LimitExceeded(self.source, line, f"more than {self.limits.max_nodes} values; split the input "
+                                                   "into smaller documents")
+
+
+def _children(node: yaml.Node | None) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 class _Builder:
@@ -156,11 +235,15 @@ def _json_key(key: Any) -> str:
     return str(key)
 
 
-def parse_documents(text: str, source: str) -> list[Document]:
+def parse_documents(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
     """Every non-empty document in a YAML stream, in order."""
+    check_size(len(text), source, limits)
     docs: list[Document] = []
+    loader = _Loader(text, source, limits)
     try:
-        for node in yaml.compose_all(text, Loader=_Loader):
+        while loader.check_node():
+            node = loader.get_node()
+            loader.next_document()
             if node is None:
                 continue
             builder = _Builder(source)
@@ -171,30 +254,64 @@ def parse_documents(text: str, source: str) -> list[Document]:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
+        if line and "maximum nesting depth" in (err.problem or ""):  # libyaml's own limit (1000), met first
+            raise too_deep(source, line, limits) from None                # when it scans ahead of the composer
         problem = err.problem or str(err)
         if err.context and err.context_mark and err.context_mark is not mark:
             problem += f" ({err.context} started at line {err.context_mark.line + 1})"
         raise ManifestError(source, line, f"invalid YAML: {problem}") from err
     except yaml.YAMLError as err:
         raise ManifestError(source, None, f"invalid YAML: {err}") from err
+    finally:
+        loader.dispose()
     return docs
 
 
-def read_documents(path: str) -> list[Document]:
-    """Read a file ('-' for standard input) as a YAML stream."""
-    if path == "-":
-        import sys
+def load_one(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """The value of a text that holds one document, JSON or YAML (a server-side apply body): JSON, what clients
+    send, is read by the JSON decoder, many times faster than PyYAML; anything else as YAML."""
+    if text.lstrip().startswith("{"):
+        try:
+            return loads_json(text, source, limits)
+        except LimitExceeded:
+            raise
+        except ParseError:
+            pass  # YAML's flow style starts with "{" too
+    docs = parse_documents(text, source, limits)
+    if len(docs) > 1:
+        raise ManifestError(source, docs[1].line, "expected one document, found more")
+    return docs[0].value if docs else None
 
-        return parse_documents(sys.stdin.read(), "<stdin>")
+
+def read_text(path: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    """A file's text ('-' for standard input), refused unread beyond `limits.max_bytes`."""
+    source = "<stdin>" if path == "-" else path
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            import sys
+
+            data = sys.stdin.buffer.read(limits.max_bytes + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limits.max_bytes + 1)
     except FileNotFoundError as err:
         raise ManifestError(path, None, "no such file") from err
     except IsADirectoryError as err:
         raise ManifestError(path, None, "is a directory, not a manifest file") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ManifestError(path, None, f"cannot read: {err}") from err
-    return parse_documents(text, path)
+    except OSError as err:
+        raise ManifestError(path, None, f"cannot read: {err.strerror or err}") from err
+    if len(data) > limits.max_bytes:
+        raise LimitExceeded(source, None, f"more than the limit of {limits.max_bytes} bytes; split the input "
+                                          "into smaller files")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(source, None, f"cannot read: not UTF-8 text (byte {err.start})") from err
+
+
+def read_documents(path: str, limits: Limits = DEFAULT_LIMITS) -> list[Document]:
+    """Read a file ('-' for standard input) as a YAML stream."""
+    return parse_documents(read_text(path, limits), "<stdin>" if path == "-" else path, limits)
 
 
 class _Dumper(yaml.SafeDumper):

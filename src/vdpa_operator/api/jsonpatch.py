@@ -27,14 +27,35 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def json_patch(target: Any, operations: Sequence[Mapping[str, Any]]) -> Any:
-    """A deep copy of `target` with the operations (add, remove, replace, move, copy, test) applied in order."""
+def json_patch(target: Any, operations: Sequence[Mapping[str, Any]], *, max_copied: int | None = None) -> Any:
+    """A deep copy of `target` with the operations (add, remove, replace, move, copy, test) applied in order.
+    `max_copied`: how many JSON values the `copy` operations may copy together (each copy of a copy doubles the
+    document, so a short patch could otherwise ask for gigabytes)."""
     doc = copy.deepcopy(target)
+    copied = 0
     for index, op in enumerate(operations):
         if not isinstance(op, Mapping) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
             raise JsonPatchError(f"json patch operation {index}: needs string 'op' and 'path'")
+        if max_copied is not None and op["op"] == "copy" and isinstance(op.get("from"), str):
+            copied += _count_values(_get(doc, op["from"]), max_copied - copied + 1)
+            if copied > max_copied:
+                raise JsonPatchError(f"json patch operation {index}: the copy operations copy more than "
+                                     f"{max_copied} values")
         doc = _apply_one(doc, op)
     return doc
+
+
+def _count_values(value: Any, stop: int) -> int:
+    """The JSON values in `value` (itself included), counted up to `stop`."""
+    count, pending = 0, [value]
+    while pending and count < stop:
+        item = pending.pop()
+        count += 1
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return count
 
 
 def apply_json_patch(raw: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

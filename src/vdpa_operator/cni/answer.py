@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vdpa_operator import bounded
 from vdpa_operator.cni.errors import HOST_FAILURE, INTERNAL, CniError
 from vdpa_operator.cni.spec import LATEST, CniRequest, parse_request
 from vdpa_operator.host.errors import HostError
@@ -43,7 +44,7 @@ def _version_of(request: CniRequest | None, stdin: bytes) -> str:
     if request is not None:
         return request.config.cni_version
     try:
-        version = json.loads(stdin).get("cniVersion")
+        version = bounded.loads_json(stdin, "stdin").get("cniVersion")
     except (ValueError, AttributeError):
         return LATEST
     return version if isinstance(version, str) and version else LATEST

@@ -138,7 +138,7 @@ def _forward(path: str, request: dict[str, object]) -> tuple[int, str]:
 def run(env: dict[str, str], stdin: bytes) -> tuple[int, str]:
     try:
         config = loads(stdin.decode() or "{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         config = {}  # the server says what is wrong with it
     version = _string(config, "cniVersion") or "1.1.0"
     if env.get("CNI_COMMAND") == "VERSION":

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpa_operator import bounded
 from vdpa_operator.cni.errors import (
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -161,8 +162,8 @@ def parse_args(text: str) -> dict[str, str]:
 
 def parse_config(stdin: bytes, command: str = "ADD") -> NetConf:
     try:
-        raw = json.loads(stdin or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = bounded.loads_json(stdin or b"null", "stdin")
+    except bounded.ParseError as exc:
         raise CniError(DECODING_FAILURE, f"error unmarshall network config: {exc}") from None
     if not isinstance(raw, dict):
         raise CniError(DECODING_FAILURE, "error unmarshall network config: expected a JSON object")
@@ -234,10 +235,9 @@ def _device_info(text: str | None, config: NetConf) -> Mapping[str, Any] | None:
     if text is None:
         return None
     try:
-        info = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CniError(DECODING_FAILURE, "the device-info file is not JSON",
-                       f"{config.device_info_file}: {exc}") from None
+        info = bounded.loads_json(text, config.device_info_file)
+    except bounded.ParseError as exc:
+        raise CniError(DECODING_FAILURE, "the device-info file is not JSON", str(exc)) from None
     if not isinstance(info, dict):
         raise CniError(DECODING_FAILURE, "the device-info file is not a JSON object", config.device_info_file)
     return info

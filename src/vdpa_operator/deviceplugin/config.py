@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vdpa_operator import bounded
 from vdpa_operator.api.golang import atoi
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.host.types import VDPA_DRIVER_FOR_TYPE
@@ -140,10 +141,11 @@ _SELECTOR_FIELDS = ("vendors", "devices", "drivers", "pciAddresses", "acpiIndexe
 def parse_config(text: str, *, source: str, default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> Config:
     """Decode and check the whole config; ConfigError (naming `source`) on the first problem."""
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
-                          "the file must hold {\"resourceList\": [...]}") from None
+        document = bounded.loads_json(text, source)
+    except bounded.LimitExceeded as exc:
+        raise ConfigError(str(exc)) from None
+    except bounded.ParseError as exc:
+        raise ConfigError(f"{exc}; the file must hold {{\"resourceList\": [...]}}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: expected a JSON object {{\"resourceList\": [...]}}, got {_kind(document)}")
     warnings: list[str] = []

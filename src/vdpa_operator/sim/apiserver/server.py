@@ -13,12 +13,13 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from vdpa_operator import bounded, yamlio
 from vdpa_operator.sim.apiserver import errors, openapi, protobuf, tables, webhooks
 from vdpa_operator.sim.apiserver.authn import Authenticator, UserInfo
 from vdpa_operator.sim.apiserver.credentials import Credentials
@@ -29,11 +30,12 @@ from vdpa_operator.sim.apiserver.rbac import Authorizer, Denial, request_attribu
 from vdpa_operator.sim.apiserver.resources import Registry, ResourceType
 from vdpa_operator.sim.apiserver.selectors import both, field_selector, label_selector, selected_name
 from vdpa_operator.sim.apiserver.store import BOOKMARK, Store, WatchEvent, Write
+from vdpa_operator.sim.apiserver.watchstream import Line, Outbox, Streams, WatchBudget, encode, send
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
-WATCHES = web.AppKey("watches", set[asyncio.Queue[WatchEvent | None]])
+STREAMS = web.AppKey("streams", Streams)
 WEBHOOKS = web.AppKey("webhooks", webhooks.Webhooks)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 AUTHORIZER = web.AppKey("authorizer", Authorizer)
@@ -42,6 +44,9 @@ USER = web.RequestKey("user", UserInfo)
 WARNINGS = web.RequestKey("warnings", list[str])
 """Request key: the warnings a request collected (admission webhooks), sent as `Warning: 299` headers."""
 
+MAX_REQUEST_BODY = 3 * bounded.MiB
+"""kube-apiserver's MaxRequestBodyBytes: a larger body is refused unread, 413 RequestEntityTooLarge."""
+BODY_LIMITS = bounded.Limits(max_bytes=MAX_REQUEST_BODY)
 DEFAULT_WATCH_TIMEOUT = 1800
 """kube-apiserver ends a watch after --min-request-timeout (1800 s) when the client sets no timeoutSeconds."""
 VERSION = {
@@ -214,14 +219,43 @@ async def _openapi_v3_group_version(request: web.Request) -> web.Response:
 # --- resources ------------------------------------------------------------------------------------------------
 
 
+def _too_large() -> StatusError:
+    return StatusError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BODY}")
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The body, or 413 when it is over `MAX_REQUEST_BODY` (said by Content-Length, or found while reading)."""
+    if request.content_length is not None and request.content_length > MAX_REQUEST_BODY:
+        raise _too_large()
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+
+
 async def _body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await _read_body(request)
     if request.content_type == protobuf.CONTENT_TYPE:  # client-go's typed clients (kubectl create namespace)
         return protobuf.decode(raw)
     try:
-        return json.loads(raw)
-    except ValueError as err:
-        raise bad_request(f"the request body is not valid JSON: {err}") from None
+        return bounded.loads_json(raw, "the request body", BODY_LIMITS)
+    except bounded.ParseError as err:
+        raise bad_request(str(err)) from None
+
+
+async def _applied_configuration(request: web.Request) -> Any:
+    """A server-side apply body (YAML or JSON), parsed on a worker thread: a large YAML body takes PyYAML a
+    while, and the server keeps answering others meanwhile."""
+    raw = await _read_body(request)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("error decoding YAML: the applied configuration is not UTF-8 text") from None
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, yamlio.load_one, text, "the applied configuration", BODY_LIMITS)
+    except bounded.ParseError as err:
+        raise bad_request(f"error decoding YAML: {err}") from None
 
 
 def _is_watch(request: web.Request) -> bool:
@@ -350,7 +384,7 @@ async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tu
         raise bad_request(f'dryRun: Unsupported value: {dry_run}: supported values: "All"')
     force = query.get("force")
     if request.content_type == APPLY_PATCH:
-        body: Any = await request.text()
+        body: Any = await _applied_configuration(request)
     elif verb == "delete":
         body = await _body(request) if request.can_read_body else None
     else:
@@ -367,10 +401,6 @@ async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tu
     hooks = request.app[WEBHOOKS]
     obj = await store.write(write, hooks if hooks.configured() else None)
     return obj, 201 if write.created or verb == "evict" else 200
-
-
-def _event_line(kind: str, obj: dict[str, Any]) -> bytes:
-    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
@@ -406,54 +436,57 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
                            "message": "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"})
         if causes:
             raise errors.invalid_fields("ListOptions", "meta.k8s.io", "", causes)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+    view = tables.negotiate(request.headers.get("Accept", ""), listing=True)
+    if view is not None and view.kind != tables.TABLE:
+        raise StatusError(406, "NotAcceptable", f"a watch cannot be served as {view.kind}")
+    headers_sent = False
+    streams = request.app[STREAMS]
+    outbox = streams.open(request.transport)
 
+    def line_of(event: WatchEvent) -> Line:
+        """The event's shared encoding; for kubectl's Table view, this watch's own row (column definitions in the
+        first only)."""
+        nonlocal headers_sent
+        if view is None or event.type in ("ERROR", "BOOKMARK"):
+            return streams.shared_line(event.type, event.object)
+        rv = event.object.get("metadata", {}).get("resourceVersion", "")
+        table = tables.table(t.rtype, [event.object], rv, view=view, include_object=query.get("includeObject", ""),
+                             headers=not headers_sent)
+        headers_sent = True
+        return Line(event.type, encode(event.type, table))
+
+    def deliver(event: WatchEvent) -> None:  # on the server's loop
+        outbox.put(line_of(event))
+
+    loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
 
     def listener(event: WatchEvent) -> None:
         # Through the loop's callback queue either way, so events keep their order; only a write from another
         # thread needs to wake the loop.
         if threading.get_ident() == loop_thread:
-            loop.call_soon(queue.put_nowait, event)
+            loop.call_soon(deliver, event)
         else:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    view = tables.negotiate(request.headers.get("Accept", ""), listing=True)
-    if view is not None and view.kind != tables.TABLE:
-        raise StatusError(406, "NotAcceptable", f"a watch cannot be served as {view.kind}")
-    headers_sent = False
-
-    def line(kind: str, obj: dict[str, Any]) -> bytes:
-        """One event; as a Table row when kubectl asked for tables (column definitions in the first only)."""
-        nonlocal headers_sent
-        if view is None or kind in ("ERROR", "BOOKMARK"):
-            return _event_line(kind, obj)
-        rv = obj.get("metadata", {}).get("resourceVersion", "")
-        table = tables.table(t.rtype, [obj], rv, view=view, include_object=query.get("includeObject", ""),
-                             headers=not headers_sent)
-        headers_sent = True
-        return _event_line(kind, table)
+            loop.call_soon_threadsafe(deliver, event)
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
+    chunk = streams.budget.write_chunk
     try:
         watch = store.watch(t.rtype, t.namespace, query.get("resourceVersion"), match, listener,
                             initial_events=initial_events, name=selected_name(query.get("fieldSelector")))
     except StatusError as err:
+        outbox.discard()
         if err.code != 410:
             raise
         await response.prepare(request)
-        await response.write(_event_line("ERROR", err.status()))
+        await response.write(encode("ERROR", err.status()))
         await response.write_eof()
         return response
 
-    watches = request.app[WATCHES]
-    watches.add(queue)
     try:
         await response.prepare(request)
-        for replayed in watch.backlog:
-            await response.write(line(replayed.type, replayed.object))
+        await _write_initial(response, outbox, (line_of(event) for event in watch.backlog), chunk)
         deadline = loop.time() + timeout
         quiet_since = loop.time()
         closing = False
@@ -471,7 +504,7 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
             else:
                 wait = deadline - now
             try:
-                event = await asyncio.wait_for(queue.get(), max(wait, 0))
+                item = await outbox.next(wait)
             except TimeoutError:
                 if closing:
                     break
@@ -479,26 +512,39 @@ async def _watch(request: web.Request, store: Store, t: Target) -> web.StreamRes
                     watch.progress()
                     quiet_since = loop.time()
                 continue
-            if event is None:  # end_watches(): shutdown, or a test dropping streams
+            if item is None:  # ended (end_watches, shutdown) or closed for falling behind
                 break
-            await response.write(line(event.type, event.object))
+            await send(response, item.data, chunk)
+            outbox.sent()
             quiet_since = loop.time()
-            if closing and event.type == BOOKMARK:
+            if closing and item.kind == BOOKMARK:
                 break
+            del item  # not kept alive by this frame while it waits for the next
         await response.write_eof()
-    except (ConnectionError, RuntimeError) as err:  # the client went away mid-stream
+    except (ConnectionError, RuntimeError) as err:  # the client went away mid-stream, or the watch was cut off
         log.debug("watch of %s ended: %s", t.rtype.group_resource, err)
     finally:
         watch.cancel()
-        watches.discard(queue)
+        outbox.discard()
+        if outbox.closed:
+            log.info("watch of %s closed: its client fell behind by more than the watch budget allows",
+                     t.rtype.group_resource)
     return response
+
+
+async def _write_initial(response: web.StreamResponse, outbox: Outbox, lines: Iterator[Line], chunk: int) -> None:
+    """The events a watch starts with, ahead of its queue, each counted in the budget while it is written
+    (a function of its own, so no line outlives its writing in a local)."""
+    for line in lines:
+        if not outbox.begin(line):
+            return
+        await send(response, line.data, chunk)
+        outbox.sent()
 
 
 def end_watches(app: web.Application) -> None:
     """End every open watch stream cleanly, as a server-side timeout does; call on the server's loop."""
-    queues: set[asyncio.Queue[WatchEvent | None]] = app[WATCHES]
-    for queue in list(queues):
-        queue.put_nowait(None)
+    app[STREAMS].end_all()
 
 
 async def _close_store(app: web.Application) -> None:
@@ -532,15 +578,16 @@ async def _end_watches_on_shutdown(app: web.Application) -> None:
 
 
 def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | None = None,
-             credentials: Credentials | None = None) -> web.Application:
+             credentials: Credentials | None = None, watch_budget: WatchBudget | None = None) -> web.Application:
     """The aiohttp application serving `store`. `webhook_services`: where admission webhooks given as a
     `clientConfig.service` listen, (namespace, name) → "host:port" (default 127.0.0.1 and the service port).
-    `credentials`: the admin token and token-signing key (default: new ones, valid as long as the app)."""
-    app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[_guard])
+    `credentials`: the admin token and token-signing key (default: new ones, valid as long as the app).
+    `watch_budget`: the memory open watches may hold (default `WatchBudget()`)."""
+    app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_guard])
     app[STORE] = store
     app[AUTHENTICATOR] = Authenticator(store, credentials or Credentials.generate())
     app[AUTHORIZER] = Authorizer(store)
-    app[WATCHES] = set()
+    app[STREAMS] = Streams(watch_budget or WatchBudget())
     app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)
     routes = app.router
     routes.add_get("/version", _version)
@@ -606,12 +653,14 @@ class RunningServer:
 async def start(
     store: Store, host: str = "127.0.0.1", port: int = 0, *, tls: bool = True,
     webhook_services: Mapping[tuple[str, str], str] | None = None, credentials: Credentials | None = None,
+    watch_budget: WatchBudget | None = None,
 ) -> RunningServer:
     """Serve `store` on host:port (0: a free port) in the running loop, over HTTPS with a certificate from the
     credentials' CA unless `tls` is False (kubectl then sends no token: fit for other clients only).
-    `credentials`: the admin token, token-signing key and CA (default: new ones, for as long as the server)."""
+    `credentials`: the admin token, token-signing key and CA (default: new ones, for as long as the server).
+    `watch_budget`: the memory open watches may hold (default `WatchBudget()`)."""
     credentials = credentials or Credentials.generate()
-    runner = web.AppRunner(make_app(store, webhook_services, credentials), access_log=None,
+    runner = web.AppRunner(make_app(store, webhook_services, credentials, watch_budget), access_log=None,
                            handler_cancellation=True, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=credentials.serving_context(host) if tls else None)

@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from vdpa_operator import yamlio
+from vdpa_operator.bounded import ParseError
 from vdpa_operator.sim.apiserver import errors, persist
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
 from vdpa_operator.sim.apiserver.patch import (
@@ -173,6 +173,8 @@ class WatchEvent:
     resource_version: int
     old: Object | None = None
     """The object before a MODIFIED write, so a selector watch can turn it into ADDED/DELETED."""
+    variants: dict[tuple[str, str], WatchEvent] = field(default_factory=dict, compare=False, repr=False)
+    """The forms selector and other-version watches see, made once and shared (so is their encoding)."""
 
     def seen_by(self, rtype: ResourceType, namespace: str | None, match: Predicate) -> WatchEvent | None:
         """This event as a watch of `rtype` in `namespace` (None: all) with selector `match` must see it."""
@@ -182,15 +184,22 @@ class WatchEvent:
         before = self.old is not None and match(self.old)
         if self.type == MODIFIED and not (now and before):
             if now:
-                return WatchEvent(ADDED, rtype, _served(self.object, rtype), self.resource_version)
+                return self._as(ADDED, rtype)
             if before:
-                return WatchEvent(DELETED, rtype, _served(self.object, rtype), self.resource_version)
+                return self._as(DELETED, rtype)
             return None
         if not now:
             return None
         if self.rtype.api_version != rtype.api_version:
-            return WatchEvent(self.type, rtype, _served(self.object, rtype), self.resource_version)
+            return self._as(self.type, rtype)
         return self
+
+    def _as(self, kind: str, rtype: ResourceType) -> WatchEvent:
+        key = (kind, rtype.api_version)
+        variant = self.variants.get(key)
+        if variant is None:
+            variant = self.variants[key] = WatchEvent(kind, rtype, _served(self.object, rtype), self.resource_version)
+        return variant
 
 
 Listener = Callable[[WatchEvent], None]
@@ -747,10 +756,12 @@ class Store:
     def _applied(self, request: Write) -> Object:
         """The applied configuration of a server-side apply (YAML or JSON), without what apply may not set."""
         body = request.body
-        if isinstance(body, (str, bytes)):
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        if isinstance(body, str):  # the server parses it before; direct callers may pass the text
             try:
-                body = yaml.safe_load(body)
-            except yaml.YAMLError as err:
+                body = yamlio.load_one(body, "the applied configuration")
+            except ParseError as err:
                 raise bad_request(f"error decoding YAML: {err}") from None
         if not isinstance(body, dict):
             raise bad_request("the applied configuration must be an object")
