@@ -50,7 +50,8 @@ def main() -> None:
                 events: list[dict[str, Any]] = []
 
                 def fast() -> None:
-                    with httpx.Client(base_url=server.url, headers=server.headers, verify=server.verify, timeout=120) as own, \
+                    with httpx.Client(base_url=server.url, headers=server.headers, verify=server.verify,
+                                      timeout=120) as own, \
                             own.stream("GET", CONFIGMAPS, params={"watch": "1"}) as stream:
                         for line in stream.iter_lines():
                             events.append(json.loads(line))
