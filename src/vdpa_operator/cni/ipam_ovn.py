@@ -15,11 +15,11 @@ writes the annotation once it has allocated) catches that one and retries. Pure:
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from vdpa_operator.bounded import loads_json
 from vdpa_operator.cni.errors import INVALID_CONFIG, CniError
 from vdpa_operator.cni.ipam_result import (
     FieldError,
@@ -96,9 +96,9 @@ def _entry(annotation: str, network: str, name: str) -> object:
     if not annotation.strip():
         raise NotAnnotated(name, network, [])
     try:
-        body = json.loads(annotation)
-    except ValueError as error:
-        raise CniError(INVALID_CONFIG, f"{name} is not JSON", f"{error}: {annotation[:200]!r}") from None
+        body = loads_json(annotation, name)
+    except ValueError as error:  # not JSON, or past the loader's limits (ParseError)
+        raise CniError(INVALID_CONFIG, f"{name} cannot be read as JSON", f"{error}: {annotation[:200]!r}") from None
     if not isinstance(body, dict):
         raise CniError(INVALID_CONFIG, f"{name} is not a JSON object", annotation[:200])
     if body.get(network) is None:

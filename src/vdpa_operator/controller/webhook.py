@@ -26,7 +26,6 @@ lists v1beta1 but can decode only v1). `start` is the operator's hook: certifica
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from vdpa_operator.api.models import (
     SriovNetworkPoolConfig,
     SriovOperatorConfig,
 )
+from vdpa_operator.bounded import loads_json
 from vdpa_operator.controller.certs import (
     CA_FILE,
     CERT_FILE,
@@ -116,8 +116,8 @@ class AdmissionRequest:
 def parse_review(body: bytes) -> AdmissionRequest:
     """The request of an AdmissionReview body; ReviewError says what is wrong with it."""
     try:
-        review = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as err:
+        review = loads_json(body, "the AdmissionReview")
+    except ValueError as err:  # not UTF-8, not JSON, or past the loader's limits (ParseError)
         raise ReviewError(f"Request could not be decoded: the body is not JSON ({err})") from None
     if not isinstance(review, dict):
         raise ReviewError("Request could not be decoded: expected an AdmissionReview object")

@@ -72,7 +72,7 @@ def entry(**fields: Any) -> str:
 
 
 @pytest.mark.parametrize(("annotation", "where", "reason"), [
-    ("{not json", "k8s.ovn.org/pod-networks is not JSON", "Expecting property name"),
+    ("{not json", "k8s.ovn.org/pod-networks cannot be read as JSON", "Expecting property name"),
     ("[]", "k8s.ovn.org/pod-networks is not a JSON object", "[]"),
     (json.dumps({"default": "10.244.1.5/24"}), "k8s.ovn.org/pod-networks: ['default']", "where an object belongs"),
     (entry(ip_addresses=[], ip_address=""), "k8s.ovn.org/pod-networks: ['default'].ip_addresses",
