@@ -1,7 +1,9 @@
-"""`vdpactl operator`: wires the informers, the three controllers, the admission webhooks, leader election and
-the probe/metrics listener around one lightkube client, then runs until stopped or leadership is lost.
+"""`vdpactl operator`: wires the informers, the three controllers, the admission webhooks (the policy webhooks and
+the pod resource injector), leader election and the probe/metrics listener around one lightkube client, then runs
+until stopped or leadership is lost.
 
-Every replica serves the webhooks and probes; only the leader runs the controllers (policy sync, drain, networks).
+Every replica serves the webhooks and probes and keeps the injector's webhook configuration as `enableInjector`
+says; only the leader runs the controllers (policy sync, drain, networks).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 SYNC_KEY = "node-policy-sync-event"
 """Upstream's single synthetic request name for the full policy sync."""
 SUPPORTED_NICS_CONFIGMAP = "supported-nic-ids"
+INJECTOR_KEY = "injector"
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Operator:
         self.cache = ClusterCache.create(self.client, self.settings.namespace, handlers={
             "sriovnetworknodepolicies": self._on_policy_input,
             "sriovnetworkpoolconfigs": self._on_pool_change,
-            "sriovoperatorconfigs": self._on_policy_input,
+            "sriovoperatorconfigs": self._on_operator_config,
             "sriovnetworknodestates": self._on_node_state,
             "nodes": self._on_node,
         })
@@ -89,6 +92,9 @@ class Operator:
         self.drain_queue: KeyedQueue[str] = KeyedQueue("drain", self.drain, workers=settings.drain.workers,
                                                        backoff=backoff)
         self.networks = NetworkController(self.client, settings, self.recorder)
+        self.injector_queue: KeyedQueue[str] = KeyedQueue("injector configuration", self._sync_injector,
+                                                          backoff=backoff)
+        self._injector_endpoint: Any = None
 
     # --- event routing ------------------------------------------------------------------------------------------
 
@@ -97,6 +103,10 @@ class Operator:
 
     def _on_policy_input(self, _kind: str, _new: dict[str, Any] | None, _old: dict[str, Any] | None) -> None:
         self._request_sync()
+
+    def _on_operator_config(self, kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        self._request_sync()
+        self.injector_queue.add(INJECTOR_KEY)
 
     def _on_pool_change(self, kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         self._request_sync()
@@ -158,12 +168,25 @@ class Operator:
             host, port = self.options.health_address
             await self.serve("health", health_app(self.metrics, {"informers": self.ready}), host, port)
         if self.options.webhook is not None:
-            from vdpa_operator.controller import webhook
+            from vdpa_operator.controller import injector_webhook, webhook
 
-            await webhook.start(self, self.options.webhook)
+            lookup = injector_webhook.nad_lookup(self.networks.nads, self.client)
+            self._injector_endpoint = await webhook.start(self, self.options.webhook,
+                                                          injector_webhook.routes(lookup))
+            if self._injector_endpoint is not None:
+                self._tasks.append(asyncio.create_task(self.injector_queue.run(), name="injector configuration"))
         self._tasks += [asyncio.create_task(i.run(), name=f"informer {i.name}") for i in self.cache.informers]
         self._tasks += [asyncio.create_task(i.run(), name=f"informer {i.name}") for i in self.networks.informers]
         self._tasks.append(asyncio.create_task(self._lead(), name="leader"))
+
+    async def _sync_injector(self, _key: str) -> None:
+        """Every replica that registers the webhooks keeps the injector's configuration as `default` says (they
+        all write the same object), once the config informer has listed."""
+        if self._injector_endpoint is None or not self.cache.operator_configs.informer.synced.is_set():
+            return
+        from vdpa_operator.controller import injector_webhook
+
+        await injector_webhook.sync_configuration(self.client, self.cache.operator_config(), self._injector_endpoint)
 
     async def _lead(self) -> None:
         if self.options.leader_election:

@@ -59,7 +59,14 @@ from vdpa_operator.controller.certs import (
 )
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.fileio import SECRET_MODE, write_atomically
-from vdpa_operator.kubeclient import ClusterError, SecretResource, api_errors, get_or_none, http_code
+from vdpa_operator.kubeclient import (
+    ClusterError,
+    SecretResource,
+    api_errors,
+    delete_if_present,
+    get_or_none,
+    http_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +113,8 @@ class AdmissionRequest:
     operation: Operation
     obj: dict[str, Any] | None
     old: dict[str, Any] | None
+    namespace: str = ""
+    """`request.namespace`: where a namespaced object is written (its metadata may leave it out)."""
 
     @property
     def subject(self) -> dict[str, Any] | None:
@@ -146,7 +155,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
     for where, value in (("object", obj), ("oldObject", old)):
         if value is not None and not isinstance(value, dict):
             raise ReviewError(f"AdmissionReview request.{where} is not an object")
-    parsed = AdmissionRequest(uid, request_kind, operation, obj, old)
+    namespace = request.get("namespace")
+    parsed = AdmissionRequest(uid, request_kind, operation, obj, old, namespace if isinstance(namespace, str) else "")
     if parsed.subject is None:
         where = "oldObject" if operation == Operation.DELETE else "object"
         raise ReviewError(f"AdmissionReview request.{where} is missing for {operation.value}")
@@ -216,33 +226,38 @@ async def validation_response(
     return response
 
 
-async def _read_request(http: web.Request) -> AdmissionRequest:
+async def read_request(http: web.Request) -> AdmissionRequest:
     content_type = http.headers.get("Content-Type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ReviewError(f"expect Content-Type application/json, got {content_type or 'none'}")
     return parse_review(await http.read())
 
 
-def _bad_request(err: ReviewError) -> web.Response:
+def bad_request(err: ReviewError) -> web.Response:
     log.warning("rejected a malformed admission review: %s", err)
     return web.Response(status=400, text=str(err) + "\n")
 
 
-def webhook_app(cluster_view: ClusterViewSource, settings: Settings) -> web.Application:
-    """The webhook's routes; serve it over TLS (`certs.ServingCertificate.server_context`)."""
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def webhook_app(cluster_view: ClusterViewSource, settings: Settings,
+                routes: Mapping[str, Handler] | None = None) -> web.Application:
+    """The webhook's routes, plus `routes` (path → POST handler: the pod injector's); serve it over TLS
+    (`certs.ServingCertificate.server_context`)."""
 
     async def mutate(http: web.Request) -> web.Response:
         try:
-            request = await _read_request(http)
+            request = await read_request(http)
         except ReviewError as err:
-            return _bad_request(err)
+            return bad_request(err)
         return web.json_response(review_response(request.uid, mutation_response(request)))
 
     async def validate_(http: web.Request) -> web.Response:
         try:
-            request = await _read_request(http)
+            request = await read_request(http)
         except ReviewError as err:
-            return _bad_request(err)
+            return bad_request(err)
         response = await validation_response(request, cluster_view, settings)
         return web.json_response(review_response(request.uid, response))
 
@@ -253,6 +268,8 @@ def webhook_app(cluster_view: ClusterViewSource, settings: Settings) -> web.Appl
     app.router.add_post(MUTATING_PATH, mutate)
     app.router.add_post(VALIDATING_PATH, validate_)
     app.router.add_get(READY_PATH, ready)
+    for path, handler in (routes or {}).items():
+        app.router.add_post(path, handler)
     return app
 
 
@@ -263,31 +280,50 @@ def _rule(operations: list[str], resources: list[str]) -> dict[str, Any]:
     return {"operations": operations, "apiGroups": [GROUP], "apiVersions": ["v1"], "resources": resources}
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the API server reaches this server and how it checks it: the `clientConfig` of every webhook it
+    serves."""
+
+    ca_bundle: bytes
+    """The CA (PEM) the serving certificate is signed by."""
+    url_base: str | None = None
+    """e.g. "https://127.0.0.1:6443" (runs outside the cluster); else `service`."""
+    service: tuple[str, str, int] | None = None
+    """(namespace, name, port) of the Service in front of the server."""
+
+    def __post_init__(self) -> None:
+        if (self.url_base is None) == (self.service is None):
+            raise ValueError("give exactly one of url_base (https://host:port) or service (namespace, name, port)")
+        if self.url_base is not None and not self.url_base.startswith("https://"):
+            raise ValueError(f"url_base {self.url_base!r} must start with https:// (the API server calls webhooks "
+                             "over TLS)")
+
+    def client_config(self, path: str) -> dict[str, Any]:
+        if self.url_base is not None:
+            config: dict[str, Any] = {"url": self.url_base.rstrip("/") + path}
+        else:
+            assert self.service is not None
+            namespace, name, port = self.service
+            config = {"service": {"namespace": namespace, "name": name, "path": path, "port": port}}
+        config["caBundle"] = base64.b64encode(self.ca_bundle).decode()
+        return config
+
+
 def webhook_configurations(
     ca_bundle: bytes, *, url_base: str | None = None, service: tuple[str, str, int] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Mutating- and ValidatingWebhookConfiguration pointing at this server: by `url_base`
     (e.g. "https://127.0.0.1:6443", local runs) or by `service` (namespace, name, port), with `ca_bundle` (PEM)."""
-    if (url_base is None) == (service is None):
-        raise ValueError("give exactly one of url_base (https://host:port) or service (namespace, name, port)")
-    if url_base is not None and not url_base.startswith("https://"):
-        raise ValueError(f"url_base {url_base!r} must start with https:// (the API server calls webhooks over TLS)")
-    bundle = base64.b64encode(ca_bundle).decode()
+    endpoint = Endpoint(ca_bundle, url_base, service)
 
     def webhook(path: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-        if url_base is not None:
-            client_config: dict[str, Any] = {"url": url_base.rstrip("/") + path}
-        else:
-            assert service is not None
-            namespace, name, port = service
-            client_config = {"service": {"namespace": namespace, "name": name, "path": path, "port": port}}
-        client_config["caBundle"] = bundle
         return {
             "name": WEBHOOK_NAME,
             "sideEffects": "None",
             "admissionReviewVersions": ["v1"],
             "failurePolicy": "Fail",
-            "clientConfig": client_config,
+            "clientConfig": endpoint.client_config(path),
             "rules": rules,
         }
 
@@ -370,9 +406,11 @@ def certificate_names(namespace: str, options: WebhookOptions) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-async def start(operator: WebhookHost, options: WebhookOptions) -> None:
-    """Make or reuse the certificate, serve the webhook (as "webhook" in `operator.ports`) and, if asked, point the
-    API server at it."""
+async def start(operator: WebhookHost, options: WebhookOptions,
+                routes: Mapping[str, Handler] | None = None) -> Endpoint | None:
+    """Make or reuse the certificate, serve the webhook (as "webhook" in `operator.ports`, with `routes` besides
+    the policy webhooks) and, if asked, point the API server at it: then the endpoint other webhook configurations
+    served here name (None when not registering)."""
     namespace = operator.settings.namespace
     names = certificate_names(namespace, options)
     if options.secret:
@@ -384,17 +422,19 @@ async def start(operator: WebhookHost, options: WebhookOptions) -> None:
     async def cluster_view() -> ClusterView:
         return operator.cache.admission_view()
 
-    app = webhook_app(cluster_view, settings)
+    app = webhook_app(cluster_view, settings, routes)
     await operator.serve("webhook", app, options.host, options.port, certificate.server_context())
     if not options.register:
-        return
+        return None
     if options.local_url_host:
         url_base = f"https://{_url_host(options.local_url_host)}:{operator.ports['webhook']}"
-        mutating, validating = webhook_configurations(certificate.ca_pem, url_base=url_base)
+        endpoint = Endpoint(certificate.ca_pem, url_base=url_base)
     else:
-        service = (namespace, SERVICE_NAME, SERVICE_PORT)
-        mutating, validating = webhook_configurations(certificate.ca_pem, service=service)
+        endpoint = Endpoint(certificate.ca_pem, service=(namespace, SERVICE_NAME, SERVICE_PORT))
+    mutating, validating = webhook_configurations(endpoint.ca_bundle, url_base=endpoint.url_base,
+                                                  service=endpoint.service)
     await register_webhooks(operator.client, mutating, validating)
+    return endpoint
 
 
 SECRET_KEYS = (CA_FILE, CERT_FILE, KEY_FILE)
@@ -457,3 +497,11 @@ async def register_webhooks(client: Any, *configurations: Mapping[str, Any]) -> 
             with api_errors("create", f"{kind} {name}"):
                 await client.create(resource.from_dict(dict(configuration)))
         log.info("registered %s %s", kind, name)
+
+
+async def unregister_webhook(client: Any, kind: str, name: str) -> bool:
+    """Delete one webhook configuration; False when it was not there."""
+    deleted = await delete_if_present(client, _CONFIGURATION_RESOURCES[kind], name)
+    if deleted:
+        log.info("unregistered %s %s", kind, name)
+    return deleted
