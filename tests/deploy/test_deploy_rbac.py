@@ -19,6 +19,7 @@ from vdpa_operator.render.deviceplugin import CONFIGMAP_NAME
 NAD = "k8s.cni.cncf.io"
 ADMISSION = "admissionregistration.k8s.io"
 WEBHOOK_CONFIG = "sriov-operator-webhook-config"
+INJECTOR_CONFIG = "network-resources-injector-config"
 TENANT = "tenant-a"
 """A user namespace: NetworkAttachmentDefinitions and pods to drain live outside the operator's."""
 CLUSTER = ""
@@ -76,6 +77,10 @@ CALLS: dict[str, list[Call]] = {
                WEBHOOK_CONFIG, why="controller/webhook.py register_webhooks: its CA into the caBundle"),
         *_each("create", ADMISSION, "mutatingwebhookconfigurations validatingwebhookconfigurations", CLUSTER,
                why="register_webhooks creates them when missing (create carries no name for RBAC)"),
+        *_each("patch delete", ADMISSION, "mutatingwebhookconfigurations", CLUSTER, INJECTOR_CONFIG,
+               why="controller/injector_webhook.py sync_configuration: kept while enableInjector, else deleted"),
+        *_each("get list watch", NAD, "network-attachment-definitions", "kube-system",
+               why="controller/injector_webhook.py nad_lookup: the NADs a pod names, e.g. the seed's in kube-system"),
     ],
     DAEMON: [
         *_each("get list watch", GROUP, "sriovnetworknodestates", NAMESPACE, "", "daemon/kube.py: get, list+watch"),
@@ -101,6 +106,8 @@ FORBIDDEN: dict[str, list[Call]] = {
         Call("delete", "", "pods", TENANT, "app-0"),
         Call("update", ADMISSION, "validatingwebhookconfigurations", CLUSTER, "someone-elses-webhook"),
         Call("delete", ADMISSION, "mutatingwebhookconfigurations", CLUSTER, WEBHOOK_CONFIG),
+        Call("delete", ADMISSION, "validatingwebhookconfigurations", CLUSTER, INJECTOR_CONFIG),
+        Call("patch", ADMISSION, "mutatingwebhookconfigurations", CLUSTER, "someone-elses-webhook"),
         Call("create", GROUP, "sriovnetworknodepolicies", NAMESPACE),
         Call("list", GROUP, "sriovnetworknodestates", TENANT),
         Call("create", "rbac.authorization.k8s.io", "clusterrolebindings", CLUSTER),

@@ -28,6 +28,7 @@ import httpx2 as httpx
 import pytest
 import yaml
 
+from vdpa_operator.controller.injector_webhook import CONFIGURATION_NAME as INJECTOR_CONFIGURATION
 from vdpa_operator.controller.webhook import CONFIGURATION_NAME, SERVICE_NAME
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 
@@ -201,6 +202,25 @@ def test_operator_daemon_and_cni_server_need_no_more_than_deploy_grants(tmp_path
         assert json.loads(shim.stdout)["code"] == 11, shim  # no OVSDB here: "try again later", after the pod was read
         assert api.authorizer.allowed[(DAEMON, "get", f"pods in {TENANT}")] == 1, "the CNI server read the pod"
         assert api.authorizer.allowed[(DAEMON, "get", "nodes")] >= 1, "the CNI server read its node's pod subnet"
+
+        # The pod resource injector (deploy/sriovoperatorconfig.yaml enables it): its configuration registered,
+        # the seed's NAD read (a GET: it was created just now, maybe before the informer saw it), the seed's pod
+        # given its VF; then turned off, its configuration deleted.
+        injector = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{INJECTOR_CONFIGURATION}"
+        until("the injector's webhook configuration", lambda: _get(admin, injector), procs)
+        _post(admin, "/apis/k8s.cni.cncf.io/v1/namespaces/kube-system/network-attachment-definitions",
+              _example("ovn-kubernetes-nad.yaml"))
+        seed_pod = admin.post(f"/api/v1/namespaces/{TENANT}/pods", json={"metadata": {
+            "name": "vdpa-pod1", "annotations": {"v1.multus-cni.io/default-network": "kube-system/ovn-kubernetes-a"}},
+            "spec": {"containers": [{"name": "vdpa-pod", "image": "iperf3", "command": ["sleep", "3600"]}]}})
+        assert seed_pod.status_code == 201, seed_pod.text
+        assert seed_pod.json()["spec"]["containers"][0]["resources"] == {
+            "requests": {"openshift.io/mlxnics": "1"}, "limits": {"openshift.io/mlxnics": "1"}}
+        patched = admin.patch(f"{GROUP}/namespaces/{NS}/sriovoperatorconfigs/default",
+                              json={"spec": {"enableInjector": False}},
+                              headers={"Content-Type": "application/merge-patch+json"})
+        assert patched.status_code == 200, patched.text
+        until("the injector's configuration deleted", lambda: admin.get(injector).status_code == 404, procs)
 
         refused = [d.message for d in api.authorizer.denials]
         assert not refused, "deploy/'s RBAC refused calls the components make:\n" + "\n".join(refused)
