@@ -20,7 +20,9 @@ Wire behaviour, as upstream's unless noted:
 
 `webhook_configurations` renders the two admissionregistration objects the operator keeps up to date
 (`bindata/manifests/operator-webhook/003-webhook.yaml`, with `admissionReviewVersions: [v1]` only: upstream also
-lists v1beta1 but can decode only v1). `start` is the operator's hook: certificate, listener, registration.
+lists v1beta1 but can decode only v1). `start` is the operator's hook: certificate, listener, registration; the
+same server also answers the routes it is given (the pod resource injector's `/mutate`, `injector_webhook`), and
+`Endpoint` is how any configuration served here names it.
 """
 
 from __future__ import annotations
