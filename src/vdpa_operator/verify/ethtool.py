@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vdpa_operator.errors import VdpaOperatorError
+
 
 @dataclass(frozen=True, slots=True)
 class DriverInfo:
@@ -21,7 +23,7 @@ class DriverInfo:
         return f"driver {self.driver or '(none)'}, bus-info {self.bus_info or '(empty)'}"
 
 
-class EthtoolParseError(ValueError):
+class EthtoolParseError(VdpaOperatorError, ValueError):
     """The text has no `driver:` line: not `ethtool -i` output."""
 
 

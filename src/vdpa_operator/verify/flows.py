@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from vdpa_operator.errors import VdpaOperatorError
+
 _STATS = ("packets", "bytes", "used", "flags", "offloaded", "dp")
 _ACTIONS = ", actions:"
 _EXTRA = ", dp-extra-info:"
@@ -59,7 +61,7 @@ class DatapathFlow:
         return bool(wanted & self.addresses())
 
 
-class FlowParseError(ValueError):
+class FlowParseError(VdpaOperatorError, ValueError):
     """A line that has `actions:` but not the shape of a datapath flow."""
 
 
