@@ -76,3 +76,8 @@ def test_a_vdpa_pod_that_is_not_running_fails_its_check_by_name(server: ServerHa
     assert out.splitlines()[1].split()[:4] == ["driver", "default/vdpa-pod1", "worker-0", "FAIL"]
     assert err == ("verify: driver check failed for pod default/vdpa-pod1 on node worker-0: pod is Pending, "
                    "not Running\n")
+    code, out, _ = vdpactl("--kubeconfig", str(server.kubeconfig_path), "-o", "json")
+    [record] = json.loads(out)
+    assert code == 1 and {k: record[k] for k in ("check", "pod", "node", "status", "model")} == {
+        "check": "driver", "pod": "default/vdpa-pod1", "node": "worker-0", "status": "fail", "model": None}
+    assert record["observed"] == "pod is Pending"
