@@ -25,6 +25,7 @@ COMMANDS = {
     "install-cni": "vdpa_operator.cli.cni:install_cni",
     "operator": "vdpa_operator.cli.operator:operator",
     "sim": "vdpa_operator.cli.sim:sim",
+    "verify": "vdpa_operator.cli.verify:verify",
 }
 """Command name → `module:attribute` of its click command."""
 
