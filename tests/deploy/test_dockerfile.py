@@ -15,11 +15,13 @@ from packaging.specifiers import SpecifierSet
 
 from vdpa_operator.host.linux.modules import KernelModules
 from vdpa_operator.host.linux.udev import UdevRuleFiles
+from vdpa_operator.verify.checks import DUMP_FLOWS
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 IGNORE_FILE = DEPLOY / "Dockerfile.dockerignore"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-DEBIAN_PACKAGE_OF = {"modprobe": "kmod", "udevadm": "udev"}
+VERIFY_FLOWS_COMMAND = DUMP_FLOWS[0]
+DEBIAN_PACKAGE_OF = {"modprobe": "kmod", "udevadm": "udev", "ovs-appctl": "openvswitch-common"}
 """Which Debian (bookworm) package installs each command the Linux host adapter runs."""
 
 
@@ -97,11 +99,12 @@ def test_the_package_is_installed_and_vdpactl_is_the_entry_point() -> None:
 
 
 def test_the_commands_the_host_adapter_runs_are_installed() -> None:
-    """modprobe and udevadm are the only programs the Linux adapter starts; everything else is Python."""
+    """modprobe and udevadm are the only programs the Linux adapter starts; everything else is Python. Beside
+    them, ovs-appctl for `vdpactl verify`'s flows check, which runs in the config-daemon pod."""
     commands = {
         inspect.signature(KernelModules).parameters["modprobe"].default[0],
         inspect.signature(UdevRuleFiles).parameters["udevadm"].default,
     }
     installs = [re.search(r"apt-get install (.*?)(&&|$)", run) for run in _of("RUN")]
     packages = {p for m in installs if m for p in m.group(1).split() if not p.startswith("-")}
-    assert packages == {DEBIAN_PACKAGE_OF[c] for c in commands}
+    assert packages == {DEBIAN_PACKAGE_OF[c] for c in commands} | {DEBIAN_PACKAGE_OF[VERIFY_FLOWS_COMMAND]}
