@@ -23,7 +23,7 @@ from vdpa_operator.sim.kubelet.streaming import ContainerView
 MERGE = {"Content-Type": "application/merge-patch+json"}
 NODE = "worker-x"
 LINK = "exectest0"
-"""A veth made in the test's namespace only: a command that lists it ran there."""
+"""A veth made in the test's namespace only (its peer is the namespace's eth0): a command that lists it ran there."""
 
 
 @dataclass
@@ -69,11 +69,11 @@ class KubeletInThread:
 
 @contextmanager
 def network_namespace() -> Iterator[Path]:
-    """A new named network namespace holding the veth `LINK` (and its peer); removed afterwards."""
+    """A new named network namespace holding the veth `LINK` and its peer `eth0`; removed afterwards."""
     name = f"vdpa-exec-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        subprocess.run(["ip", "-n", name, "link", "add", LINK, "type", "veth", "peer", "name", f"{LINK}p"], check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", LINK, "type", "veth", "peer", "name", "eth0"], check=True)
         yield Path("/run/netns") / name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)

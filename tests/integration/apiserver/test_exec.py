@@ -117,7 +117,7 @@ def test_exec_forwards_stdin_keeps_stderr_apart_and_passes_the_exit_code_on(clus
 
 
 def _on_a_terminal(cluster: Cluster, kubectl: Path, args: list[str], *, rows: int, cols: int,
-                   answer: tuple[bytes, bytes]) -> tuple[int, bytes]:
+                   answer: tuple[bytes, bytes] | None = None) -> tuple[int, bytes]:
     """Run kubectl with a pseudo-terminal of rows×cols as its stdio; once its output shows answer[0], type
     answer[1]. (exit code, everything it printed)."""
     master, slave = os.openpty()
@@ -126,7 +126,7 @@ def _on_a_terminal(cluster: Cluster, kubectl: Path, args: list[str], *, rows: in
     process = subprocess.Popen([str(kubectl), *args], env=env, stdin=slave, stdout=slave, stderr=slave,
                                start_new_session=True)
     os.close(slave)
-    printed, typed, deadline = b"", False, time.monotonic() + 30
+    printed, typed, deadline = b"", answer is None, time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
             readable, _, _ = select.select([master], [], [], 0.1)
@@ -136,7 +136,7 @@ def _on_a_terminal(cluster: Cluster, kubectl: Path, args: list[str], *, rows: in
                 except OSError:  # EIO: kubectl has exited and closed the terminal
                     break
                 printed += chunk
-            if not typed and answer[0] in printed:
+            if answer is not None and not typed and answer[0] in printed:
                 os.write(master, answer[1])
                 typed = True
             if process.poll() is not None and not readable:
@@ -159,6 +159,13 @@ def test_exec_it_gets_a_terminal_of_the_clients_size_with_job_control(cluster: C
     assert code == 4, printed
     assert "33 77" in lines and any(line.startswith("/dev/pts/") for line in lines)
     assert "got:typed" in lines
+
+    # the seed's own check, verbatim in form: what the pod's eth0 is, as the namespace's ethtool says
+    code, printed = _on_a_terminal(cluster, kubectl, ["exec", "-it", pod, "--", "ethtool", "-i", "eth0"],
+                                   rows=24, cols=80)
+    inside = subprocess.run(["ip", "netns", "exec", cluster.netns.name, "ethtool", "-i", "eth0"],
+                            capture_output=True, check=True).stdout
+    assert code == 0 and printed.replace(b"\r\n", b"\n") == inside
 
     # ^C typed on the client's terminal is SIGINT to the command: its terminal is its controlling terminal
     code, printed = _on_a_terminal(cluster, kubectl, ["exec", "-it", pod, "--", "sh", "-c", "echo ready; sleep 30"],
@@ -217,6 +224,12 @@ def test_exec_and_logs_are_refused_as_kube_apiserver_refuses_them(cluster: Clust
                                                                                         "stdout": "true"})
     assert answer.status_code == 400
     assert answer.json()["message"] == "cannot exec into a container in a completed pod; current phase is Succeeded"
+
+    running = _pod(cluster)
+    cluster.view(running)
+    spdy = subprocess.run([str(kubectl), "exec", running, "--", "true"], capture_output=True, timeout=30, env={
+        **cluster.env, "KUBECONFIG": str(cluster.api.kubeconfig_path), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
+    assert spdy.returncode == 1 and b"streams exec over WebSocket only" in spdy.stderr
 
     pair = _pod(cluster, containers=("a", "b"))
     with admin(cluster.api) as http:

@@ -210,8 +210,7 @@ async def exec_pod(request: web.Request) -> web.StreamResponse:
     upstream: aiohttp.ClientWebSocketResponse | None = None
     try:
         upstream = await request.app[KUBELET_CLIENT].ws_connect(
-            url, protocols=offered, headers=_headers(request), max_msg_size=MAX_MESSAGE, autoping=True,
-            timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+            url, protocols=offered, headers=_headers(request), max_msg_size=MAX_MESSAGE, autoping=True)
         refusal = ""
     except (aiohttp.ClientError, OSError, TimeoutError) as err:
         refusal = f"error dialing backend: {err}"

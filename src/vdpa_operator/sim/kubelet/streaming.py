@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 OUTPUT_GRACE = 2.0
 """Seconds to wait, once the command has exited, for its output to reach EOF (a background child still holding
 stdout open is then cut off, so the session ends)."""
+FIRST_SIZE_WAIT = 1.0
+"""Seconds a terminal session waits for the client's size before the command starts (kubectl sends it first;
+without the wait the command may start on a 0×0 terminal)."""
 LOG_POLL = 0.2
 """How often a followed log is read again for new bytes."""
 LOG_CHUNK = 64 * 1024
@@ -168,13 +171,16 @@ async def _session(ws: web.WebSocketResponse, pods: PodProcesses, where: tuple[s
         async with lock:
             await ws.send_bytes(rc.frame(stream, data))
 
+    size, early, left = await _first_size(ws) if options.tty else (None, [], False)
+    if left:
+        return
     try:
-        process = await _start(pods, where, options)
+        process = await _start(pods, where, options, size)
     except _CannotRun as err:
         await ws.send_bytes(rc.status_message(err.status))
         return
     outputs = [asyncio.create_task(reader(send)) for reader in process.readers()]
-    client = asyncio.create_task(_from_client(ws, process, v5=ws.ws_protocol == rc.V5))
+    client = asyncio.create_task(_from_client(ws, process, early, v5=ws.ws_protocol == rc.V5))
     exited = asyncio.create_task(process.wait())
     try:
         await asyncio.wait({client, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -193,20 +199,47 @@ async def _session(ws: web.WebSocketResponse, pods: PodProcesses, where: tuple[s
         process.close()
 
 
-async def _from_client(ws: web.WebSocketResponse, process: _Process, *, v5: bool) -> None:
-    """stdin, resizes and (v5) stdin's close, until the client closes the connection."""
-    sizes = rc.ResizeReader()
-    async for message in ws:
+async def _first_size(ws: web.WebSocketResponse) -> tuple[rc.TerminalSize | None, list[bytes], bool]:
+    """The terminal size the client sends first (None if none came within `FIRST_SIZE_WAIT`), the messages read
+    before it, and whether the client has already left."""
+    sizes, early = rc.ResizeReader(), list[bytes]()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FIRST_SIZE_WAIT
+    while (wait := deadline - loop.time()) > 0:
+        try:
+            message = await ws.receive(timeout=wait)
+        except TimeoutError:
+            break
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return None, early, True
         if message.type != WSMsgType.BINARY or not message.data:
             continue
-        stream, data = rc.parse(message.data)
-        if stream == rc.STDIN:
-            await process.write(data)
-        elif stream == rc.RESIZE:
-            for size in sizes.feed(data):
-                process.resize(size)
-        elif stream == rc.CLOSE and v5 and data[:1] == bytes((rc.STDIN,)):
-            process.close_stdin()
+        if message.data[0] == rc.RESIZE and (found := sizes.feed(message.data[1:])):
+            return found[-1], early, False
+        early.append(message.data)
+    return None, early, False
+
+
+async def _from_client(ws: web.WebSocketResponse, process: _Process, early: list[bytes], *, v5: bool) -> None:
+    """stdin, resizes and (v5) stdin's close (those read before the command started first), until the client
+    closes the connection."""
+    sizes = rc.ResizeReader()
+    for data in early:
+        await _apply(data, process, sizes, v5=v5)
+    async for message in ws:
+        if message.type == WSMsgType.BINARY and message.data:
+            await _apply(message.data, process, sizes, v5=v5)
+
+
+async def _apply(message: bytes, process: _Process, sizes: rc.ResizeReader, *, v5: bool) -> None:
+    stream, data = rc.parse(message)
+    if stream == rc.STDIN:
+        await process.write(data)
+    elif stream == rc.RESIZE:
+        for size in sizes.feed(data):
+            process.resize(size)
+    elif stream == rc.CLOSE and v5 and data[:1] == bytes((rc.STDIN,)):
+        process.close_stdin()
 
 
 def _resolve(command: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> str:
@@ -224,7 +257,8 @@ def _resolve(command: Sequence[str], env: Mapping[str, str], cwd: Path | None) -
                                 f'not found in $PATH', code=500))
 
 
-async def _start(pods: PodProcesses, where: tuple[str, str, str], options: ExecOptions) -> _Process:
+async def _start(pods: PodProcesses, where: tuple[str, str, str], options: ExecOptions,
+                 size: rc.TerminalSize | None) -> _Process:
     namespace, pod, container = where
     view = pods.locate(namespace, pod, container)
     if view is None:
@@ -240,7 +274,7 @@ async def _start(pods: PodProcesses, where: tuple[str, str, str], options: ExecO
         argv = [_tool("nsenter"), f"--net={view.netns_path}", "--", *argv]
     if options.tty:
         argv = [_tool("setsid"), "--ctty", "--wait", "--", *argv]
-    return await _Process.spawn(argv, view, options)
+    return await _Process.spawn(argv, view, options, size)
 
 
 def _tool(name: str) -> str:
@@ -259,11 +293,14 @@ class _Process:
         self.master = master
 
     @classmethod
-    async def spawn(cls, argv: Sequence[str], view: ContainerView, options: ExecOptions) -> _Process:
+    async def spawn(cls, argv: Sequence[str], view: ContainerView, options: ExecOptions,
+                    size: rc.TerminalSize | None = None) -> _Process:
         master = slave = None
         if options.tty:
             master, slave = os.openpty()
             os.set_blocking(master, False)
+            if size is not None:
+                _set_size(master, size)
             stdin = stdout = stderr = slave
         else:
             pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
@@ -324,8 +361,7 @@ class _Process:
 
     def resize(self, size: rc.TerminalSize) -> None:
         if self.master is not None:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
+            _set_size(self.master, size)
 
     async def wait(self) -> int:
         code = await self.proc.wait()
@@ -345,6 +381,11 @@ class _Process:
         if self.master is not None:
             os.close(self.master)
             self.master = None
+
+
+def _set_size(terminal: int, size: rc.TerminalSize) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
 
 
 def _pipe_reader(stream: asyncio.StreamReader, stream_id: int) -> Reader:
@@ -519,7 +560,8 @@ async def _close_sessions(app: web.Application) -> None:
 
 def make_app(pods: PodProcesses, token: str, *, protocols: Sequence[str] = rc.PROTOCOLS) -> web.Application:
     """The streaming endpoints over `pods`, answering requests that carry `token` only. `protocols`: the exec
-    subprotocols accepted (an older kubelet's `(V4,)`, for tests of clients that must fall back)."""
+    subprotocols accepted (an older kubelet's `(V4,)`, for tests of clients that must fall back). Run it with
+    `handler_cancellation=True` (as `start` does), so a followed log stops when the API server hangs up."""
     if not token:
         raise ValueError("the kubelet's streaming server needs the API server's kubelet-client token")
     app = web.Application(middlewares=[_only_the_api_server])
