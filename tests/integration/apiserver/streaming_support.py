@@ -62,6 +62,9 @@ class KubeletInThread:
         return self.server.port
 
     def stop(self) -> None:
+        """Stop serving (open sessions are closed, 1001) and join the thread; again is a no-op."""
+        if not self.thread.is_alive():
+            return
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
@@ -113,3 +116,15 @@ def add_pod(api: ServerHandle, name: str, *, containers: Sequence[str] = ("main"
                   ).raise_for_status()
         http.patch(f"/api/v1/namespaces/{namespace}/pods/{name}/status", headers=MERGE,
                    json={"status": {"phase": phase}}).raise_for_status()
+
+
+def sleeping(marker: str) -> bool:
+    """Whether a `sleep <marker>` process exists (the marker: an argument no other process has)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if argv[:1] and argv[0].endswith(b"sleep") and argv[1:2] == [marker.encode()]:
+            return True
+    return False

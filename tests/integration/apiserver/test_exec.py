@@ -25,6 +25,7 @@ from integration.apiserver.streaming_support import (
     admin,
     network_namespace,
     running_kubelet,
+    sleeping,
 )
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 from vdpa_operator.sim.kubelet.streaming import ContainerView
@@ -302,3 +303,26 @@ def test_a_pods_containers_are_told_apart(cluster: Cluster, tmp_path: Path) -> N
     assert cluster.kubectl(kubectl, "logs", pod, "-c", "b").stdout == b"log of b\n"
     refused = cluster.kubectl(kubectl, "exec", pod, "-c", "c", "--", "true")
     assert refused.returncode == 1 and b"container c is not valid for pod" in refused.stderr
+
+
+def test_a_kubelet_going_away_mid_command_fails_kubectl(cluster: Cluster) -> None:
+    kubectl = KUBECTLS[0]
+    marker = f"{secrets.randbelow(10**6) + 10**6}.75"
+    pods = Containers({("default", "cut", "main"): ContainerView(None, None, {"PATH": os.environ["PATH"]})})
+    with running_kubelet(cluster.api, pods, node="worker-cut") as kubelet:
+        add_pod(cluster.api, "cut", node="worker-cut")
+        env = {**cluster.env, "KUBECONFIG": str(cluster.api.kubeconfig_path)}
+        process = subprocess.Popen([str(kubectl), "exec", "cut", "--", "sleep", marker], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while not sleeping(marker) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            kubelet.stop()
+            _, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 1, err  # not 0: kubectl takes an end without a status for success
+    assert b"the kubelet's stream ended abnormally" in err

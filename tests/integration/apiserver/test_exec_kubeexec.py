@@ -17,10 +17,12 @@ from lightkube.config.kubeconfig import KubeConfig
 from integration.apiserver.streaming_support import (
     LINK,
     Containers,
+    KubeletInThread,
     add_node,
     add_pod,
     network_namespace,
     running_kubelet,
+    sleeping,
 )
 from vdpa_operator import remotecommand as rc
 from vdpa_operator.kubeexec import ExecError, ExecResult, exec_in_pod, exec_in_pod_sync
@@ -79,22 +81,12 @@ def test_refusals_name_the_pod_and_say_why(api: ServerHandle) -> None:
         exec_in_pod_sync(api.kubeconfig_path, "default", "stranded", ["true"])
 
 
-def _running(marker: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 async def _seen_then_given_up(api: ServerHandle, marker: str) -> bool:
     """Start `sleep <marker>` with a 1 s timeout; whether it was seen running before the timeout struck."""
     attempt = asyncio.create_task(exec_in_pod(api.kubeconfig_path, "default", "p", ["sleep", marker], timeout=1.0))
     seen = False
     while not attempt.done() and not seen:
-        seen = _running(marker)
+        seen = sleeping(marker)
         await asyncio.sleep(0.02)
     with pytest.raises(ExecError, match=r"did not finish within 1 s"):
         await attempt
@@ -105,6 +97,26 @@ def test_a_command_past_its_timeout_is_given_up_and_killed(api: ServerHandle) ->
     marker = f"{secrets.randbelow(10**6) + 10**6}.5"  # an argument no other process has
     assert asyncio.run(_seen_then_given_up(api, marker))
     deadline = time.monotonic() + 5
-    while _running(marker) and time.monotonic() < deadline:
+    while sleeping(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(marker)  # the client left, so the kubelet killed the command
+    assert not sleeping(marker)  # the client left, so the kubelet killed the command
+
+
+async def _cut_off(api: ServerHandle, kubelet: KubeletInThread, marker: str) -> None:
+    attempt = asyncio.create_task(exec_in_pod(api.kubeconfig_path, "default", "cut", ["sleep", marker], timeout=20))
+    deadline = time.monotonic() + 10
+    while not sleeping(marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert sleeping(marker)
+    await asyncio.get_running_loop().run_in_executor(None, kubelet.stop)
+    with pytest.raises(ExecError, match=r"the kubelet's stream ended abnormally \(WebSocket close code 1001\)"):
+        await attempt
+
+
+def test_a_kubelet_going_away_mid_command_is_a_failure_not_a_success(api: ServerHandle, tmp_path: Path) -> None:
+    pods = Containers({("default", "cut", "main"): ContainerView(None, None, {"PATH": os.environ["PATH"]})})
+    marker = f"{secrets.randbelow(10**6) + 10**6}.25"
+    with running_kubelet(api, pods, node="worker-cut") as kubelet:
+        add_pod(api, "cut", node="worker-cut")
+        asyncio.run(_cut_off(api, kubelet, marker))
+    assert not sleeping(marker)  # the kubelet's shutdown took the command with it

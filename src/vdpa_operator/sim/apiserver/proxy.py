@@ -172,6 +172,8 @@ def _answering(handler: Handler) -> Handler:
             return await handler(request)
         except StatusError as err:
             return _answer(err)
+        except web.HTTPException:  # aiohttp's own answer (a malformed WebSocket handshake)
+            raise
         except Exception as err:
             log.exception("%s %s failed", request.method, request.path)
             return _answer(StatusError(500, "InternalError",
@@ -224,6 +226,10 @@ async def exec_pod(request: web.Request) -> web.StreamResponse:
             await client.send_bytes(rc.status_message(rc.failure(refusal)))
             return client
         await _relay_both_ways(client, upstream)
+        if upstream.closed and upstream.close_code != aiohttp.WSCloseCode.OK and not client.closed:
+            # without a status kubectl would take the end for success
+            await client.send_bytes(rc.status_message(rc.failure(
+                f"the kubelet's stream ended abnormally (WebSocket close code {upstream.close_code})")))
         return client
     finally:
         sessions.discard(client)
