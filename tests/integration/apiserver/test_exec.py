@@ -49,7 +49,7 @@ class Cluster:
 
     def view(self, pod: str, *, log: Path | None = None, running: bool = True, container: str = "main") -> None:
         self.pods.views[("default", pod, container)] = ContainerView(
-            self.netns, log, {"PATH": os.environ["PATH"], "TERM": "xterm"}, running=running)
+            self.netns, log, {"PATH": os.environ["PATH"]}, running=running)
 
     def kubectl(self, kubectl: Path, *args: str, stdin: bytes | None = None,
                 kubeconfig: Path | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -153,13 +153,13 @@ def _on_a_terminal(cluster: Cluster, kubectl: Path, args: list[str], *, rows: in
 def test_exec_it_gets_a_terminal_of_the_clients_size_with_job_control(cluster: Cluster, kubectl: Path) -> None:
     pod = _pod(cluster)
     cluster.view(pod)
-    script = "stty size; tty; read line; echo got:$line; exit 4"
+    script = "stty size; tty; echo TERM=$TERM; read line; echo got:$line; exit 4"
     code, printed = _on_a_terminal(cluster, kubectl, ["exec", "-it", pod, "--", "sh", "-c", script],
                                    rows=33, cols=77, answer=(b"/dev/pts/", b"typed\r"))
     lines = printed.decode(errors="replace").splitlines()
     assert code == 4, printed
     assert "33 77" in lines and any(line.startswith("/dev/pts/") for line in lines)
-    assert "got:typed" in lines
+    assert "got:typed" in lines and "TERM=xterm" in lines
 
     # the seed's own check, verbatim in form: what the pod's eth0 is, as the namespace's ethtool says
     code, printed = _on_a_terminal(cluster, kubectl, ["exec", "-it", pod, "--", "ethtool", "-i", "eth0"],

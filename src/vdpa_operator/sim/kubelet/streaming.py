@@ -307,8 +307,9 @@ class _Process:
             stdin, stdout, stderr = (pipe if wanted else null for wanted in (options.stdin, options.stdout,
                                                                              options.stderr))
         try:
+            env = {"TERM": "xterm", **view.env} if options.tty else dict(view.env)  # as runc sets for a tty
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=stdin, stdout=stdout, stderr=stderr, env=dict(view.env), cwd=view.cwd,
+                *argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=view.cwd,
                 start_new_session=not options.tty, user=view.uid,
                 group=view.uid if view.gid is None and view.uid is not None else view.gid,
                 extra_groups=None if view.uid is None else [])
