@@ -190,7 +190,8 @@ async def _session(ws: web.WebSocketResponse, pods: PodProcesses, where: tuple[s
         if outputs:
             await asyncio.wait(outputs, timeout=OUTPUT_GRACE)
         async with lock:
-            await ws.send_bytes(rc.status_message(rc.exited(exited.result())))
+            with contextlib.suppress(ConnectionError):  # the client left as the command ended
+                await ws.send_bytes(rc.status_message(rc.exited(exited.result())))
     finally:
         process.kill()
         for task in (*outputs, client):
