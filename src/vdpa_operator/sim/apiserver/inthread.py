@@ -65,6 +65,11 @@ class ServerHandle:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
+    def kubelet_token(self) -> str:
+        """The token kubelets must require of the API server (sim/kubelet/streaming.py): hand it to each."""
+        return self._server.kubelet_token
+
+    @property
     def authorizer(self) -> Authorizer:
         """RBAC: `denials` lists the requests it refused (and the 401s), `allowed` who was allowed what."""
         return self._server.authorizer

@@ -46,6 +46,10 @@ _API_PREFIXES = ("api", "apis")
 _SPECIAL_VERBS = ("proxy", "watch")
 _NAMESPACE_SUBRESOURCES = ("status", "finalize")
 _WATCH_VALUES = ("true", "1")
+_CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")
+"""Pod subresources that run something: `create` is needed for them whatever the method, so the WebSocket GET
+needs what the SPDY POST needs (kube-apiserver ≥ 1.35, AuthorizePodWebsocketUpgradeCreatePermission; before it a
+role with only `get` could exec over WebSocket)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Attr
         name = selected_name(query.get("fieldSelector")) or ""
     if not name and verb == "delete":
         verb = "deletecollection"
+    if verb == "get" and resource == "pods" and subresource in _CONNECT_SUBRESOURCES:
+        verb = "create"
     return Attributes(verb, path, True, group, version, namespace, resource, subresource, name)
 
 

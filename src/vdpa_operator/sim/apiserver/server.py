@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from vdpa_operator import bounded, yamlio
-from vdpa_operator.sim.apiserver import errors, openapi, protobuf, tables, webhooks
+from vdpa_operator.sim.apiserver import errors, openapi, protobuf, proxy, tables, webhooks
 from vdpa_operator.sim.apiserver.authn import Authenticator, UserInfo
 from vdpa_operator.sim.apiserver.credentials import Credentials
 from vdpa_operator.sim.apiserver.errors import StatusError, bad_request
@@ -585,7 +585,8 @@ def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | Non
     `watch_budget`: the memory open watches may hold (default `WatchBudget()`)."""
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_guard])
     app[STORE] = store
-    app[AUTHENTICATOR] = Authenticator(store, credentials or Credentials.generate())
+    credentials = credentials or Credentials.generate()
+    app[AUTHENTICATOR] = Authenticator(store, credentials)
     app[AUTHORIZER] = Authorizer(store)
     app[STREAMS] = Streams(watch_budget or WatchBudget())
     app[WEBHOOKS] = webhooks.Webhooks(store, webhook_services)
@@ -602,6 +603,7 @@ def make_app(store: Store, webhook_services: Mapping[tuple[str, str], str] | Non
     routes.add_get("/apis/{group}/{version}", _group_resources)
     routes.add_get("/openapi/v3", _openapi_v3)
     routes.add_get("/openapi/v3/{tail:.+}", _openapi_v3_group_version)
+    proxy.setup(app, store, credentials)  # pods/exec and pods/log, ahead of the resource routes
     routes.add_route("*", "/api/v1/{tail:.+}", _resources)
     routes.add_route("*", "/apis/{group}/{version}/{tail:.+}", _resources)
     app.on_shutdown.append(_end_watches_on_shutdown)
@@ -635,6 +637,11 @@ class RunningServer:
     def authorizer(self) -> Authorizer:
         """RBAC, and the requests it refused (`denials`)."""
         return self.runner.app[AUTHORIZER]
+
+    @property
+    def kubelet_token(self) -> str:
+        """What this server shows kubelets when it proxies exec and logs (give it to each kubelet)."""
+        return proxy.kubelet_client_token(self.credentials)
 
     def kubeconfig(self, token: str | None = None, namespace: str = "default", *,
                    user: str = CONTEXT) -> dict[str, Any]:
