@@ -10,6 +10,7 @@ from vdpa_operator import yamlio
 from vdpa_operator.api.decoding import Decoded, DecodeError, decode, json_path
 from vdpa_operator.api.meta import Resource
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS, NicTableError, SupportedNics
+from vdpa_operator.bounded import LimitExceeded
 from vdpa_operator.errors import VdpaOperatorError
 
 R = TypeVar("R", bound=Resource)
@@ -104,7 +105,7 @@ def supported_nics(path: str | None) -> SupportedNics:
             return SupportedNics.from_configmap_data(data, source=path)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return SupportedNics.parse(value, source=path)
-    except yamlio.LimitExceeded as err:
+    except LimitExceeded as err:
         raise InputError([str(err)]) from err
     except yamlio.ManifestError:
         pass  # not YAML: the plain list
