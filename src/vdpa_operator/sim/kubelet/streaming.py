@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from vdpa_operator import remotecommand as rc
+from vdpa_operator.errors import VdpaOperatorError
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ _UNSUPPORTED_LOG_OPTIONS = {
 }
 
 
-class BadLogRequest(ValueError):
+class BadLogRequest(VdpaOperatorError, ValueError):
     pass
 
 
