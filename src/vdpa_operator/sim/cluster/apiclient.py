@@ -55,10 +55,31 @@ class AdminClient:
         return items
 
     def patch_node(self, name: str, patch: dict[str, Any]) -> None:
-        response = self._http.patch(f"/api/v1/nodes/{name}", content=json.dumps(patch),
+        self.patch(f"/api/v1/nodes/{name}", patch)
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.get(path).get("items", [])
+        return found
+
+    def patch(self, path: str, patch: dict[str, Any]) -> None:
+        response = self._http.patch(path, content=json.dumps(patch),
                                     headers={"Content-Type": "application/merge-patch+json"})
         if response.status_code != 200:
-            raise ApiError(f"PATCH node {name}: {response.status_code} {response.text[:300]}")
+            raise ApiError(f"PATCH {path}: {response.status_code} {response.text[:300]}")
+
+    def create(self, path: str, body: dict[str, Any]) -> bool:
+        """POST; False when it exists already (409)."""
+        response = self._http.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+        if response.status_code == 409:
+            return False
+        if response.status_code not in (200, 201):
+            raise ApiError(f"POST {path}: {response.status_code} {response.text[:300]}")
+        return True
+
+    def delete(self, path: str) -> None:
+        response = self._http.delete(path)
+        if response.status_code not in (200, 202, 404):
+            raise ApiError(f"DELETE {path}: {response.status_code} {response.text[:300]}")
 
 
 def ready(node: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """`sim up`: the embedded API server, then per node a namespace, the simulated host, OVS and the wire, the relay
-that puts the API server inside the node namespaces, a kubelet per node; the Nodes labelled and Ready, deploy/
+that puts the API server inside the node namespaces, the controller manager (DaemonSets and Deployments become
+pods), a kubelet per node; the Nodes labelled and Ready, deploy/
 applied. Every resource is recorded as it is made (record.py); a failure or SIGINT/SIGTERM half-way removes
 exactly what was made (teardown.py) before `up` exits.
 
@@ -31,7 +32,8 @@ from vdpa_operator.sim.cluster.processes import alive, spawn
 from vdpa_operator.sim.cluster.record import STATE_DIR, MadePath, Process, Record
 from vdpa_operator.sim.cluster.teardown import Removed, teardown
 
-STAGES = ("apiserver", "node-netns", "node-host", "wire", "node-ovs", "forwarder", "kubelet", "nodes-ready",
+STAGES = ("apiserver", "node-netns", "node-host", "wire", "node-ovs", "forwarder", "controller-manager", "kubelet",
+          "nodes-ready",
           "deploy", "ready")
 INTERRUPT_AT_ENV = "VDPA_SIM_UP_INTERRUPT_AT"
 WEBHOOK_SERVICE = "openshift-sriov-network-operator/operator-webhook-service"
@@ -156,6 +158,8 @@ def _bring_up(guard: Guard, layout: Layout, record: Record, options: UpOptions, 
         guard.check()
     guard.stage("forwarder")
     _start_forwarder(guard, layout, record, port, [node.netns for node in members], options.timeout)
+    guard.stage("controller-manager")
+    _start_controller_manager(guard, layout, record, options.timeout)
     guard.stage("kubelet")
     kubelets = _start_kubelets(layout, record, members, say)
     guard.stage("nodes-ready")
@@ -168,6 +172,10 @@ def _bring_up(guard: Guard, layout: Layout, record: Record, options: UpOptions, 
         say(f"applied {options.deploy}")
     guard.stage("ready")
     if options.deploy is not None and kubelets:
+        with AdminClient(layout.kubeconfig) as client:
+            _wait(guard, "deploy/'s DaemonSets and Deployment to have their pods ready", lambda: _rolled_out(client),
+                  [*kubelets, apiserver], options.timeout, interval=0.5)
+        say("deploy/'s pods are ready")
         _apply_sample_config(guard, layout, options, say)
 
 
@@ -209,6 +217,14 @@ def _start_forwarder(guard: Guard, layout: Layout, record: Record, port: int, na
           lambda: log.exists() and "relaying" in log.read_text(), [process], timeout)
 
 
+def _start_controller_manager(guard: Guard, layout: Layout, record: Record, timeout: float) -> None:
+    log = layout.logs / "controller-manager.log"
+    process = spawn(record, "controller-manager", "", [
+        sys.executable, "-m", "vdpa_operator.sim.cluster.controllermanager", "--kubeconfig", str(layout.kubeconfig)],
+        log)
+    _wait(guard, "the controller manager", lambda: log.exists() and "running" in log.read_text(), [process], timeout)
+
+
 def _start_kubelets(layout: Layout, record: Record, members: list[Any], say: Callable[[str], None]) -> list[Process]:
     if not nodes.kubelet_available():
         say("`vdpactl sim kubelet` is not in this vdpactl: the nodes have their namespace, simulated host, OVS "
@@ -237,6 +253,20 @@ def _nodes_ready(guard: Guard, client: AdminClient, members: list[Any], watched:
 
     _wait(guard, f"Nodes {', '.join(node.name for node in members)} to register and be Ready", all_ready,
           watched, timeout)
+
+
+def _rolled_out(client: AdminClient) -> bool:
+    """Every DaemonSet and Deployment has as many ready pods as it wants (what `kubectl rollout status` waits
+    for; the controller manager writes these numbers)."""
+    for ds in client.items("/apis/apps/v1/daemonsets"):
+        status = ds.get("status") or {}
+        if "desiredNumberScheduled" not in status or status.get("numberReady") != status["desiredNumberScheduled"]:
+            return False
+    for deployment in client.items("/apis/apps/v1/deployments"):
+        wanted = deployment.get("spec", {}).get("replicas", 1)
+        if (deployment.get("status") or {}).get("readyReplicas", 0) != wanted:
+            return False
+    return True
 
 
 def _apply_sample_config(guard: Guard, layout: Layout, options: UpOptions, say: Callable[[str], None]) -> None:
@@ -271,11 +301,19 @@ def _wait(guard: Guard, what: str, done: Callable[[], bool], watched: list[Proce
             pass  # not yet: e.g. a kubeconfig being written, a server still starting
         for process in watched:
             if not alive(process):
-                raise UpError(f"{process.describe()} exited while waiting for {what}; see {process.log}")
+                raise UpError(f"{process.describe()} exited while waiting for {what}{_tail(process)}")
         if time.monotonic() > deadline:
-            raise UpError(f"waited {timeout:g} s for {what}" +
-                          "".join(f"; see {p.log}" for p in watched))
+            raise UpError(f"waited {timeout:g} s for {what}" + "".join(_tail(p) for p in watched))
         time.sleep(interval)
+
+
+def _tail(process: Process, lines: int = 5) -> str:
+    """The end of a process's log, for an error that is printed after `up` removed the log with the rest."""
+    try:
+        text = Path(process.log).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"\n--- {process.describe()}, last lines of its log:\n" + "\n".join(text) if text else ""
 
 
 def _raise_leftovers(removed: Removed) -> None:
