@@ -63,6 +63,11 @@ def test_up_status_down_leaves_nothing(state: Path) -> None:
         namespaces = subprocess.run([kubectl(), "get", "namespaces", "-o", "name"], capture_output=True, text=True,
                                     env=env, check=False)
         assert "namespace/openshift-sriov-network-operator" in namespaces.stdout.split(), namespaces.stderr
+        facts = subprocess.run([kubectl(), "get", "configmap", "-n", "kube-system", "vdpa-sim-cluster", "-o", "json"],
+                               capture_output=True, text=True, env=env, check=True)
+        published = json.loads(json.loads(facts.stdout)["data"]["nodes"])
+        assert {name: node["netns"] for name, node in published.items()} == {
+            node.name: node.netns for node in layout.nodes(2)}
         if _kubelet_available():
             nodes = subprocess.run([kubectl(), "get", "nodes", "-o", "json"], capture_output=True, text=True, env=env,
                                    check=True)

@@ -158,6 +158,8 @@ def _bring_up(guard: Guard, layout: Layout, record: Record, options: UpOptions, 
         guard.check()
     guard.stage("forwarder")
     _start_forwarder(guard, layout, record, port, [node.netns for node in members], options.timeout)
+    with AdminClient(layout.kubeconfig) as client:
+        manifests.publish_cluster_facts(client, record.settings, members)
     guard.stage("controller-manager")
     _start_controller_manager(guard, layout, record, options.timeout)
     guard.stage("kubelet")
@@ -211,8 +213,9 @@ def _start_apiserver(guard: Guard, layout: Layout, record: Record, timeout: floa
 def _start_forwarder(guard: Guard, layout: Layout, record: Record, port: int, namespaces: list[str],
                      timeout: float) -> None:
     log = layout.logs / "forwarder.log"
+    listen = [arg for name in namespaces for arg in ("--listen", f"{name}=127.0.0.1:{port}")]
     process = spawn(record, "forwarder", "", [sys.executable, "-m", "vdpa_operator.sim.cluster.forwarder",
-                                              "--port", str(port), *namespaces], log)
+                                              *listen, "--connect", f"127.0.0.1:{port}"], log)
     _wait(guard, "the API server relay into the node namespaces",
           lambda: log.exists() and "relaying" in log.read_text(), [process], timeout)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import vdpa_operator
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.sim.cluster.apiclient import AdminClient
-from vdpa_operator.sim.cluster.layout import NodeLayout
+from vdpa_operator.sim.cluster.layout import POD_NETWORK, NodeLayout
 
 NODE_LABELS = {
     "feature.node.kubernetes.io/network-sriov.capable": "true",
@@ -27,6 +27,7 @@ NODE_LABELS = {
 }
 NODE_SUBNETS = "k8s.ovn.org/node-subnets"
 SAMPLE_CONFIG = "sriovoperatorconfig.yaml"
+FACTS_NAMESPACE, FACTS_NAME = "kube-system", "vdpa-sim-cluster"
 
 
 class ManifestError(VdpaOperatorError):
@@ -64,6 +65,20 @@ def apply_deploy(kubeconfig: Path, deploy: Path) -> str:
 def apply_sample_config(kubeconfig: Path, deploy: Path) -> subprocess.CompletedProcess[str]:
     """The sample SriovOperatorConfig; refused (failurePolicy Fail) until the operator's webhook serves."""
     return run_kubectl(kubeconfig, "apply", "-f", str(deploy / SAMPLE_CONFIG), timeout=30)
+
+
+def publish_cluster_facts(client: AdminClient, settings: dict[str, object], members: list[NodeLayout]) -> None:
+    """ConfigMap kube-system/vdpa-sim-cluster: what a simulated node's kubelet needs and deploy/ cannot say
+    (where the API server calls webhook Services, the pod network, each node's root and OVSDB), readable with
+    kubectl too."""
+    nodes = {node.name: {"netns": node.netns, "root": str(node.root), "podCIDR": str(node.pod_cidr),
+                         "gateway": str(node.gateway), "ovsdb": node.ovsdb_remote} for node in members}
+    data = {"apiServer": str(settings.get("apiserver", "")),
+            "webhookServices": json.dumps(settings.get("webhook_services", {}), sort_keys=True),
+            "podNetwork": str(POD_NETWORK), "nodes": json.dumps(nodes, sort_keys=True)}
+    client.create(f"/api/v1/namespaces/{FACTS_NAMESPACE}/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": FACTS_NAME, "namespace": FACTS_NAMESPACE},
+        "data": data})
 
 
 def label_node(client: AdminClient, node: NodeLayout) -> None:
