@@ -26,7 +26,7 @@ from integration.cluster.sim_cluster import (
 )
 from integration.host.ovs_daemons import unavailable
 from vdpa_operator.sim.cluster.bringup import INTERRUPT_AT_ENV
-from vdpa_operator.sim.cluster.layout import Layout
+from vdpa_operator.sim.cluster.layout import Layout, NodeLayout
 from vdpa_operator.sim.cluster.manifests import kubectl
 
 pytestmark = [
@@ -44,6 +44,29 @@ def state() -> Iterator[Path]:
     yield path
     vdpactl("sim", "down", "--state", str(path))
     shutil.rmtree(parent, ignore_errors=True)
+
+
+def _ping(netns: str, address: str) -> None:
+    ping = subprocess.run(["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "2", address],
+                          capture_output=True, text=True, check=False)
+    assert ping.returncode == 0, f"from {netns} to {address}: {ping.stdout}{ping.stderr}"
+
+
+def _pod(layout: Layout, node: NodeLayout) -> str:
+    """A pod as the CNI makes one on `node`: a namespace (named as the kubelets must name theirs, with the
+    cluster's tag, so `down` removes it) whose eth0's peer is a port of br-int; the first address of the node's
+    /24 after its gateway, and a default route through the gateway."""
+    name, port = f"{node.netns}-pod", f"pod{node.index}"
+    address = f"{node.pod_cidr.network_address + 2}/{node.pod_cidr.prefixlen}"
+    for argv in (["ip", "netns", "add", name],
+                 ["ip", "-n", node.netns, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", name],
+                 ["ovs-vsctl", f"--db={node.ovsdb_remote}", "--timeout=20", "add-port", "br-int", port],
+                 ["ip", "-n", node.netns, "link", "set", port, "up"],
+                 ["ip", "-n", name, "link", "set", "lo", "up"], ["ip", "-n", name, "link", "set", "eth0", "up"],
+                 ["ip", "-n", name, "addr", "add", address, "dev", "eth0"],
+                 ["ip", "-n", name, "route", "add", "default", "via", str(node.gateway.ip)]):
+        subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "OVS_RUNDIR": str(node.ovs_dir)})
+    return name
 
 
 def _kubelet_available() -> bool:
@@ -86,11 +109,14 @@ def test_up_status_down_leaves_nothing(state: Path) -> None:
             assert node["bridge"].startswith("br-int") and "podwire" in node["bridge"], node
         assert not report["problems"], report["problems"]
 
-        # One L2 pod network: node 0 reaches node 1's address on it through both br-ints and the wire.
+        # One L2 pod network: node 0 reaches node 1's address on it through both br-ints and the wire, and a pod
+        # on each node (a namespace with a veth on br-int, addressed from its node's /24, its gateway the node's
+        # address, as OVN-Kubernetes addresses pods) reaches the other.
         worker0, worker1 = layout.node(0), layout.node(1)
-        ping = subprocess.run(["ip", "netns", "exec", worker0.netns, "ping", "-c", "1", "-W", "2",
-                               str(worker1.gateway.ip)], capture_output=True, text=True, check=False)
-        assert ping.returncode == 0, ping.stdout + ping.stderr
+        _ping(worker0.netns, str(worker1.gateway.ip))
+        pod0, pod1 = _pod(layout, worker0), _pod(layout, worker1)
+        _ping(pod0, str(worker1.pod_cidr.network_address + 2))
+        _ping(pod1, str(worker0.pod_cidr.network_address + 2))
     finally:
         down = vdpactl("sim", "down", "--state", str(state))
     assert down.returncode == 0, down.stderr
