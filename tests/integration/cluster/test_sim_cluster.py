@@ -125,7 +125,7 @@ def test_up_status_down_leaves_nothing(state: Path) -> None:
     assert again.returncode == 0 and "nothing to remove" in again.stdout
 
 
-@pytest.mark.parametrize("stage", ["node-host", "node-ovs", "forwarder", "deploy"])
+@pytest.mark.parametrize("stage", ["node-host", "node-ovs", "controller-manager", "deploy"])
 def test_up_interrupted_at_a_stage_removes_what_it_made(state: Path, stage: str) -> None:
     before = Snapshot.take()
     up = vdpactl("sim", "up", "--nodes", "2", "--state", str(state), "--timeout", "60",
