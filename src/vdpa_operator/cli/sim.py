@@ -110,7 +110,7 @@ def down(state: Path) -> None:
     processes (by recorded PID, SIGTERM then SIGKILL), network namespaces with their links, OVS's and the nodes'
     directories, the kubeconfig and the record. Nothing to do when nothing runs."""
     from vdpa_operator.sim.cluster.layout import Layout
-    from vdpa_operator.sim.cluster.record import Record
+    from vdpa_operator.sim.cluster.record import Record, exclusive
     from vdpa_operator.sim.cluster.teardown import teardown
 
     layout = Layout.at(state)
@@ -118,7 +118,12 @@ def down(state: Path) -> None:
     if record is None:
         click.echo(f"down: nothing recorded at {layout.state}: nothing to remove")
         return
-    removed = teardown(layout, record)
+    with exclusive(layout.state, "sim down"):
+        record = Record.load(layout.record)  # as the holder before us left it
+        if record is None:
+            click.echo(f"down: nothing recorded at {layout.state}: nothing to remove")
+            return
+        removed = teardown(layout, record)
     click.echo(f"down: removed {removed.summary()}")
     if removed.problems:
         for problem in removed.problems:

@@ -109,12 +109,17 @@ def _new_links(before: Snapshot) -> set[str]:
 
 def interrupt_when(process: subprocess.Popen[str], state: Path, role: str, sig: int, timeout: float = 60) -> None:
     """Send `sig` to `up` once its record names a process of `role` (the stage after it is under way)."""
+    wait_for(process, state, role, timeout)
+    process.send_signal(sig)
+
+
+def wait_for(process: subprocess.Popen[str], state: Path, role: str, timeout: float = 60) -> None:
+    """Return once `up`'s record names a process of `role`."""
     path = Layout.at(state).record
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if any(e.get("role") == role for e in json.loads(path.read_text())["entries"]):
-                process.send_signal(sig)
                 return
         except (OSError, ValueError):
             pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -17,12 +18,14 @@ import pytest
 from integration.cluster.sim_cluster import (
     SIGNALS,
     Snapshot,
+    alive,
     interrupt_when,
     leftovers,
     namespaces_of,
     recorded_processes,
     start_up,
     vdpactl,
+    wait_for,
 )
 from integration.host.ovs_daemons import unavailable
 from vdpa_operator.sim.cluster.bringup import INTERRUPT_AT_ENV
@@ -154,6 +157,23 @@ def test_up_stopped_from_outside_then_down_leaves_nothing(state: Path, role: str
         assert process.returncode == 128 + SIGNALS[signal_name], err
     down = vdpactl("sim", "down", "--state", str(state))
     assert down.returncode == 0, down.stderr
+    assert leftovers(state, before, processes) == []
+
+
+def test_down_refuses_while_up_runs(state: Path) -> None:
+    """`down` would remove what `up` is still making: it says so and leaves both alone."""
+    before = Snapshot.take()
+    process = start_up(state, "--nodes", "1", "--timeout", "60")
+    try:
+        wait_for(process, state, "ovsdb-server")
+        down = vdpactl("sim", "down", "--state", str(state))
+        assert down.returncode == 2, down.stdout + down.stderr
+        assert "another `vdpactl sim up` or `down` is running" in down.stderr
+        processes = recorded_processes(state)
+        assert alive(processes) and len(alive(processes)) == len(processes), "down touched nothing"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
     assert leftovers(state, before, processes) == []
 
 

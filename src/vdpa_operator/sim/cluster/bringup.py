@@ -29,7 +29,7 @@ from vdpa_operator.sim.cluster import manifests, network, nodes, ovs
 from vdpa_operator.sim.cluster.apiclient import AdminClient, ready
 from vdpa_operator.sim.cluster.layout import MAX_NODES, Layout
 from vdpa_operator.sim.cluster.processes import alive, spawn
-from vdpa_operator.sim.cluster.record import STATE_DIR, MadePath, Process, Record
+from vdpa_operator.sim.cluster.record import STATE_DIR, MadePath, Process, Record, exclusive
 from vdpa_operator.sim.cluster.teardown import Removed, teardown
 
 STAGES = ("apiserver", "node-netns", "node-host", "wire", "node-ovs", "forwarder", "controller-manager", "kubelet",
@@ -95,8 +95,16 @@ def up(options: UpOptions, say: Callable[[str], None]) -> Record:
     """Bring the cluster up; on any failure or interruption, remove what was made and raise."""
     layout = Layout.at(options.state)
     _preflight(layout, options)
-    record = _new_record(layout, options.nodes)
-    with Guard(say) as guard:
+    made_state = not layout.state.exists()
+    layout.state.mkdir(parents=True, exist_ok=True)
+    with exclusive(layout.state, "sim up"), Guard(say) as guard:
+        try:
+            _preflight(layout, options)  # again, holding the state dir: another `up` may have won the race
+        except UpError:
+            if made_state and not any(layout.state.iterdir()):
+                layout.state.rmdir()
+            raise
+        record = _new_record(layout, options.nodes, made_state)
         try:
             _bring_up(guard, layout, record, options, say)
         except BaseException as err:
@@ -126,10 +134,8 @@ def _preflight(layout: Layout, options: UpOptions) -> None:
                       "(`ip netns del NAME`) before `up`")
 
 
-def _new_record(layout: Layout, count: int) -> Record:
+def _new_record(layout: Layout, count: int, made_state: bool) -> Record:
     record = Record(layout.record, nodes=count)
-    made_state = not layout.state.exists()
-    layout.state.mkdir(parents=True, exist_ok=True)
     if made_state:
         record.entries.append(MadePath(str(layout.state), STATE_DIR))
     record.save()

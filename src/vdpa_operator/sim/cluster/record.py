@@ -8,7 +8,10 @@ never signalled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +25,24 @@ STATE_DIR = "statedir"
 
 
 class RecordError(VdpaOperatorError):
-    """The record cannot be read: it says where and what to do."""
+    """The record cannot be read, or another command holds it: it says where and what to do."""
+
+
+@contextlib.contextmanager
+def exclusive(state: Path, command: str) -> Iterator[None]:
+    """Hold the state dir for `command` (up, down): an flock on the directory itself, so no lock file is left
+    behind and a killed holder releases it. Another holder: RecordError at once, not a wait."""
+    fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecordError(f"another `vdpactl sim up` or `down` is running on {state}; wait for it, or interrupt "
+                              f"it (Ctrl-C: an interrupted `up` removes what it made), then run `{command}` again"
+                              ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
