@@ -73,11 +73,15 @@ def status(layout: Layout, record: Record) -> ClusterStatus:
             row.allocatable = {k: str(v) for k, v in sorted(allocatable.items()) if k not in BUILTIN_RESOURCES}
         else:
             row.ready = "no Node"
-        row.pods = sorted(f"{p['metadata'].get('namespace', '')}/{p['metadata']['name']} "
-                          f"{p.get('status', {}).get('phase', 'Pending')}"
-                          for p in pods if p.get("spec", {}).get("nodeName") == node.name)
+        row.pods = sorted(_pod_line(p) for p in pods if p.get("spec", {}).get("nodeName") == node.name)
         result.nodes.append(row)
     return result
+
+
+def _pod_line(pod: dict[str, Any]) -> str:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    ip = status.get("podIP")
+    return f"{meta.get('namespace', '')}/{meta['name']} {status.get('phase', 'Pending')}" + (f" {ip}" if ip else "")
 
 
 def _bridge(node: Any, problems: list[str]) -> str:
