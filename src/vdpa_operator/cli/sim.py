@@ -1,4 +1,5 @@
-"""`vdpactl sim …`: the simulated cluster from the command line. `vdpactl sim apiserver` runs the embedded
+"""`vdpactl sim …`: the simulated cluster from the command line. `vdpactl sim up|status|down` start, show and
+remove a whole cluster (`sim/cluster/`). `vdpactl sim apiserver` runs the embedded
 Kubernetes-compatible API server in the foreground, with the project's CRDs, for kubectl, the operator and the
 node daemon to talk to. Thin: parse flags, start the server, write a kubeconfig, wait for SIGINT/SIGTERM.
 
@@ -41,6 +42,94 @@ def _parse_services(values: tuple[str, ...]) -> dict[tuple[str, str], str]:
 def sim() -> None:
     """The simulated cluster: an API server to run the operator, the daemon and kubectl against, and kubelet's
     device manager for device plugins."""
+
+
+def _state_option(func: Any) -> Any:
+    from vdpa_operator.sim.cluster.layout import default_state_dir
+
+    return click.option("--state", "state", type=click.Path(file_okay=False, path_type=Path),
+                        default=default_state_dir, show_default="$XDG_STATE_HOME/vdpa-operator/sim-cluster",
+                        help="The cluster's state directory: its record, kubeconfig, logs and API server data.")(func)
+
+
+@sim.command("up")
+@click.option("--nodes", type=click.IntRange(1, 250), default=2, show_default=True, help="Worker nodes.")
+@_state_option
+@click.option("--deploy", "deploy_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The manifests to apply with `kubectl apply -k` (default: deploy/ of this source tree).")
+@click.option("--no-deploy", is_flag=True, help="Apply nothing: an empty cluster.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds for each wait (API server, Nodes Ready, the operator's webhook).")
+def up(nodes: int, state: Path, deploy_dir: Path | None, no_deploy: bool, timeout: float) -> None:
+    """Start a simulated cluster and return once it is ready: the embedded API server; per node (worker-0, …) a
+    network namespace, a simulated host with two ConnectX-6 Dx PFs, its own OVS with br-int, a kubelet; one flat
+    L2 pod network (10.128.0.0/16, a /24 per node); deploy/ applied. Needs root. Prints the KUBECONFIG line.
+
+    Interrupted (SIGINT/SIGTERM) or failing half-way, it removes what it made; `sim down` removes the rest."""
+    from vdpa_operator.sim.cluster.bringup import Interrupted, UpOptions
+    from vdpa_operator.sim.cluster.bringup import up as bring_up
+    from vdpa_operator.sim.cluster.manifests import default_deploy_dir
+
+    deploy = None if no_deploy else (deploy_dir or default_deploy_dir())
+    if deploy is None and not no_deploy:
+        _fail("no deploy/ beside this package (an installed wheel): pass --deploy DIR or --no-deploy")
+    try:
+        record = bring_up(UpOptions(state, nodes, deploy, timeout), lambda text: click.echo(f"up: {text}", err=True))
+    except Interrupted as err:
+        click.echo(f"error: {err}; removed what was made", err=True)
+        sys.exit(128 + err.signum)
+    kubeconfig = record.path.parent / "kubeconfig"
+    click.echo(f"export KUBECONFIG={kubeconfig}")
+
+
+@sim.command("status")
+@_state_option
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(state: Path, output: str) -> None:
+    """Per node: network namespace, OVS PIDs and br-int, kubelet PID and Ready, allocatable vDPA resources, pods."""
+    import json
+
+    from vdpa_operator.sim.cluster.layout import Layout
+    from vdpa_operator.sim.cluster.record import Record
+    from vdpa_operator.sim.cluster.status import render
+    from vdpa_operator.sim.cluster.status import status as cluster_status
+
+    layout = Layout.at(state)
+    record = Record.load(layout.record)
+    if record is None:
+        _fail(f"no simulated cluster at {layout.state} (no record.json): `vdpactl sim up --state {state}`",
+              EXIT_FAILED)
+    result = cluster_status(layout, record)
+    click.echo(json.dumps(result.to_json(), indent=2) if output == "json" else render(result))
+
+
+@sim.command("down")
+@_state_option
+def down(state: Path) -> None:
+    """Stop and remove everything `sim up` made from this state dir (also after a failed or interrupted `up`):
+    processes (by recorded PID, SIGTERM then SIGKILL), network namespaces with their links, OVS's and the nodes'
+    directories, the kubeconfig and the record. Nothing to do when nothing runs."""
+    from vdpa_operator.sim.cluster.layout import Layout
+    from vdpa_operator.sim.cluster.record import Record, exclusive
+    from vdpa_operator.sim.cluster.teardown import teardown
+
+    layout = Layout.at(state)
+    record = Record.load(layout.record)
+    if record is None:
+        click.echo(f"down: nothing recorded at {layout.state}: nothing to remove")
+        return
+    with exclusive(layout.state, "sim down"):
+        record = Record.load(layout.record)  # as the holder before us left it
+        if record is None:
+            click.echo(f"down: nothing recorded at {layout.state}: nothing to remove")
+            return
+        removed = teardown(layout, record)
+    click.echo(f"down: removed {removed.summary()}")
+    if removed.problems:
+        for problem in removed.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"error: the record {layout.record} is kept: run `vdpactl sim down` again once fixed", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @sim.command("apiserver")
