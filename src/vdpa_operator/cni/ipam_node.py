@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vdpa_operator.cni.errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
-from vdpa_operator.cni.ipam_result import IpAddress, IpamResult, IpConfig, IpNetwork
+from vdpa_operator.cni.ipam_result import DEFAULT_ROUTES, IpAddress, IpamResult, IpConfig, IpNetwork, RouteConfig
 from vdpa_operator.cni.spec import NAME_RULE, ifname_problem
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,9 @@ class NodeIpam:
 
     def _result(self, address: IpAddress) -> IpamResult:
         interface = ipaddress.ip_interface(f"{address}/{self.range.subnet.prefixlen}")
-        return IpamResult(ips=(IpConfig(interface, self.range.gateway),))
+        gateway = self.range.gateway
+        default = RouteConfig(DEFAULT_ROUTES[gateway.version], gateway)  # as OVN-K routes a pod: via its node
+        return IpamResult(ips=(IpConfig(interface, gateway),), routes=(default,))
 
 
 def address_range(subnet: IpNetwork, *, range_start: IpAddress | None = None, range_end: IpAddress | None = None,

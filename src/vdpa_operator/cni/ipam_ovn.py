@@ -14,7 +14,6 @@ writes the annotation once it has allocated) catches that one and retries. Pure:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 from vdpa_operator.bounded import loads_json
 from vdpa_operator.cni.errors import INVALID_CONFIG, CniError
 from vdpa_operator.cni.ipam_result import (
+    DEFAULT_ROUTES,
     FieldError,
     IpAddress,
     IpamResult,
@@ -41,9 +41,6 @@ POD_NETWORKS = "k8s.ovn.org/pod-networks"
 NODE_SUBNETS = "k8s.ovn.org/node-subnets"
 _T = TypeVar("_T")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_DEFAULT_ROUTES: dict[int, IpNetwork] = {4: ipaddress.IPv4Network("0.0.0.0/0"), 6: ipaddress.IPv6Network("::/0")}
-
-
 class NotAnnotated(CniError):
     """The annotation has no entry for the network (yet): OVN-K has not allocated for it."""
 
@@ -70,8 +67,8 @@ def from_pod_networks(annotation: str, network: str = "default") -> tuple[IpamRe
     except FieldError as error:
         raise CniError(INVALID_CONFIG, f"{POD_NETWORKS}: {error.where}", error.reason) from None
     ips = tuple(IpConfig(address, _same_family(gateways, address.version)) for address in addresses)
-    defaults = [RouteConfig(_DEFAULT_ROUTES[gateway.version], gateway) for gateway in gateways
-                if not any(route.dst == _DEFAULT_ROUTES[gateway.version] for route in routes)]
+    defaults = [RouteConfig(DEFAULT_ROUTES[gateway.version], gateway) for gateway in gateways
+                if not any(route.dst == DEFAULT_ROUTES[gateway.version] for route in routes)]
     return IpamResult(ips=ips, routes=(*defaults, *routes)), mac
 
 

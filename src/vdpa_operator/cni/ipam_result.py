@@ -49,6 +49,10 @@ class RouteConfig:
     scope: int | None = None
 
 
+DEFAULT_ROUTES: dict[int, IpNetwork] = {4: ipaddress.IPv4Network("0.0.0.0/0"), 6: ipaddress.IPv6Network("::/0")}
+"""The default route of each IP version."""
+
+
 @dataclass(frozen=True, slots=True)
 class DnsConfig:
     """Nameservers are kept as the text the plugin gave: Go's types do not parse them either."""

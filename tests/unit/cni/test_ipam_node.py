@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vdpa_operator.cni.errors import INVALID_CONFIG, INVALID_ENVIRONMENT, IPAM_FAILURE, CniError
-from vdpa_operator.cni.ipam import IpamResult, IpConfig, NodeIpam
+from vdpa_operator.cni.ipam import IpamResult, IpConfig, NodeIpam, RouteConfig
 
 SMALL = IPv4Network("192.168.7.0/29")
 """Network .0, gateway .1 by default, hosts .2-.6, broadcast .7."""
@@ -21,11 +21,14 @@ def addresses(ipam: NodeIpam, network: str, *containers: str, ifname: str = "net
     return [str(ipam.allocate(network, container, ifname).ips[0].address) for container in containers]
 
 
-def test_an_address_from_the_nodes_range_carries_the_subnets_prefix(tmp_path: Path) -> None:
+def test_an_address_from_the_nodes_range_carries_the_subnets_prefix_and_a_default_route(tmp_path: Path) -> None:
+    """The default route goes via the gateway, as OVN-Kubernetes routes a pod through its node: without it, a pod
+    reaches only its own subnet (pods of other nodes' ranges when the subnet is the whole pod network)."""
     ipam = NodeIpam(tmp_path, IPv4Network("10.56.0.0/16"), range_start=ip_address("10.56.1.2"),
                     range_end=ip_address("10.56.1.254"))
     assert ipam.allocate("net1", "c1", "net1") == IpamResult(
-        ips=(IpConfig(ip_interface("10.56.1.2/16"), ip_address("10.56.0.1")),))
+        ips=(IpConfig(ip_interface("10.56.1.2/16"), ip_address("10.56.0.1")),),
+        routes=(RouteConfig(IPv4Network("0.0.0.0/0"), ip_address("10.56.0.1")),))
     assert (tmp_path / "net1" / "10.56.1.2").read_text() == "c1\nnet1\n"
 
 
