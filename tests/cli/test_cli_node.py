@@ -52,6 +52,16 @@ def test_discover_creates_the_sim_host_and_reports_legacy_pfs(sim_root: Path) ->
     assert (sim_root / "state.json").exists()
 
 
+def test_the_environment_chooses_the_simulated_host(sim_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated cluster's kubelet runs deploy/'s pods unchanged (no --host flag) with $VDPA_HOST=sim: they must
+    work on the node's simulated host, never on this machine's /sys."""
+    monkeypatch.setenv("VDPA_HOST", "sim")
+    code, out, err = run("node", "discover", "--node-name", "worker-0", "-o", "json")
+    assert code == 0, err
+    assert (sim_root / "state.json").exists()
+    assert [i["pciAddress"] for i in json.loads(out)["status"]["interfaces"]] == ["0000:65:00.0", "0000:65:00.1"]
+
+
 def test_plan_then_apply_then_nothing_to_do(sim_root: Path, rendered: str) -> None:
     code, out, _ = run("node", "plan", "--host", "sim", "-f", rendered)
     assert code == 0

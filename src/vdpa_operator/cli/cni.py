@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vdpa_operator.cli.common import (
+    OVSDB_ENV,
     configure_logging,
     fail,
     note,
@@ -59,8 +60,8 @@ def install_cni(cni_bin_dir: str) -> None:
 @sim_host_options
 @click.option("--socket", "socket_path", metavar="PATH", default=DEFAULT_SOCKET, show_default=True,
               help="The unix socket the vdpa-cni shim talks to (its config key serverSocket).")
-@click.option("--ovsdb", metavar="REMOTE", help="OVSDB remote (default: unix:/var/run/openvswitch/db.sock with "
-              "--host linux; with --host sim, give one).")
+@click.option("--ovsdb", metavar="REMOTE", envvar=OVSDB_ENV, help="OVSDB remote (default: $VDPA_OVSDB, else "
+              "unix:/var/run/openvswitch/db.sock with --host linux; with --host sim, give one).")
 @click.option("--bridge", default="br-int", show_default=True, help="The OVS bridge representors join.")
 @click.option("--kubeconfig", metavar="FILE", help="Read pod annotations and the node's pod subnet from this "
               "cluster (default: in a pod, its service account; else none).")

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 SIM_ROOT_ENV = "VDPA_SIM_ROOT"
+HOST_ENV = "VDPA_HOST"
+SIM_NETNS_ENV = "VDPA_SIM_NETNS"
+OVSDB_ENV = "VDPA_OVSDB"
+"""The environment a simulated cluster's kubelet gives the pods it runs, so deploy/'s manifests, unchanged, work on
+the node's simulated host and OVS instead of the machine's: the flags' defaults. A real cluster sets none of them."""
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -88,14 +93,15 @@ def sim_host_options(func: Any) -> Any:
     Host), as `host_kind`, `sim_root` and `sim_netns`."""
     options = [
         click.option("--host", "host_kind", type=click.Choice(["linux", "sim"]), default="linux", show_default=True,
-                     help="This machine's kernel, or the simulated ConnectX-6 Dx host."),
+                     envvar=HOST_ENV, help=f"This machine's kernel, or the simulated ConnectX-6 Dx host (default "
+                     f"also from ${HOST_ENV})."),
         click.option("--sim-root", metavar="DIR", default=default_sim_root, show_default=f"${SIM_ROOT_ENV} or "
                      "~/.local/state/vdpa-operator/sim-host", help="The simulated host (with --host sim; created "
                      "when missing)."),
-        click.option("--sim-netns", metavar="NAME", default=None,
+        click.option("--sim-netns", metavar="NAME", default=None, envvar=SIM_NETNS_ENV,
                      help="With --host sim, when the simulated host is created: back its virtio netdevs and "
                      "representors with real veth pairs in this network namespace (created if missing; needs "
-                     "root)."),
+                     f"root; default ${SIM_NETNS_ENV})."),
     ]
     for option in reversed(options):
         func = option(func)

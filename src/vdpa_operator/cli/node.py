@@ -22,6 +22,7 @@ from vdpa_operator.api.models import SYNC_FAILED, SYNC_SUCCEEDED, SriovNetworkNo
 from vdpa_operator.api.nodestate_checks import spec_problems
 from vdpa_operator.cli.common import (
     EXIT_FAILED,
+    OVSDB_ENV,
     configure_logging,
     open_host,
     sim_host_options,
@@ -70,8 +71,9 @@ def host_options(func: Any) -> Any:
     options = [
         click.option("--store-dir", metavar="DIR", help=f"PF records and journal (default {DEFAULT_ROOT}; inside "
                      "the sim root with --host sim)."),
-        click.option("--ovsdb", metavar="REMOTE", help="OVSDB remote, e.g. unix:/var/run/openvswitch/db.sock "
-                     "(default: that socket with --host linux; none with --host sim)."),
+        click.option("--ovsdb", metavar="REMOTE", envvar=OVSDB_ENV, help="OVSDB remote, e.g. "
+                     "unix:/var/run/openvswitch/db.sock (default: $VDPA_OVSDB, else that socket with --host linux; "
+                     "none with --host sim)."),
         click.option("--supported-nics", metavar="FILE", help="supported-nic-ids ConfigMap or '<vendor> <pf> "
                      "<vf>' lines, replacing the built-in table."),
         click.option("--dev-mode", is_flag=True, help="Also manage unsupported NIC models (upstream DEV_MODE)."),
