@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import os
 import pstats
 import resource
 import tempfile
@@ -145,10 +146,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vfs", type=int, default=64, help="VFs per PF (also sriov_totalvfs)")
     parser.add_argument("--profile", action="store_true", help="print the 25 most expensive functions of the applies")
+    parser.add_argument("--dir", help="where the simulated host goes (default: a temporary directory in /tmp)")
     args = parser.parse_args()
 
     profiler = cProfile.Profile() if args.profile else None
-    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-", dir=args.dir) as tmp:
         nic = NicSpec(tuple(PfSpec(pci, netdev, totalvfs=args.vfs) for pci, netdev in PFS))
         kernel = SimKernel.create(Path(tmp) / "host", [nic], real_netdevs=False)
         clocks = Clocks(host=CallClock(), store=CallClock())
@@ -164,7 +166,7 @@ def main() -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss_mb:.1f} MB (goal < {GOAL_RSS_MB:g} MB: {verdict(rss_mb < GOAL_RSS_MB)})")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(25)
 
 
 if __name__ == "__main__":
