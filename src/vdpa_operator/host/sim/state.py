@@ -2,7 +2,7 @@
 
 Everything a second process needs to attach to the same simulated host lives here (configuration, PCI
 functions, eswitch state, netdevs, vDPA devices, loaded modules, injected faults), and nothing else: the
-sysfs tree under `<root>/sys` is rendered from it (`sysfs.render`) and never read back.
+sysfs tree under `<root>/sys` is rendered from it (`tree.py`) and never read back.
 
 Derived facts (devlink ports, vdpa management devices, connected routes, link-local addresses) are computed
 from this state on every query instead of being stored, so they can never disagree with it.

@@ -1,8 +1,11 @@
 """Render the simulated host's state as a sysfs tree (and `/dev` nodes) on disk, in the kernel's layout.
 
-`render(state)` computes every directory, attribute file, symlink and char device the state implies;
-`sync(root, state)` makes `<root>/sys` and `<root>/dev` match it with the fewest changes, writing attribute
-files atomically (temp file + rename) so a concurrent reader never sees half a value. Creation goes in the
+The tree is rendered in pieces — the buses and modules, each PCI function, vdpa device and netdev — each a pure
+function of its key (`keys(state)`: the values it is drawn from), so a change re-renders only the pieces whose
+key changed (`Rendering.update`) and costs what it changes, not what the host holds. `sync(root, state,
+rendering)` makes `<root>/sys` and `<root>/dev` match, writing only the entries that changed (without a
+rendering: after comparing the whole tree on disk), attribute files atomically (temp file + rename) so a
+concurrent reader never sees half a value. Creation goes in the
 kernel's order — a device directory and its attributes before the links that point at it — and removal in
 reverse, so readers polling the tree (the wait-for-physfn loop) see states the kernel could show too.
 
@@ -217,15 +220,10 @@ def _pci(t: _Tree, d: str, address: str, vendor: str, device: str, class_code: s
     t.file(f"{d}/class", f"{class_code}\n")
     t.file(f"{d}/subsystem_vendor", f"0x{vendor}\n")
     t.file(f"{d}/numa_node", f"{numa_node}\n")
-    t.file(f"{d}/driver_override", f"{driver_override or '(null)'}\n", RW)
+    _bus_device(t, d, "pci", address, driver_override, driver)
     t.dir(f"sys/kernel/iommu_groups/{group}/devices")
     t.link(f"sys/kernel/iommu_groups/{group}/devices/{address}", d)
     t.link(f"{d}/iommu_group", f"sys/kernel/iommu_groups/{group}")
-    t.link(f"{d}/subsystem", "sys/bus/pci")
-    t.link(f"sys/bus/pci/devices/{address}", d)
-    if driver is not None:
-        t.link(f"{d}/driver", f"sys/bus/pci/drivers/{driver}")
-        t.link(f"sys/bus/pci/drivers/{driver}/{address}", d)
     if sriov is not None:
         totalvfs, numvfs, offset, stride, autoprobe = sriov
         t.file(f"{d}/sriov_totalvfs", f"{totalvfs}\n")
@@ -240,6 +238,17 @@ def _pci(t: _Tree, d: str, address: str, vendor: str, device: str, class_code: s
         t.link(f"{pf_dir}/virtfn{vf_index}", d)
 
 
+def _bus_device(t: _Tree, d: str, bus: str, name: str, driver_override: str | None, driver: str | None) -> None:
+    """What the driver core shows of a device at `d` on `bus`: its override, its subsystem, its link under the
+    bus and, when bound, the links between it and its driver."""
+    t.file(f"{d}/driver_override", f"{driver_override or '(null)'}\n", RW)
+    t.link(f"{d}/subsystem", f"sys/bus/{bus}")
+    t.link(f"sys/bus/{bus}/devices/{name}", d)
+    if driver is not None:
+        t.link(f"{d}/driver", f"sys/bus/{bus}/drivers/{driver}")
+        t.link(f"sys/bus/{bus}/drivers/{driver}/{name}", d)
+
+
 def _numa_node(state: State, fn: PciFn) -> int:
     """The NIC's node; a VF sits under its PF's root port, so it shows the PF's."""
     pf = state.pfs.get(fn.pf or fn.address)
@@ -249,12 +258,7 @@ def _numa_node(state: State, fn: PciFn) -> int:
 def _vdpa(t: _Tree, name: str, vf_dir: str, driver_override: str | None, driver: str | None,
           vhost_minor: int | None, vhost_major: int, virtio: int | None, virtio_net: bool) -> None:
     d = f"{vf_dir}/{name}"
-    t.file(f"{d}/driver_override", f"{driver_override or '(null)'}\n", RW)
-    t.link(f"{d}/subsystem", "sys/bus/vdpa")
-    t.link(f"sys/bus/vdpa/devices/{name}", d)
-    if driver is not None:
-        t.link(f"{d}/driver", f"sys/bus/vdpa/drivers/{driver}")
-        t.link(f"sys/bus/vdpa/drivers/{driver}/{name}", d)
+    _bus_device(t, d, "vdpa", name, driver_override, driver)
     if vhost_minor is not None:
         child = f"vhost-vdpa-{vhost_minor}"
         t.file(f"{d}/{child}/dev", f"{vhost_major}:{vhost_minor}\n")

@@ -1,7 +1,7 @@
 """The simulated host on disk: `<root>/state.json`, rewritten atomically after each change under an fcntl lock
 held around load-mutate-save, so several processes (a test, the daemon, the CNI server) share one host and a
 restarted one finds it as it was; and the sysfs tree under `<root>/sys` and the char devices under `<root>/dev`,
-rendered from the state after every change (`tree.py`) and never read back.
+rendered from the state after every change (only what the change touched: `tree.py`) and never read back.
 """
 
 from __future__ import annotations
