@@ -2,7 +2,7 @@
 
 Everything a second process needs to attach to the same simulated host lives here (configuration, PCI
 functions, eswitch state, netdevs, vDPA devices, loaded modules, injected faults), and nothing else: the
-sysfs tree under `<root>/sys` is rendered from it (`sysfs.render`) and never read back.
+sysfs tree under `<root>/sys` is rendered from it (`tree.py`) and never read back.
 
 Derived facts (devlink ports, vdpa management devices, connected routes, link-local addresses) are computed
 from this state on every query instead of being stored, so they can never disagree with it.
@@ -223,15 +223,25 @@ def pf_netdev_name(state: State, pf: PfState) -> str:
     return nd.name if nd is not None else pf.netdev
 
 
-def rep_of(state: State, nd: Netdev) -> Netdev | None:
-    """The representor of the VF a VF or virtio netdev belongs to."""
+Representors = dict[tuple[str | None, int | None], Netdev]
+"""Representors by (PF address, VF index): one pass over the netdevs for a caller that asks about many."""
+
+
+def representors(state: State) -> Representors:
+    return {(n.pci, n.vf): n for n in state.netdevs if n.kind == "rep"}
+
+
+def rep_of(state: State, nd: Netdev, reps: Representors | None = None) -> Netdev | None:
+    """The representor of the VF a VF or virtio netdev belongs to (looked up in `reps` when given)."""
     fn = state.pci.get(nd.pci or "")
     if fn is None or fn.pf is None:
         return None
+    if reps is not None:
+        return reps.get((fn.pf, fn.vf_index))
     return next((n for n in state.netdevs if n.kind == "rep" and n.pci == fn.pf and n.vf == fn.vf_index), None)
 
 
-def carrier(state: State, nd: Netdev) -> bool:
+def carrier(state: State, nd: Netdev, reps: Representors | None = None) -> bool:
     """Link up as the driver reports it: VF and virtio netdevs of a switchdev PF follow their representor's
     admin state (mlx5 sets the VF vport's state from the representor)."""
     if not nd.up:
@@ -239,7 +249,7 @@ def carrier(state: State, nd: Netdev) -> bool:
     if nd.kind in ("vf", "virtio"):
         fn = state.pci.get(nd.pci or "")
         if fn is not None and fn.pf is not None and state.pfs[fn.pf].eswitch == "switchdev":
-            rep = rep_of(state, nd)
+            rep = rep_of(state, nd, reps)
             return rep is not None and rep.up
     return True
 
@@ -248,17 +258,20 @@ PF_SPEED_MBPS = 100000
 """A ConnectX-6 Dx port with a 100G link."""
 
 
-def link_speed(state: State, nd: Netdev) -> int | None:
+def link_speed(state: State, nd: Netdev, has_carrier: bool | None = None) -> int | None:
     """`speed`: the PF's link speed while it has carrier; the kernel answers EINVAL otherwise, and VF,
-    representor and virtio netdevs here report none."""
-    return PF_SPEED_MBPS if nd.kind == "pf" and carrier(state, nd) else None
+    representor and virtio netdevs here report none. `has_carrier`: `carrier`'s answer, when known."""
+    if nd.kind != "pf":
+        return None
+    return PF_SPEED_MBPS if (carrier(state, nd) if has_carrier is None else has_carrier) else None
 
 
-def oper_state(state: State, nd: Netdev) -> str:
-    """IFLA_OPERSTATE, lower case; lo reports `unknown` when up, as it has no carrier notion."""
+def oper_state(state: State, nd: Netdev, has_carrier: bool | None = None) -> str:
+    """IFLA_OPERSTATE, lower case; lo reports `unknown` when up, as it has no carrier notion. `has_carrier`:
+    `carrier`'s answer, when known."""
     if nd.kind == "loopback":
         return "unknown" if nd.up else "down"
-    return "up" if carrier(state, nd) else "down"
+    return "up" if (carrier(state, nd) if has_carrier is None else has_carrier) else "down"
 
 
 def switch_port(state: State, nd: Netdev) -> SwitchPort | None:

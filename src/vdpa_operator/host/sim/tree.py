@@ -1,8 +1,11 @@
 """Render the simulated host's state as a sysfs tree (and `/dev` nodes) on disk, in the kernel's layout.
 
-`render(state)` computes every directory, attribute file, symlink and char device the state implies;
-`sync(root, state)` makes `<root>/sys` and `<root>/dev` match it with the fewest changes, writing attribute
-files atomically (temp file + rename) so a concurrent reader never sees half a value. Creation goes in the
+The tree is rendered in pieces — the buses and modules, each PCI function, vdpa device and netdev — each a pure
+function of its key (`keys(state)`: the values it is drawn from), so a change re-renders only the pieces whose
+key changed (`Rendering.update`) and costs what it changes, not what the host holds. `sync(root, state,
+rendering)` makes `<root>/sys` and `<root>/dev` match, writing only the entries that changed (without a
+rendering: after comparing the whole tree on disk), attribute files atomically (temp file + rename) so a
+concurrent reader never sees half a value. Creation goes in the
 kernel's order — a device directory and its attributes before the links that point at it — and removal in
 reverse, so readers polling the tree (the wait-for-physfn loop) see states the kernel could show too.
 
@@ -31,6 +34,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +44,12 @@ from vdpa_operator.host.sim.state import (
     VDPA_BUS_DRIVERS,
     Netdev,
     PciFn,
+    Representors,
     State,
     carrier,
     link_speed,
     oper_state,
+    representors,
     switch_port,
 )
 
@@ -121,58 +127,126 @@ def function_dir(fn: PciFn) -> str:
     return f"sys/devices/{fn.parent}/{fn.address}"
 
 
-def render(state: State) -> dict[str, Entry]:
+Key = tuple[Hashable, ...]
+"""Everything one piece of the tree is rendered from (its kind first): the piece is a pure function of its key, so
+a state change re-renders only the pieces whose key changed (`Rendering.update`)."""
+
+
+def keys(state: State) -> list[Key]:
+    """The pieces `state` shows: one for the buses and modules, one per PCI function, vdpa device and netdev of
+    the node's netns. Cheap (no rendering): it runs on every change."""
+    found: list[Key] = [("global", state.pci_autoprobe, state.vdpa_autoprobe, tuple(state.modules))]
+    for group, address in enumerate(sorted(state.pci)):
+        found.append(_pci_key(state, state.pci[address], group))
+    if "vdpa" in state.modules:
+        virtio_net = "virtio_net" in state.modules
+        found.extend((
+            "vdpa", dev.name, function_dir(state.pci[dev.vf]), dev.driver_override, dev.driver, dev.vhost_minor,
+            state.config.vhost_major, dev.virtio, virtio_net,
+        ) for dev in state.vdpa.values())
+    reps = representors(state)
+    found.extend(_netdev_key(state, nd, reps) for nd in state.netdevs if nd.netns is None)
+    return found
+
+
+def _pci_key(state: State, fn: PciFn, group: int) -> Key:
+    pf = state.pfs.get(fn.address)
+    sriov = None if pf is None else (pf.totalvfs, pf.numvfs, pf.offset, pf.stride, pf.drivers_autoprobe)
+    physfn = None if fn.pf is None else (function_dir(state.pci[fn.pf]), fn.vf_index)
+    return ("pci", function_dir(fn), fn.address, fn.vendor, fn.device, fn.class_code, _numa_node(state, fn),
+            fn.driver_override, fn.driver, group, sriov, physfn)
+
+
+def _netdev_key(state: State, nd: Netdev, reps: Representors) -> Key:
+    up = carrier(state, nd, reps)
+    port = switch_port(state, nd)
+    return ("netdev", netdev_dir(state, nd), nd.name, nd.kind == "loopback", nd.mac, nd.mtu, nd.ifindex, nd.up,
+            oper_state(state, nd, up), up, link_speed(state, nd, up),
+            None if port is None else (port.port_name, port.switch_id))
+
+
+def render_piece(key: Key) -> dict[str, Entry]:
+    """The directories, files, links and char devices of one piece (its parent directories included)."""
     t = _Tree()
+    kind, *inputs = key
+    _PIECES[str(kind)](t, *inputs)
+    return t.entries
+
+
+def render(state: State) -> dict[str, Entry]:
+    """Every entry `state` shows, by path."""
+    entries: dict[str, Entry] = {}
+    for key in keys(state):
+        entries.update(render_piece(key))
+    return entries
+
+
+def _global(t: _Tree, pci_autoprobe: bool, vdpa_autoprobe: bool, modules: tuple[str, ...]) -> None:
     for path in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/module",
                  "sys/bus/virtio/devices", "sys/bus/virtio/drivers", "sys/kernel/iommu_groups", "dev"):
         t.dir(path)
     t.file("sys/bus/pci/drivers_probe", "", WO)
-    t.file("sys/bus/pci/drivers_autoprobe", f"{int(state.pci_autoprobe)}\n", RW)
-    for module in state.modules:
+    t.file("sys/bus/pci/drivers_autoprobe", f"{int(pci_autoprobe)}\n", RW)
+    for module in modules:
         t.file(f"sys/module/{module}/initstate", "live\n")
     for path, (major, minor) in STATIC_NODES.items():
         t.chardev(path, major, minor)
-    _pci(t, state)
-    _vdpa(t, state)
-    for nd in state.netdevs:
-        if nd.netns is None:
-            _netdev(t, state, nd)
-    return t.entries
-
-
-def _pci(t: _Tree, state: State) -> None:
     for driver, module in PCI_DRIVER_MODULES.items():
-        if module in state.modules:
+        if module in modules:
             t.file(f"sys/bus/pci/drivers/{driver}/bind", "", WO)
             t.file(f"sys/bus/pci/drivers/{driver}/unbind", "", WO)
             t.link(f"sys/bus/pci/drivers/{driver}/module", f"sys/module/{module}")
-    for group, fn in enumerate(sorted(state.pci.values(), key=lambda f: f.address)):
-        d = function_dir(fn)
-        t.file(f"{d}/vendor", f"0x{fn.vendor}\n")
-        t.file(f"{d}/device", f"0x{fn.device}\n")
-        t.file(f"{d}/class", f"{fn.class_code}\n")
-        t.file(f"{d}/subsystem_vendor", f"0x{fn.vendor}\n")
-        t.file(f"{d}/numa_node", f"{_numa_node(state, fn)}\n")
-        t.file(f"{d}/driver_override", f"{fn.driver_override or '(null)'}\n", RW)
-        t.dir(f"sys/kernel/iommu_groups/{group}/devices")
-        t.link(f"sys/kernel/iommu_groups/{group}/devices/{fn.address}", d)
-        t.link(f"{d}/iommu_group", f"sys/kernel/iommu_groups/{group}")
-        t.link(f"{d}/subsystem", "sys/bus/pci")
-        t.link(f"sys/bus/pci/devices/{fn.address}", d)
-        if fn.driver is not None:
-            t.link(f"{d}/driver", f"sys/bus/pci/drivers/{fn.driver}")
-            t.link(f"sys/bus/pci/drivers/{fn.driver}/{fn.address}", d)
-        pf = state.pfs.get(fn.address)
-        if pf is not None:
-            t.file(f"{d}/sriov_totalvfs", f"{pf.totalvfs}\n")
-            t.file(f"{d}/sriov_numvfs", f"{pf.numvfs}\n", RW)
-            t.file(f"{d}/sriov_offset", f"{pf.offset}\n")
-            t.file(f"{d}/sriov_stride", f"{pf.stride}\n")
-            t.file(f"{d}/sriov_vf_device", f"{CX6DX_VF}\n")
-            t.file(f"{d}/sriov_drivers_autoprobe", f"{int(pf.drivers_autoprobe)}\n", RW)
-        if fn.pf is not None:
-            t.link(f"{d}/physfn", f"{function_dir(state.pci[fn.pf])}")
-            t.link(f"{function_dir(state.pci[fn.pf])}/virtfn{fn.vf_index}", d)
+    if "virtio_net" in modules:
+        t.file("sys/bus/virtio/drivers/virtio_net/bind", "", WO)
+        t.file("sys/bus/virtio/drivers/virtio_net/unbind", "", WO)
+    if "vdpa" not in modules:
+        return
+    t.dir("sys/bus/vdpa/devices")
+    t.dir("sys/bus/vdpa/drivers")
+    t.file("sys/bus/vdpa/drivers_probe", "", WO)
+    t.file("sys/bus/vdpa/drivers_autoprobe", f"{int(vdpa_autoprobe)}\n", RW)
+    for driver in VDPA_BUS_DRIVERS:
+        if driver in modules:
+            t.file(f"sys/bus/vdpa/drivers/{driver}/bind", "", WO)
+            t.file(f"sys/bus/vdpa/drivers/{driver}/unbind", "", WO)
+            t.link(f"sys/bus/vdpa/drivers/{driver}/module", f"sys/module/{driver}")
+
+
+def _pci(t: _Tree, d: str, address: str, vendor: str, device: str, class_code: str, numa_node: int,
+         driver_override: str | None, driver: str | None, group: int, sriov: tuple[int, int, int, int, bool] | None,
+         physfn: tuple[str, int] | None) -> None:
+    t.file(f"{d}/vendor", f"0x{vendor}\n")
+    t.file(f"{d}/device", f"0x{device}\n")
+    t.file(f"{d}/class", f"{class_code}\n")
+    t.file(f"{d}/subsystem_vendor", f"0x{vendor}\n")
+    t.file(f"{d}/numa_node", f"{numa_node}\n")
+    _bus_device(t, d, "pci", address, driver_override, driver)
+    t.dir(f"sys/kernel/iommu_groups/{group}/devices")
+    t.link(f"sys/kernel/iommu_groups/{group}/devices/{address}", d)
+    t.link(f"{d}/iommu_group", f"sys/kernel/iommu_groups/{group}")
+    if sriov is not None:
+        totalvfs, numvfs, offset, stride, autoprobe = sriov
+        t.file(f"{d}/sriov_totalvfs", f"{totalvfs}\n")
+        t.file(f"{d}/sriov_numvfs", f"{numvfs}\n", RW)
+        t.file(f"{d}/sriov_offset", f"{offset}\n")
+        t.file(f"{d}/sriov_stride", f"{stride}\n")
+        t.file(f"{d}/sriov_vf_device", f"{CX6DX_VF}\n")
+        t.file(f"{d}/sriov_drivers_autoprobe", f"{int(autoprobe)}\n", RW)
+    if physfn is not None:
+        pf_dir, vf_index = physfn
+        t.link(f"{d}/physfn", pf_dir)
+        t.link(f"{pf_dir}/virtfn{vf_index}", d)
+
+
+def _bus_device(t: _Tree, d: str, bus: str, name: str, driver_override: str | None, driver: str | None) -> None:
+    """What the driver core shows of a device at `d` on `bus`: its override, its subsystem, its link under the
+    bus and, when bound, the links between it and its driver."""
+    t.file(f"{d}/driver_override", f"{driver_override or '(null)'}\n", RW)
+    t.link(f"{d}/subsystem", f"sys/bus/{bus}")
+    t.link(f"sys/bus/{bus}/devices/{name}", d)
+    if driver is not None:
+        t.link(f"{d}/driver", f"sys/bus/{bus}/drivers/{driver}")
+        t.link(f"sys/bus/{bus}/drivers/{driver}/{name}", d)
 
 
 def _numa_node(state: State, fn: PciFn) -> int:
@@ -181,45 +255,25 @@ def _numa_node(state: State, fn: PciFn) -> int:
     return state.config.nics[pf.nic].numa_node if pf is not None else -1
 
 
-def _vdpa(t: _Tree, state: State) -> None:
-    if "virtio_net" in state.modules:
-        t.file("sys/bus/virtio/drivers/virtio_net/bind", "", WO)
-        t.file("sys/bus/virtio/drivers/virtio_net/unbind", "", WO)
-    if "vdpa" not in state.modules:
-        return
-    t.dir("sys/bus/vdpa/devices")
-    t.dir("sys/bus/vdpa/drivers")
-    t.file("sys/bus/vdpa/drivers_probe", "", WO)
-    t.file("sys/bus/vdpa/drivers_autoprobe", f"{int(state.vdpa_autoprobe)}\n", RW)
-    for driver in VDPA_BUS_DRIVERS:
-        if driver in state.modules:
-            t.file(f"sys/bus/vdpa/drivers/{driver}/bind", "", WO)
-            t.file(f"sys/bus/vdpa/drivers/{driver}/unbind", "", WO)
-            t.link(f"sys/bus/vdpa/drivers/{driver}/module", f"sys/module/{driver}")
-    for dev in state.vdpa.values():
-        vf_dir = function_dir(state.pci[dev.vf])
-        d = f"{vf_dir}/{dev.name}"
-        t.file(f"{d}/driver_override", f"{dev.driver_override or '(null)'}\n", RW)
-        t.link(f"{d}/subsystem", "sys/bus/vdpa")
-        t.link(f"sys/bus/vdpa/devices/{dev.name}", d)
-        if dev.driver is not None:
-            t.link(f"{d}/driver", f"sys/bus/vdpa/drivers/{dev.driver}")
-            t.link(f"sys/bus/vdpa/drivers/{dev.driver}/{dev.name}", d)
-        if dev.vhost_minor is not None:
-            child = f"vhost-vdpa-{dev.vhost_minor}"
-            t.file(f"{d}/{child}/dev", f"{state.config.vhost_major}:{dev.vhost_minor}\n")
-            t.chardev(f"dev/{child}", state.config.vhost_major, dev.vhost_minor)
-        if dev.virtio is not None:
-            # NOTE: mlx5's vdpa DMA device is the VF, so virtio<N> sits next to the vdpa device (dataplane §2.2).
-            v = f"{vf_dir}/virtio{dev.virtio}"
-            t.file(f"{v}/device", "0x0001\n")
-            t.file(f"{v}/vendor", "0x15b3\n")
-            t.file(f"{v}/status", "0x0000000f\n")
-            t.link(f"{v}/subsystem", "sys/bus/virtio")
-            if "virtio_net" in state.modules:
-                t.link(f"{v}/driver", "sys/bus/virtio/drivers/virtio_net")
-            t.dir(f"{v}/net")
-            t.link(f"sys/bus/virtio/devices/virtio{dev.virtio}", v)
+def _vdpa(t: _Tree, name: str, vf_dir: str, driver_override: str | None, driver: str | None,
+          vhost_minor: int | None, vhost_major: int, virtio: int | None, virtio_net: bool) -> None:
+    d = f"{vf_dir}/{name}"
+    _bus_device(t, d, "vdpa", name, driver_override, driver)
+    if vhost_minor is not None:
+        child = f"vhost-vdpa-{vhost_minor}"
+        t.file(f"{d}/{child}/dev", f"{vhost_major}:{vhost_minor}\n")
+        t.chardev(f"dev/{child}", vhost_major, vhost_minor)
+    if virtio is not None:
+        # NOTE: mlx5's vdpa DMA device is the VF, so virtio<N> sits next to the vdpa device (dataplane §2.2).
+        v = f"{vf_dir}/virtio{virtio}"
+        t.file(f"{v}/device", "0x0001\n")
+        t.file(f"{v}/vendor", "0x15b3\n")
+        t.file(f"{v}/status", "0x0000000f\n")
+        t.link(f"{v}/subsystem", "sys/bus/virtio")
+        if virtio_net:
+            t.link(f"{v}/driver", "sys/bus/virtio/drivers/virtio_net")
+        t.dir(f"{v}/net")
+        t.link(f"sys/bus/virtio/devices/virtio{virtio}", v)
 
 
 def netdev_dir(state: State, nd: Netdev) -> str:
@@ -231,31 +285,33 @@ def netdev_dir(state: State, nd: Netdev) -> str:
     return f"{d}/net/{nd.name}"
 
 
-def _netdev(t: _Tree, state: State, nd: Netdev) -> None:
-    d = netdev_dir(state, nd)
-    loopback = nd.kind == "loopback"
-    t.file(f"{d}/address", f"{'00:00:00:00:00:00' if loopback else nd.mac}\n")
+def _netdev(t: _Tree, d: str, name: str, loopback: bool, mac: str, mtu: int, ifindex: int, up: bool,
+            operstate: str, carrier: bool, speed: int | None, port: tuple[str, str] | None) -> None:
+    t.file(f"{d}/address", f"{'00:00:00:00:00:00' if loopback else mac}\n")
     t.file(f"{d}/broadcast", "00:00:00:00:00:00\n" if loopback else "ff:ff:ff:ff:ff:ff\n")
     t.file(f"{d}/addr_len", "6\n")
-    t.file(f"{d}/mtu", f"{nd.mtu}\n", RW)
-    t.file(f"{d}/ifindex", f"{nd.ifindex}\n")
-    t.file(f"{d}/iflink", f"{nd.ifindex}\n")
+    t.file(f"{d}/mtu", f"{mtu}\n", RW)
+    t.file(f"{d}/ifindex", f"{ifindex}\n")
+    t.file(f"{d}/iflink", f"{ifindex}\n")
     t.file(f"{d}/type", "772\n" if loopback else "1\n")
-    t.file(f"{d}/flags", f"0x{(0x8 if loopback else 0x1002) | int(nd.up):x}\n", RW)
-    t.file(f"{d}/operstate", f"{oper_state(state, nd)}\n")
-    if nd.up:
-        t.file(f"{d}/carrier", f"{int(carrier(state, nd))}\n", RW)
-    speed = link_speed(state, nd)
+    t.file(f"{d}/flags", f"0x{(0x8 if loopback else 0x1002) | int(up):x}\n", RW)
+    t.file(f"{d}/operstate", f"{operstate}\n")
+    if up:
+        t.file(f"{d}/carrier", f"{int(carrier)}\n", RW)
     if speed is not None:
         t.file(f"{d}/speed", f"{speed}\n")
-    port = switch_port(state, nd)
     if port is not None:
-        t.file(f"{d}/phys_port_name", f"{port.port_name}\n")
-        t.file(f"{d}/phys_switch_id", f"{port.switch_id}\n")
+        port_name, switch_id = port
+        t.file(f"{d}/phys_port_name", f"{port_name}\n")
+        t.file(f"{d}/phys_switch_id", f"{switch_id}\n")
     t.link(f"{d}/subsystem", "sys/class/net")
     if not loopback:
         t.link(f"{d}/device", os.path.dirname(os.path.dirname(d)))
-    t.link(f"sys/class/net/{nd.name}", d)
+    t.link(f"sys/class/net/{name}", d)
+
+
+_PIECES: dict[str, Callable[..., None]] = {"global": _global, "pci": _pci, "vdpa": _vdpa, "netdev": _netdev}
+"""How each kind of piece is rendered from its key's inputs."""
 
 
 # --- applying ---------------------------------------------------------------------------------------------------
@@ -320,32 +376,84 @@ def _can_mknod() -> bool:
     return os.geteuid() == 0
 
 
-def sync(root: Path, state: State, previous: State | None = None, *,
-         before: dict[str, Entry] | None = None) -> dict[str, Entry]:
-    """Make `<root>/sys` and `<root>/dev` show `state`; return its rendering. With `previous` (the state the
-    tree shows now; `before`, its rendering, when the caller kept it), only the difference between the two
-    renderings is applied; without it the tree on disk is compared in full (attaching after a crash)."""
-    desired = render(state)
-    if previous is not None:
-        before = before if before is not None else render(previous)
-        stale = [p for p in before if p not in desired]
-        changed = [p for p in desired if p in before and before[p] != desired[p]]
-        missing = [p for p in desired if p not in before or p in changed]
+class Rendering:
+    """The tree a state shows, kept by piece so that a change re-renders only what it touched: each key's
+    entries, and every path with its entry and how many pieces declare it (a directory is shared by many)."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[Key, dict[str, Entry]] = {}
+        self.paths: dict[str, tuple[Entry, int]] = {}
+
+    @classmethod
+    def of(cls, state: State) -> Rendering:
+        rendering = cls()
+        rendering.update(state)
+        return rendering
+
+    def entries(self) -> dict[str, Entry]:
+        return {path: entry for path, (entry, _) in self.paths.items()}
+
+    def update(self, state: State) -> dict[str, Entry | None]:
+        """Become the rendering of `state`; return what each path that changed showed before (None: nothing)."""
+        wanted = dict.fromkeys(keys(state))
+        before: dict[str, Entry | None] = {}
+        for key in [k for k in self.pieces if k not in wanted]:
+            for path in self.pieces.pop(key):
+                entry, count = self.paths[path]
+                before.setdefault(path, entry)
+                if count == 1:
+                    del self.paths[path]
+                else:
+                    self.paths[path] = (entry, count - 1)
+        for key in [k for k in wanted if k not in self.pieces]:
+            self.pieces[key] = piece = render_piece(key)
+            for path, entry in piece.items():
+                had = self.paths.get(path)
+                before.setdefault(path, None if had is None else had[0])
+                self.paths[path] = (entry, 1 if had is None else had[1] + 1)
+        return {path: entry for path, entry in before.items() if entry != self.paths.get(path, (None,))[0]}
+
+
+def sync(root: Path, state: State, rendering: Rendering | None = None) -> Rendering:
+    """Make `<root>/sys` and `<root>/dev` show `state`; return its rendering. With `rendering` (what the tree
+    shows now, updated in place), only the pieces that changed are written; without it the tree on disk is
+    compared in full (creating a host, attaching after a crash)."""
+    if rendering is None:
+        rendering = Rendering.of(state)
+        _apply_full(root, rendering.entries())
     else:
-        existing = _existing(root)
-        stale = [p for p in existing if p not in desired]
-        changed = [p for p in desired if p in existing and not _same(root / p, desired[p], _kind(root / p) or Dir())]
-        missing = [p for p in desired if not os.path.lexists(root / p) or p in changed]
+        _apply_changes(root, rendering.update(state), rendering.paths)
+    return rendering
+
+
+def _apply_changes(root: Path, before: dict[str, Entry | None], now: dict[str, tuple[Entry, int]]) -> None:
+    stale = [p for p in before if p not in now]
+    changed = [p for p, entry in before.items() if entry is not None and p in now]
+    missing = [p for p in before if p in now]
+    _apply(root, {p: now[p][0] for p in missing}, stale, changed,
+           lambda p: isinstance(before[p], Symlink), lambda p: isinstance(before[p], File))
+
+
+def _apply_full(root: Path, desired: dict[str, Entry]) -> None:
+    existing = _existing(root)
+    stale = [p for p in existing if p not in desired]
+    changed = [p for p in desired if p in existing and not _same(root / p, desired[p], _kind(root / p) or Dir())]
+    missing = [p for p in desired if not os.path.lexists(root / p) or p in changed]
+    _apply(root, {p: desired[p] for p in missing}, stale, changed,
+           lambda p: isinstance(_kind(root / p), Symlink), lambda p: isinstance(_kind(root / p), File))
+
+
+def _apply(root: Path, create: dict[str, Entry], stale: list[str], changed: list[str],
+           was_link: Callable[[str], bool], was_file: Callable[[str], bool]) -> None:
     # Removal: links first (nothing points into a directory that is going), then the rest deepest first.
-    for path in sorted(stale, key=lambda p: (not isinstance(_kind(root / p), Symlink), -p.count("/"))):
+    for path in sorted(stale, key=lambda p: (not was_link(p), -p.count("/"))):
         _remove(root / path)
     for path in changed:
-        if not isinstance(desired[path], File) or not isinstance(_kind(root / path), File):
+        if not isinstance(create[path], File) or not was_file(path):
             _remove(root / path)
     # Creation: directories and attributes before the links that point at them (device_add order).
-    for path in sorted(missing, key=lambda p: (isinstance(desired[p], Symlink), p.count("/"), p)):
-        _create(root / path, desired[path])
-    return desired
+    for path in sorted(create, key=lambda p: (isinstance(create[p], Symlink), p.count("/"), p)):
+        _create(root / path, create[path])
 
 
 def _remove(path: Path) -> None:
@@ -362,14 +470,21 @@ def _create(path: Path, entry: Entry) -> None:
     if isinstance(entry, Dir):
         path.mkdir(exist_ok=True)
     elif isinstance(entry, File):
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(entry.content)
-        os.chmod(tmp, entry.mode)
+        # os-level calls: on a disk file system every metadata operation counts (a first apply writes thousands)
+        tmp = f"{path.parent}/.{path.name}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, entry.mode)
+        try:
+            os.write(fd, entry.content.encode())
+            os.fchmod(fd, entry.mode)  # the umask may have taken bits off
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     elif isinstance(entry, Symlink):
-        if os.path.lexists(path):
+        try:
+            os.symlink(entry.target, path)
+        except FileExistsError:
             path.unlink()
-        os.symlink(entry.target, path)
+            os.symlink(entry.target, path)
     else:
         if _can_mknod():
             try:

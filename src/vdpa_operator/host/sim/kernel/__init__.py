@@ -14,6 +14,7 @@ rules (numbered 1–31 across the package) with the kernel source they follow:
     routes.py    addresses and routes (23)
     modules.py   modules and what loading them does; static /dev nodes (27, 28)
     store.py     persistence: state.json under a lock, the sysfs tree rendered from it
+    codec.py     state.json's text, re-encoding only the objects that changed
     simkernel.py `SimKernel`: lifecycle and the entry points, each a transaction around one rule
 
 Sources are Debian's linux-source-6.1 (6.1.192); "inference" marks what the sources do not show. Each rule

@@ -37,7 +37,17 @@ import re
 from vdpa_operator.host.linux.netns import NETNS_RUN_DIR, is_net_namespace, netns_path
 from vdpa_operator.host.sim.kernel.errors import KernelError
 from vdpa_operator.host.sim.kernel.txn import Txn
-from vdpa_operator.host.sim.state import Netdev, State, link_speed, oper_state, rep_of, switch_port
+from vdpa_operator.host.sim.state import (
+    Netdev,
+    Representors,
+    State,
+    carrier,
+    link_speed,
+    oper_state,
+    rep_of,
+    representors,
+    switch_port,
+)
 from vdpa_operator.host.types import Link, SwitchPort
 
 ZERO_MAC = "00:00:00:00:00:00"
@@ -142,10 +152,10 @@ def get(state: State, name: str, netns: str | None, *, change: bool = False) -> 
     return nd
 
 
-def _link_value(state: State, nd: Netdev) -> Link:
+def _link_value(state: State, nd: Netdev, reps: Representors | None = None) -> Link:
     lo = nd.kind == "loopback"
     return Link(index=nd.ifindex, name=nd.name, mtu=nd.mtu, mac=ZERO_MAC if lo else nd.mac, admin_up=nd.up,
-                oper_state=oper_state(state, nd), altnames=tuple(nd.altnames),
+                oper_state=oper_state(state, nd, carrier(state, nd, reps)), altnames=tuple(nd.altnames),
                 link_type="loopback" if lo else "ether")
 
 
@@ -163,7 +173,8 @@ def netns_exists(real: bool, netns: str | None) -> bool:
 
 def links(state: State, netns: str | None = None) -> list[Link]:
     where = ns(state, netns)
-    found = [_link_value(state, n) for n in state.netdevs if n.netns == where]
+    reps = representors(state)
+    found = [_link_value(state, n, reps) for n in state.netdevs if n.netns == where]
     if not any(n.kind == "loopback" and n.netns == where for n in state.netdevs):
         found.append(_link_value(state, loopback(where)))
     return sorted(found, key=lambda link: link.index)

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from vdpa_operator.host.sim import tree
 from vdpa_operator.host.sim.faults import Faults
 from vdpa_operator.host.sim.kernel import drivers, eswitch, ethtool, netdev, pci, vdpa
 from vdpa_operator.host.sim.kernel import modules as kmodules
@@ -113,8 +112,7 @@ class SimKernel:
         if not (root / STATE_FILE).exists():
             raise FileNotFoundError(f"no simulated host at {root} (no {STATE_FILE}); create it first")
         kernel = cls(root)
-        with kernel._store.transaction() as state:
-            tree.sync(root, state)  # a crash between saving the state and rendering it left the tree behind
+        kernel._store.attach()
         return kernel
 
     def snapshot(self) -> State:
