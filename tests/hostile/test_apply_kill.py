@@ -17,7 +17,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ def start_killed_apply(root: Path, state: Path, step: int, log: Path) -> int:
         os._exit(70)
 
 
+def wait_for_one(pids: Collection[int]) -> tuple[int, int]:
+    """The first of `pids` to end, and its wait status. Not os.wait(): that would also reap children other tests
+    of this process left running, whose owners then could not wait for them."""
+    while True:
+        for pid in pids:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return done, status
+        time.sleep(0.005)
+
+
 def run_killed(runs: dict[int, Path], state: Path, logs: Path) -> dict[int, tuple[int, str]]:
     """The killed runs, at most one per CPU at a time: (exit status, stderr) by step."""
     pending = sorted(runs)
@@ -81,7 +93,7 @@ def run_killed(runs: dict[int, Path], state: Path, logs: Path) -> dict[int, tupl
             while pending and len(running) < (os.cpu_count() or 1):
                 step = pending.pop(0)
                 running[start_killed_apply(runs[step], state, step, logs / f"{step}.err")] = step
-            pid, status = os.wait()
+            pid, status = wait_for_one(running)
             step = running.pop(pid)
             results[step] = (os.waitstatus_to_exitcode(status), (logs / f"{step}.err").read_text())
     finally:
