@@ -1,0 +1,61 @@
+"""The kubelet alone (no device plugin, no CNI): its Node, the scheduler's binding, a container run as a host
+process in the pod's network namespace, restarted per restartPolicy, and everything gone on deletion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from integration.host.linux_netns import private_netns
+from integration.kubelet.kubelet_rig import Api, kubelet, pod, wait_for
+from vdpa_operator.sim.apiserver import ServerHandle
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network and mount namespaces)")
+
+
+def _container(api: Api, name: str) -> dict | None:  # type: ignore[type-arg]
+    obj = api.get(f"/api/v1/namespaces/vdpa/pods/{name}")
+    statuses = ((obj or {}).get("status") or {}).get("containerStatuses") or []
+    return statuses[0] if statuses else None
+
+
+def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, short_tmp: Path) -> None:
+    kubeconfig = short_tmp / "kubeconfig"
+    kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
+    api = Api(kubeconfig)
+    api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
+    api.create("/api/v1/namespaces/vdpa/serviceaccounts", {"metadata": {"name": "default"}})
+    with private_netns() as netns, kubelet(server, kubeconfig, short_tmp / "node", netns, "--pod-cidr",
+                                           "10.56.1.0/24") as log:
+        node = wait_for("node Ready", lambda: api.get("/api/v1/nodes/worker-0"), log=log)
+        wait_for("node Ready", lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
+                                          (api.get("/api/v1/nodes/worker-0")["status"].get("conditions") or [])),
+                 log=log)
+        node = api.get("/api/v1/nodes/worker-0")
+        assert node["metadata"]["labels"]["feature.node.kubernetes.io/network-sriov.capable"] == "true"
+        assert node["spec"]["podCIDR"] == "10.56.1.0/24"
+        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+        assert api.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/worker-0")
+        api.create("/api/v1/namespaces/vdpa/pods", pod("crasher", ["sh", "-c", "cat /proc/self/net/dev; exit 3"]))
+        api.create("/api/v1/namespaces/vdpa/pods", pod("once", ["sh", "-c", "echo $KUBERNETES_SERVICE_HOST; exit 0"],
+                                                       restart="OnFailure"))
+        crashed = wait_for("crasher restarted twice", lambda: (s := _container(api, "crasher")) and
+                           s["restartCount"] >= 2 and s, log=log)
+        assert (crashed.get("lastState") or crashed["state"])["terminated"]["exitCode"] == 3
+        done = wait_for("once Succeeded", lambda: (p := api.get("/api/v1/namespaces/vdpa/pods/once")) and
+                        p["status"].get("phase") == "Succeeded" and p, log=log)
+        assert done["spec"]["nodeName"] == "worker-0"
+        assert done["status"]["containerStatuses"][0]["restartCount"] == 0
+        logs = list((short_tmp / "node/var/log/pods").glob("vdpa_crasher_*/crasher.log"))
+        assert logs and "lo:" in logs[0].read_text()  # it ran in a network namespace of its own (only lo)
+        assert "eth0" not in logs[0].read_text() or "lo:" in logs[0].read_text()
+        netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "pod-" in netns_before
+        api.delete("/api/v1/namespaces/vdpa/pods/crasher")
+        api.delete("/api/v1/namespaces/vdpa/pods/once")
+        uid_dirs = short_tmp / "node/var/lib/kubelet/pods"
+        wait_for("pod directories removed", lambda: not any(uid_dirs.iterdir()), log=log)
+    assert "pod-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
