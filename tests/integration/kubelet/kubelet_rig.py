@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx2
 
-from vdpa_operator.sim.apiserver import ServerHandle
 from vdpa_operator.sim.apiserver.kubeconfigs import raw_access
 
 VDPACTL = str(Path(sys.executable).parent / "vdpactl")
@@ -52,7 +51,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, lo
 
 
 @contextmanager
-def kubelet(server: ServerHandle, kubeconfig: Path, root: Path, netns: str, *extra: str) -> Iterator[Path]:
+def kubelet(kubeconfig: Path, root: Path, netns: str, *extra: str) -> Iterator[Path]:
     """`vdpactl sim kubelet` until the block ends; yields its log file. On exit: SIGTERM, and it must stop."""
     log = root / "kubelet.log"
     root.mkdir(parents=True, exist_ok=True)
@@ -81,7 +80,3 @@ def pod(name: str, command: list[str], *, namespace: str = "vdpa", restart: str 
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
             "spec": {"containers": [container], "restartPolicy": restart, "terminationGracePeriodSeconds": 2}}
-
-
-def descendants_alive(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]

@@ -3,7 +3,9 @@ process in the pod's network namespace, restarted per restartPolicy, and everyth
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -22,13 +24,22 @@ def _container(api: Api, name: str) -> dict | None:  # type: ignore[type-arg]
     return statuses[0] if statuses else None
 
 
+def _sleeper(api: Api, log: Path) -> dict:  # type: ignore[type-arg]
+    """The sleeper's running container as the kubelet's status file describes it."""
+    def running() -> dict | None:  # type: ignore[type-arg]
+        status = json.loads((log.parent / "var/lib/kubelet/sim-status.json").read_text())
+        container = status["pods"].get("vdpa/sleeper", {}).get("containers", {}).get("sleeper")
+        return container if container and container["pid"] else None
+    return wait_for("sleeper running", running, log=log)
+
+
 def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, short_tmp: Path) -> None:
     kubeconfig = short_tmp / "kubeconfig"
     kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
     api = Api(kubeconfig)
     api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
     api.create("/api/v1/namespaces/vdpa/serviceaccounts", {"metadata": {"name": "default"}})
-    with private_netns() as netns, kubelet(server, kubeconfig, short_tmp / "node", netns, "--pod-cidr",
+    with private_netns() as netns, kubelet(kubeconfig, short_tmp / "node", netns, "--pod-cidr",
                                            "10.56.1.0/24") as log:
         node = wait_for("node Ready", lambda: api.get("/api/v1/nodes/worker-0"), log=log)
         wait_for("node Ready", lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
@@ -42,6 +53,7 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         api.create("/api/v1/namespaces/vdpa/pods", pod("crasher", ["sh", "-c", "cat /proc/self/net/dev; exit 3"]))
         api.create("/api/v1/namespaces/vdpa/pods", pod("once", ["sh", "-c", "echo $KUBERNETES_SERVICE_HOST; exit 0"],
                                                        restart="OnFailure"))
+        api.create("/api/v1/namespaces/vdpa/pods", pod("sleeper", ["sleep", "3600"]))
         crashed = wait_for("crasher restarted twice", lambda: (s := _container(api, "crasher")) and
                            s["restartCount"] >= 2 and s, log=log)
         assert (crashed.get("lastState") or crashed["state"])["terminated"]["exitCode"] == 3
@@ -49,13 +61,23 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
                         p["status"].get("phase") == "Succeeded" and p, log=log)
         assert done["spec"]["nodeName"] == "worker-0"
         assert done["status"]["containerStatuses"][0]["restartCount"] == 0
-        logs = list((short_tmp / "node/var/log/pods").glob("vdpa_crasher_*/crasher.log"))
-        assert logs and "lo:" in logs[0].read_text()  # it ran in a network namespace of its own (only lo)
-        assert "eth0" not in logs[0].read_text() or "lo:" in logs[0].read_text()
+        [log_file] = (short_tmp / "node/var/log/pods").glob("vdpa_crasher_*/crasher.log")
+        devices = {line.split(":")[0].strip() for line in log_file.read_text().splitlines() if ":" in line
+                   and "|" not in line}
+        assert devices == {"lo"}  # a network namespace of its own, not the machine's
+        [once_log] = (short_tmp / "node/var/log/pods").glob("vdpa_once_*/once.log")
+        assert once_log.read_text().split() == ["127.0.0.1"]  # KUBERNETES_SERVICE_HOST: the API server's host
+        sleeper = _sleeper(api, log)
+        os.kill(sleeper["pid"], signal.SIGKILL)  # a daemon killed: the kubelet starts it again
+        again = wait_for("sleeper restarted", lambda: (s := _container(api, "sleeper")) and s["restartCount"] == 1
+                         and s.get("state", {}).get("running") and s, log=log)
+        assert again["lastState"]["terminated"]["exitCode"] == 137
+        assert _sleeper(api, log)["pid"] != sleeper["pid"]
         netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert "pod-" in netns_before
         api.delete("/api/v1/namespaces/vdpa/pods/crasher")
         api.delete("/api/v1/namespaces/vdpa/pods/once")
+        api.delete("/api/v1/namespaces/vdpa/pods/sleeper")
         uid_dirs = short_tmp / "node/var/lib/kubelet/pods"
         wait_for("pod directories removed", lambda: not any(uid_dirs.iterdir()), log=log)
     assert "pod-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

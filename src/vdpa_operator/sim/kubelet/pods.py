@@ -283,6 +283,8 @@ class PodWorker:
             return 128
         await self._report()
         code = await process.wait()
+        if code < 0:
+            code = 128 - code  # killed by a signal: the runtime's exit code, as a shell reports it (SIGKILL 137)
         running.process = None
         running.last = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                         "startedAt": running.started_at, "finishedAt": _now(), "containerID": f"sim://{process.pid}"}

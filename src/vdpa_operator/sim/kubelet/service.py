@@ -73,7 +73,7 @@ class Kubelet:
                                self.processes, VolumeMaker(self.client, settings, ca), service_env(server))
         self.node = NodeStatus(self.client, settings)
         self.workers: dict[str, PodWorker] = {}
-        self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._stopping: dict[str, tuple[PodWorker, asyncio.Task[None]]] = {}
         self._pods_changed = asyncio.Event()
         self._schedule = asyncio.Event()
 
@@ -105,7 +105,7 @@ class Kubelet:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
-            await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+            await asyncio.gather(*(task for _, task in self._stopping.values()), return_exceptions=True)
             self.workers.clear()
             self._write_status()
             await self.devices.stop(wipe=False)
@@ -152,7 +152,7 @@ class Kubelet:
                     worker.start()
             for uid in [u for u in self.workers if u not in present]:
                 worker = self.workers.pop(uid)
-                self._stopping[uid] = asyncio.create_task(self._remove(worker, mine))
+                self._stopping[uid] = (worker, asyncio.create_task(self._remove(worker, mine)))
             self._write_status()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._pods_changed.wait(), 1.0)
@@ -176,6 +176,8 @@ class Kubelet:
                   "cniTypes": {p.name: p.resolve().name for p in sorted(self.settings.cni_bin_dir.glob("*"))
                                if p.is_symlink()} if self.settings.cni_bin_dir.is_dir() else {},
                   "pods": {w.key: w.describe() for w in self.workers.values()}}
+        for worker, _ in self._stopping.values():
+            status["pods"][worker.key] = {**worker.describe(), "phase": "Terminating"}
         self.settings.kubelet_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(self.settings.status_file, json.dumps(status, indent=1, sort_keys=True).encode(),
                          mode=0o644)
