@@ -16,7 +16,8 @@ from typing import Any
 from vdpa_operator.sim.kubelet.errors import KubeletError
 
 ENTRYPOINTS = {"vdpa-operator": ["vdpactl"], "networkstatic/iperf3": ["iperf3"]}
-"""Image repository → its ENTRYPOINT, for containers that give no command (deploy/Dockerfile's is vdpactl)."""
+"""Image repository (or its last part, whatever the registry's organisation) → its ENTRYPOINT, for containers that
+give no command (deploy/Dockerfile's is vdpactl)."""
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -93,7 +94,8 @@ def command(container: Mapping[str, Any], env: Mapping[str, str], venv_bin: Path
     argv = [str(a) for a in container.get("command") or []]
     if not argv:
         image = str(container.get("image", ""))
-        entry = ENTRYPOINTS.get(repository(image))
+        name = repository(image)
+        entry = ENTRYPOINTS.get(name) or ENTRYPOINTS.get(name.rsplit("/", 1)[-1])
         if entry is None:
             raise KubeletError(f"container {container.get('name')}: no command, and the entrypoint of image "
                                f"{image!r} is not known here; give a command")
