@@ -24,6 +24,11 @@ def _container(api: Api, name: str) -> dict | None:  # type: ignore[type-arg]
     return statuses[0] if statuses else None
 
 
+SA = "/var/run/secrets/kubernetes.io/serviceaccount"
+ONCE = (f"echo $KUBERNETES_SERVICE_HOST; cat {SA}/namespace; echo; test -s {SA}/token && echo token; "
+        f"grep -q 'BEGIN CERTIFICATE' {SA}/ca.crt && echo ca; echo by the pod > /mnt/written")
+
+
 def _sleeper(api: Api, log: Path) -> dict:  # type: ignore[type-arg]
     """The sleeper's running container as the kubelet's status file describes it."""
     def running() -> dict | None:  # type: ignore[type-arg]
@@ -38,7 +43,6 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
     kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
     api = Api(kubeconfig)
     api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
-    api.create("/api/v1/namespaces/vdpa/serviceaccounts", {"metadata": {"name": "default"}})
     with private_netns() as netns, kubelet(kubeconfig, short_tmp / "node", netns, "--pod-cidr",
                                            "10.56.1.0/24") as log:
         node = wait_for("node Ready", lambda: api.get("/api/v1/nodes/worker-0"), log=log)
@@ -51,8 +55,11 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
         assert api.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/worker-0")
         api.create("/api/v1/namespaces/vdpa/pods", pod("crasher", ["sh", "-c", "cat /proc/self/net/dev; exit 3"]))
-        api.create("/api/v1/namespaces/vdpa/pods", pod("once", ["sh", "-c", "echo $KUBERNETES_SERVICE_HOST; exit 0"],
-                                                       restart="OnFailure"))
+        once = pod("once", ["sh", "-c", ONCE], restart="OnFailure")
+        once["spec"]["volumes"] = [{"name": "state", "hostPath": {"path": "/etc/vdpa-sim-test",
+                                                                  "type": "DirectoryOrCreate"}}]
+        once["spec"]["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/mnt"}]
+        api.create("/api/v1/namespaces/vdpa/pods", once)
         api.create("/api/v1/namespaces/vdpa/pods", pod("sleeper", ["sleep", "3600"]))
         crashed = wait_for("crasher restarted twice", lambda: (s := _container(api, "crasher")) and
                            s["restartCount"] >= 2 and s, log=log)
@@ -66,7 +73,11 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
                    and "|" not in line}
         assert devices == {"lo"}  # a network namespace of its own, not the machine's
         [once_log] = (short_tmp / "node/var/log/pods").glob("vdpa_once_*/once.log")
-        assert once_log.read_text().split() == ["127.0.0.1"]  # KUBERNETES_SERVICE_HOST: the API server's host
+        # KUBERNETES_SERVICE_HOST is the API server's host; the token, CA and namespace where pods expect them
+        assert once_log.read_text().split() == ["127.0.0.1", "vdpa", "token", "ca"]
+        assert (short_tmp / "node/etc/vdpa-sim-test/written").read_text() == "by the pod\n"  # hostPath: the node's
+        assert not Path("/etc/vdpa-sim-test").exists()
+        assert api.get("/api/v1/namespaces/vdpa/serviceaccounts/default")  # made for the pods' tokens
         sleeper = _sleeper(api, log)
         os.kill(sleeper["pid"], signal.SIGKILL)  # a daemon killed: the kubelet starts it again
         again = wait_for("sleeper restarted", lambda: (s := _container(api, "sleeper")) and s["restartCount"] == 1

@@ -83,7 +83,6 @@ def test_the_seed_pod_gets_its_vf_and_gives_it_back(server: ServerHandle, short_
     kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
     api = Api(kubeconfig)
     api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
-    api.create("/api/v1/namespaces/vdpa/serviceaccounts", {"metadata": {"name": "default"}})
     root, host_root = short_tmp / "node", short_tmp / "host"
     with running_ovs(own_netns=True) as ovs, ExitStack() as stack:
         assert ovs.netns is not None

@@ -1,11 +1,13 @@
 """A pod's volumes as directories on this machine, ready to be bind-mounted: hostPath is the node's path under
 `--root` (the kernel's paths are the machine's), emptyDir a directory of the pod, configMap/secret their keys as
 files, and the ServiceAccount token (kube-api-access, or the automount kubelet adds) a TokenRequest's token with
-the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount."""
+the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount (the namespace's `default`
+account is made when missing: no controller-manager does it here)."""
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +15,19 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from vdpa_operator.kubeclient import ClusterError, ConfigMapResource, SecretResource, api_errors, get_or_none
+from vdpa_operator.kubeclient import (
+    ClusterError,
+    ConfigMapResource,
+    SecretResource,
+    api_errors,
+    get_or_none,
+    http_code,
+)
 from vdpa_operator.sim.kubelet.errors import KubeletError
 from vdpa_operator.sim.kubelet.mounts import Mount, shared
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
+
+logger = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_SECONDS = 3607
@@ -162,12 +173,30 @@ class VolumeMaker:
                                        spec=TokenRequestSpec(
             audiences=[audience] if audience else [], expirationSeconds=TOKEN_SECONDS,
             boundObjectRef=BoundObjectReference(kind="Pod", apiVersion="v1", name=meta["name"], uid=meta.get("uid"))))
+        for attempt in range(2):
+            try:
+                with api_errors("request a token for", f"ServiceAccount {meta['namespace']}/{account}"):
+                    answer = await self.client.create(request, account, namespace=meta["namespace"])
+                return str(answer.status.token)
+            except ClusterError as exc:
+                if attempt or account != "default" or http_code(exc) != 404:
+                    raise KubeletError(str(exc)) from None
+            await self._default_account(meta["namespace"])
+        raise AssertionError("unreachable")
+
+    async def _default_account(self, namespace: str) -> None:
+        """The simulated cluster has no controller-manager, whose ServiceAccount controller gives every namespace
+        its `default` account: the kubelet makes it when a pod needs it."""
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccount
+
         try:
-            with api_errors("request a token for", f"ServiceAccount {meta['namespace']}/{account}"):
-                answer = await self.client.create(request, account, namespace=meta["namespace"])
+            with api_errors("create", f"ServiceAccount {namespace}/default"):
+                await self.client.create(ServiceAccount(metadata=ObjectMeta(name="default", namespace=namespace)))
+            logger.info("created ServiceAccount %s/default (a controller-manager's work)", namespace)
         except ClusterError as exc:
-            raise KubeletError(str(exc)) from None
-        return str(answer.status.token)
+            if http_code(exc) != 409:
+                raise KubeletError(str(exc)) from None
 
 
 def _select(data: dict[str, bytes], source: Mapping[str, Any]) -> dict[str, bytes]:
