@@ -121,11 +121,17 @@ def test_the_seed_pod_gets_its_vf_and_gives_it_back(server: ServerHandle, short_
         assert api.get("/api/v1/nodes/worker-0")["status"]["capacity"][MLXNICS] == "4"
         before = links(ovs.netns)
 
-        nad = load_one(SEED_NAD.read_text(), str(SEED_NAD))
-        api.create("/apis/k8s.cni.cncf.io/v1/namespaces/kube-system/network-attachment-definitions", nad)
         pod = load_one(SEED_POD, "the seed's pod")
         pod["spec"]["containers"][0]["resources"] = {"limits": {MLXNICS: "1"}, "requests": {MLXNICS: "1"}}
-        api.create("/api/v1/namespaces/vdpa/pods", pod)
+        api.create("/api/v1/namespaces/vdpa/pods", pod)  # before its network: it waits, saying why
+
+        def waiting() -> str | None:
+            status = (api.get("/api/v1/namespaces/vdpa/pods/vdpa-pod1") or {}).get("status") or {}
+            return status.get("message") if status.get("phase") == "Pending" else None
+
+        assert "NetworkAttachmentDefinition kube-system/ovn-kubernetes-a" in wait_for("pod waiting", waiting, log=log)
+        nad = load_one(SEED_NAD.read_text(), str(SEED_NAD))
+        api.create("/apis/k8s.cni.cncf.io/v1/namespaces/kube-system/network-attachment-definitions", nad)
 
         def running() -> dict[str, Any] | None:
             obj = api.get("/api/v1/namespaces/vdpa/pods/vdpa-pod1") or {}

@@ -85,7 +85,7 @@ class DeviceManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         server = grpc.aio.server()
-        dp_grpc.add_RegistrationServicer_to_server(_Registration(self), server)
+        dp_grpc.add_RegistrationServicer_to_server(_Registration(self), server)  # type: ignore[no-untyped-call]
         server.add_insecure_port(f"unix://{self.socket}")
         await server.start()
         self._server = server
@@ -164,7 +164,7 @@ class DeviceManager:
     async def connect(self, resource: str, socket: Path) -> None:
         """Dial the plugin, read its options and start following its ListAndWatch."""
         channel = grpc.aio.insecure_channel(f"unix://{socket}")
-        stub = dp_grpc.DevicePluginStub(channel)
+        stub = dp_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call]
         try:
             options = await stub.GetDevicePluginOptions(dp.Empty(), timeout=5)
         except grpc.aio.AioRpcError as exc:
@@ -223,7 +223,7 @@ class DeviceManager:
 
     async def _register_watched(self, socket: Path) -> None:
         async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
-            stub = reg_grpc.RegistrationStub(channel)
+            stub = reg_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
             try:
                 info = await stub.GetInfo(reg.InfoRequest(), timeout=5)
             except grpc.aio.AioRpcError as exc:

@@ -91,8 +91,8 @@ def with_device(plugin: Mapping[str, Any], device_id: str, device_info_file: str
     if device_id:
         config["deviceID"] = device_id
         config["pciBusID"] = device_id
-    capabilities = config.get("capabilities") if isinstance(config.get("capabilities"), dict) else {}
-    if device_info_file and capabilities.get("CNIDeviceInfoFile"):
+    capabilities = config.get("capabilities")
+    if device_info_file and isinstance(capabilities, dict) and capabilities.get("CNIDeviceInfoFile"):
         config["runtimeConfig"] = {**(config.get("runtimeConfig") or {}), "CNIDeviceInfoFile": device_info_file}
     return config
 

@@ -212,8 +212,16 @@ class PodWorker:
             served = cnibin.serve(settings.cni_bin_dir, plugin["type"])
             if served is not None:
                 logger.info("pod %s: CNI type %s is served by %s", self.key, plugin["type"], served)
-        result = await multus.add(self._cni_call(), attachment)
-        self.sandbox.attachment, self.sandbox.cni_result = attachment, result
+        # Set first: a pod stopped while its ADD runs still gets its DEL (DEL is idempotent). A failed ADD is
+        # undone at once, as a runtime does before it tries the sandbox again.
+        self.sandbox.attachment = attachment
+        try:
+            result = await multus.add(self._cni_call(), attachment)
+        except KubeletError:
+            await multus.delete(self._cni_call(), attachment, {})
+            self.sandbox.attachment = None
+            raise
+        self.sandbox.cni_result = result
         self.sandbox.ips = multus.pod_ips(result)
         status = multus.network_status(network, result, IFNAME, info, settings.root)
         await self._patch({"metadata": {"annotations": {multus.NETWORK_STATUS: json.dumps(status)}}}, status=False)

@@ -51,8 +51,10 @@ def service_env(server: str) -> dict[str, str]:
 
 def cluster_ca(kubeconfig: str) -> tuple[str, bytes]:
     """(server URL, CA certificate PEM) of the kubeconfig's current context."""
-    config = load_config(kubeconfig)
-    cluster = config.get().cluster
+    context = load_config(kubeconfig).get()
+    if context is None:
+        raise ClusterError(f"Kubernetes configuration {kubeconfig}: no current context")
+    cluster = context.cluster
     ca = b""
     if cluster.certificate_auth_data:
         ca = base64.b64decode(cluster.certificate_auth_data)
@@ -171,7 +173,7 @@ class Kubelet:
             self._schedule.set()
 
     def _write_status(self) -> None:
-        status = {"node": self.settings.node_name, "netns": self.settings.node_netns,
+        status: dict[str, Any] = {"node": self.settings.node_name, "netns": self.settings.node_netns,
                   "cniBinDir": str(self.settings.cni_bin_dir),
                   "cniTypes": {p.name: p.resolve().name for p in sorted(self.settings.cni_bin_dir.glob("*"))
                                if p.is_symlink()} if self.settings.cni_bin_dir.is_dir() else {},

@@ -177,6 +177,8 @@ class VolumeMaker:
             try:
                 with api_errors("request a token for", f"ServiceAccount {meta['namespace']}/{account}"):
                     answer = await self.client.create(request, account, namespace=meta["namespace"])
+                if answer.status is None:
+                    raise KubeletError(f"TokenRequest for ServiceAccount {meta['namespace']}/{account}: no token")
                 return str(answer.status.token)
             except ClusterError as exc:
                 if attempt or account != "default" or http_code(exc) != 404:
