@@ -26,7 +26,11 @@ def _container(api: Api, name: str) -> dict | None:  # type: ignore[type-arg]
 
 SA = "/var/run/secrets/kubernetes.io/serviceaccount"
 ONCE = (f"echo $KUBERNETES_SERVICE_HOST; cat {SA}/namespace; echo; test -s {SA}/token && echo token; "
-        f"grep -q 'BEGIN CERTIFICATE' {SA}/ca.crt && echo ca; echo by the pod > /mnt/written")
+        f"grep -q 'BEGIN CERTIFICATE' {SA}/ca.crt && echo ca; echo by the pod > /mnt/written; "
+        # the API server from inside the pod's own network namespace, as a pod's client reaches it
+        f"curl -s --cacert {SA}/ca.crt -H \"Authorization: Bearer $(cat {SA}/token)\" "
+        "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/vdpa/pods/once "
+        "-o /dev/null -w '%{http_code}\\n'")
 
 
 def _sleeper(api: Api, log: Path) -> dict:  # type: ignore[type-arg]
@@ -74,7 +78,9 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         assert devices == {"lo"}  # a network namespace of its own, not the machine's
         [once_log] = (short_tmp / "node/var/log/pods").glob("vdpa_once_*/once.log")
         # KUBERNETES_SERVICE_HOST is the API server's host; the token, CA and namespace where pods expect them
-        assert once_log.read_text().split() == ["127.0.0.1", "vdpa", "token", "ca"]
+        assert once_log.read_text().split()[:4] == ["127.0.0.1", "vdpa", "token", "ca"]
+        # reached and authenticated as the pod's ServiceAccount (403: RBAC gives `default` no pod reads)
+        assert once_log.read_text().split()[4:] == ["403"]
         assert (short_tmp / "node/etc/vdpa-sim-test/written").read_text() == "by the pod\n"  # hostPath: the node's
         assert not Path("/etc/vdpa-sim-test").exists()
         assert api.get("/api/v1/namespaces/vdpa/serviceaccounts/default")  # made for the pods' tokens

@@ -31,6 +31,7 @@ from vdpa_operator.sim.kubelet.errors import KubeletError
 from vdpa_operator.sim.kubelet.mounts import entering, node_view
 from vdpa_operator.sim.kubelet.podprocesses import ContainerProcess, PodProcesses
 from vdpa_operator.sim.kubelet.quantity import container_requests
+from vdpa_operator.sim.kubelet.serviceproxy import ServiceProxy
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
 from vdpa_operator.sim.kubelet.volumes import PodVolumes, VolumeMaker
 
@@ -55,6 +56,8 @@ class Runtime:
     volumes: VolumeMaker
     base_env: dict[str, str]
     """KUBERNETES_SERVICE_HOST/PORT (and _PORT_443_TCP…) from the API server's address."""
+    proxy: ServiceProxy
+    """That address served inside each pod's network namespace."""
 
 
 @dataclass
@@ -140,6 +143,8 @@ class PodWorker:
             self.env_by_container = await self._allocate()
         if not self.sandbox.netns_path:
             self._create_netns()
+            if self.sandbox.netns_name:
+                await self.rt.proxy.open(self.sandbox.netns_path)
         if self.sandbox.attachment is None and not self._host_network():
             await self._attach()
         if not hasattr(self, "pod_volumes"):
@@ -405,6 +410,7 @@ class PodWorker:
             if freed:
                 logger.info("pod %s: freed %s", self.key, "; ".join(f"{r} {','.join(i)}" for r, i in freed.items()))
         if self.sandbox.netns_name:
+            await self.rt.proxy.close(self.sandbox.netns_path)
             subprocess.run(["ip", "netns", "del", self.sandbox.netns_name], check=False, capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
         logger.info("pod %s stopped and cleaned up", self.key)

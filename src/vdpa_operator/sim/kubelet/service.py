@@ -1,8 +1,13 @@
-"""The small kubelet: a thin loop over its parts. At start: the device manager's sockets, the Node registered;
-then, until stopped: heartbeats (Lease, Ready, the devices as capacity/allocatable), the pods bound to this node
-started and stopped as they come and go (a pod with a deletionTimestamp is stopped, then deleted with grace 0
-as kubelet confirms a deletion), the scheduler when enabled, and a status file saying what runs here.
-On the way out it stops every pod it started (processes, CNI DEL, devices, namespaces) and its sockets."""
+"""The small kubelet: a thin loop over its parts. At start: the device manager's sockets, the Node registered,
+the API server's address served inside the node's network namespace (`serviceproxy`); then, until stopped:
+heartbeats (Lease, Ready, the devices as capacity/allocatable), the pods bound to this node started and stopped
+as they come and go (a pod with a deletionTimestamp is stopped, then deleted with grace 0 as kubelet confirms a
+deletion), the scheduler when enabled, and a status file saying what runs here. On the way out it stops every
+pod it started (processes, CNI DEL, devices, namespaces) and its sockets.
+
+Seam for the exec/log server (`streaming.py`, another module): `Kubelet.processes` (a `PodProcesses`) maps
+namespace/pod/container to the process's netns, PID, environment and log file; start that server in `run` on
+`settings.streaming_port` beside the other tasks."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import base64
 import contextlib
 import json
 import logging
+import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +39,7 @@ from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
 from vdpa_operator.sim.kubelet.nodestatus import NodeStatus
 from vdpa_operator.sim.kubelet.podprocesses import PodProcesses
 from vdpa_operator.sim.kubelet.pods import PodWorker, Runtime
+from vdpa_operator.sim.kubelet.serviceproxy import ServiceProxy
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
 from vdpa_operator.sim.kubelet.volumes import VolumeMaker
 
@@ -71,8 +78,10 @@ class Kubelet:
         self.client: AsyncClient = connect_client(str(settings.kubeconfig), "default", "kubelet")
         self.devices = DeviceManager(settings.device_plugin_dir, settings.plugins_registry)
         self.processes = PodProcesses()
+        env = service_env(server)
+        self.proxy = ServiceProxy(env["KUBERNETES_SERVICE_HOST"], int(env["KUBERNETES_SERVICE_PORT"]))
         self.runtime = Runtime(settings, self.client, self.devices, Assignments(settings.kubelet_dir),
-                               self.processes, VolumeMaker(self.client, settings, ca), service_env(server))
+                               self.processes, VolumeMaker(self.client, settings, ca), env, self.proxy)
         self.node = NodeStatus(self.client, settings)
         self.workers: dict[str, PodWorker] = {}
         self._stopping: dict[str, tuple[PodWorker, asyncio.Task[None]]] = {}
@@ -85,6 +94,9 @@ class Kubelet:
         await self.devices.start()
         tasks: list[asyncio.Task[Any]] = []
         try:
+            subprocess.run(["ip", "-n", settings.node_netns, "link", "set", "lo", "up"], check=False,
+                           capture_output=True)
+            await self.proxy.open(f"/var/run/netns/{settings.node_netns}")  # for hostNetwork pods
             await self.node.register()
             mine = Informer(self.client, PodResource, fields={"spec.nodeName": settings.node_name},
                             on_event=self._on_pod_event)
@@ -109,6 +121,7 @@ class Kubelet:
             await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
             await asyncio.gather(*(task for _, task in self._stopping.values()), return_exceptions=True)
             self.workers.clear()
+            await self.proxy.close_all()
             self._write_status()
             await self.devices.stop(wipe=False)
             await self.client.close()
