@@ -49,10 +49,9 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
     api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
     with private_netns() as netns, kubelet(kubeconfig, short_tmp / "node", netns, "--pod-cidr",
                                            "10.56.1.0/24") as log:
-        node = wait_for("node Ready", lambda: api.get("/api/v1/nodes/worker-0"), log=log)
         wait_for("node Ready", lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
-                                          (api.get("/api/v1/nodes/worker-0")["status"].get("conditions") or [])),
-                 log=log)
+                                          ((api.get("/api/v1/nodes/worker-0") or {}).get("status") or {})
+                                          .get("conditions") or []), log=log)
         node = api.get("/api/v1/nodes/worker-0")
         assert node["metadata"]["labels"]["feature.node.kubernetes.io/network-sriov.capable"] == "true"
         assert node["spec"]["podCIDR"] == "10.56.1.0/24"
