@@ -3,6 +3,10 @@ a network namespace, then exec. Containers get their volumes this way (a hostPat
 simulated nodes on one machine never share a host path), and the CNI plugins the node's view of the
 directories they share with node daemons (the CNI server's socket, device-info files).
 
+The namespace is a slave of the machine's: what the container mounts stays inside, and what the machine
+unmounts (`ip netns del` of another pod's namespace) goes from the container's copy too, so no container pins
+another pod's network namespace.
+
 Mount points that do not exist are created (directories, or empty files for a file source) on this machine's
 filesystem, since mkdir is not namespaced; what is mounted on them is seen only inside the namespace."""
 
@@ -56,5 +60,5 @@ def entering(netns: str, mounts: Sequence[Mount], argv: Sequence[str]) -> list[s
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
     lines.append('exec "$@"')
-    return ["nsenter", f"--net={netns}", "--", "unshare", "--mount", "--propagation", "private", "--",
+    return ["nsenter", f"--net={netns}", "--", "unshare", "--mount", "--propagation", "slave", "--",
             "/bin/sh", "-c", "\n".join(lines), "sh", *argv]

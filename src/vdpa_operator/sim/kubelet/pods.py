@@ -411,7 +411,11 @@ class PodWorker:
                 logger.info("pod %s: freed %s", self.key, "; ".join(f"{r} {','.join(i)}" for r, i in freed.items()))
         if self.sandbox.netns_name:
             await self.rt.proxy.close(self.sandbox.netns_path)
-            subprocess.run(["ip", "netns", "del", self.sandbox.netns_name], check=False, capture_output=True)
+            removed = subprocess.run(["ip", "netns", "del", self.sandbox.netns_name], check=False,
+                                     capture_output=True, text=True)
+            if removed.returncode != 0:
+                logger.warning("pod %s: ip netns del %s: %s", self.key, self.sandbox.netns_name,
+                               removed.stderr.strip())
         shutil.rmtree(self.dir, ignore_errors=True)
         logger.info("pod %s stopped and cleaned up", self.key)
 
