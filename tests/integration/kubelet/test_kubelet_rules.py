@@ -12,6 +12,7 @@ from integration.kubelet.kubelet_rig import Api
 from vdpa_operator.sim.apiserver import ServerHandle
 from vdpa_operator.sim.kubelet import containers, multus, scheduler
 from vdpa_operator.sim.kubelet.errors import KubeletError
+from vdpa_operator.sim.kubelet.podprocesses import ContainerProcess, PodProcesses
 from vdpa_operator.sim.kubelet.quantity import extended_requests
 
 MLXNICS = "openshift.io/mlxnics"
@@ -128,3 +129,19 @@ def test_binding_sets_the_node_once(server: ServerHandle, tmp_path: Path) -> Non
     missing = api.client.post("/api/v1/namespaces/vdpa/pods/nope/binding",
                               json={**binding, "metadata": {"name": "nope"}})
     assert missing.status_code == 404, missing.text
+
+
+def test_locate_answers_the_streaming_server_by_container(tmp_path: Path) -> None:
+    processes = PodProcesses()
+    processes.put(ContainerProcess("vdpa", "vdpa-pod1", "vdpa-pod", "/var/run/netns/pod-1", tmp_path / "log",
+                                   {"PATH": "/usr/bin"}, ["/usr/bin/sleep", "3600"], pid=42))
+    found = processes.locate("vdpa", "vdpa-pod1", "vdpa-pod")
+    assert found is not None and found.running
+    assert (found.netns_path, found.log_file, found.env) == (Path("/var/run/netns/pod-1"), tmp_path / "log",
+                                                             {"PATH": "/usr/bin"})
+    assert processes.locate("vdpa", "vdpa-pod1", "other") is None
+    processes.containers[("vdpa", "vdpa-pod1", "vdpa-pod")].pid = None  # exited, not yet restarted
+    stopped = processes.locate("vdpa", "vdpa-pod1", "vdpa-pod")
+    assert stopped is not None and not stopped.running
+    processes.drop("vdpa", "vdpa-pod1")
+    assert processes.locate("vdpa", "vdpa-pod1", "vdpa-pod") is None

@@ -1,7 +1,9 @@
 """The seam between the kubelet and its exec/log server (`streaming.py`): what runs where, by
 namespace/pod/container. The kubelet writes an entry when a container starts and drops the pod when it goes;
 the streaming server reads it to run a command where the container runs (its network namespace, and its mount
-namespace through `pid`) with its environment, or to serve its log file."""
+namespace through `pid`) with its environment, or to serve its log file. `locate` answers the streaming
+server's `PodProcesses` protocol; embedding it is `streaming.start(kubelet.processes, token, "127.0.0.1",
+settings.streaming_port)` in `Kubelet.run`, with the API server's kubelet-client token."""
 
 from __future__ import annotations
 
@@ -22,6 +24,20 @@ class ContainerProcess:
     pid: int | None = None
     """The running process (it is inside the container's private mount namespace), None between restarts."""
     restarts: int = 0
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class ContainerLocation:
+    """What the streaming server's `PodProcesses.locate` answers (its `ContainerView`, field for field)."""
+
+    netns_path: Path | None
+    log_file: Path | None
+    env: dict[str, str]
+    cwd: Path | None = None
+    uid: int | None = None
+    gid: int | None = None
+    running: bool = True
 
 
 @dataclass
@@ -37,6 +53,14 @@ class PodProcesses:
             return self.containers.get((namespace, pod, container))
         found = [p for (ns, name, _), p in self.containers.items() if (ns, name) == (namespace, pod)]
         return found[0] if found else None
+
+    def locate(self, namespace: str, pod: str, container: str) -> ContainerLocation | None:
+        """The streaming server's question: where to run a command in this container, where its log is."""
+        found = self.lookup(namespace, pod, container)
+        if found is None:
+            return None
+        return ContainerLocation(Path(found.netns), found.log_file, dict(found.env), found.cwd,
+                                 running=found.pid is not None)
 
     def drop(self, namespace: str, pod: str) -> None:
         for key in [k for k in self.containers if k[:2] == (namespace, pod)]:

@@ -18,6 +18,7 @@ import subprocess
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient
@@ -260,7 +261,9 @@ class PodWorker:
                 env=containers.process_env(env, self.rt.settings.venv_bin), start_new_session=True,
                 cwd=spec.get("workingDir") or "/")
         self.rt.processes.put(ContainerProcess(self.namespace, self.name, spec["name"], self.sandbox.netns_path,
-                                               log_file, env, argv, process.pid, running.restarts))
+                                               log_file, containers.process_env(env, self.rt.settings.venv_bin),
+                                               argv, process.pid, running.restarts,
+                                               Path(spec["workingDir"]) if spec.get("workingDir") else None))
         running.process, running.started_at, running.waiting, running.message = process, _now(), "", ""
         logger.info("pod %s container %s started (pid %d): %s", self.key, spec["name"], process.pid,
                     " ".join(argv))
@@ -299,6 +302,9 @@ class PodWorker:
         if code < 0:
             code = 128 - code  # killed by a signal: the runtime's exit code, as a shell reports it (SIGKILL 137)
         running.process = None
+        entry = self.rt.processes.lookup(self.namespace, self.name, running.spec["name"])
+        if entry is not None and entry.pid == process.pid:
+            entry.pid = None
         running.last = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                         "startedAt": running.started_at, "finishedAt": _now(), "containerID": f"sim://{process.pid}"}
         logger.info("pod %s container %s exited %d", self.key, running.spec["name"], code)
