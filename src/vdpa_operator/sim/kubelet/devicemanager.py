@@ -65,8 +65,11 @@ class Endpoint:
 
 class DeviceManager:
     def __init__(self, device_plugin_dir: Path, plugins_registry: Path | None = None, *,
-                 watch_interval: float = 0.1) -> None:
+                 watch_interval: float = 0.1, node_path: Callable[[str], Path] = Path) -> None:
         self.dir = device_plugin_dir
+        self.node_path = node_path
+        """Where a path of the node (a plugin's `GetInfo` endpoint) is on this machine: itself on a real node;
+        under the simulated node's root otherwise."""
         self.plugins_registry = plugins_registry
         self.watch_interval = watch_interval
         self.endpoints: dict[str, Endpoint] = {}
@@ -238,7 +241,7 @@ class DeviceManager:
                 error = f"the ResourceName {info.name!r} is invalid"
             if not error:
                 try:
-                    await self.connect(info.name, Path(info.endpoint))
+                    await self.connect(info.name, self.node_path(info.endpoint))
                 except ValueError as exc:
                     error = str(exc)
             await stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=not error, error=error),

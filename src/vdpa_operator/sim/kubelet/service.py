@@ -76,7 +76,8 @@ class Kubelet:
         self.settings = settings
         server, ca = cluster_ca(str(settings.kubeconfig))
         self.client: AsyncClient = connect_client(str(settings.kubeconfig), "default", "kubelet")
-        self.devices = DeviceManager(settings.device_plugin_dir, settings.plugins_registry)
+        self.devices = DeviceManager(settings.device_plugin_dir, settings.plugins_registry,
+                                     node_path=settings.node_path)
         self.processes = PodProcesses()
         env = service_env(server)
         self.proxy = ServiceProxy(env["KUBERNETES_SERVICE_HOST"], int(env["KUBERNETES_SERVICE_PORT"]))

@@ -69,7 +69,10 @@ class KubeletSettings:
 
     def node_path(self, host_path: str) -> Path:
         """Where a path of the node's filesystem is on this machine: under the root, except the CNI bin
-        directory, which is `--cni-bin-dir`."""
+        directory, which is `--cni-bin-dir`. A path already under the root (a node process run outside a pod,
+        which names the machine's paths) is itself."""
         if host_path.rstrip("/") == "/opt/cni/bin":
             return self.cni_bin_dir
+        if Path(host_path).is_relative_to(self.root):
+            return Path(host_path)
         return self.root / host_path.lstrip("/")
