@@ -33,6 +33,11 @@ ONCE = (f"echo $KUBERNETES_SERVICE_HOST; cat {SA}/namespace; echo; test -s {SA}/
         "-o /dev/null -w '%{http_code}\\n'")
 
 
+def _netns() -> list[str]:
+    return [line.split()[0] for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                        check=True).stdout.splitlines()]
+
+
 def _sleeper(api: Api, log: Path) -> dict:  # type: ignore[type-arg]
     """The sleeper's running container as the kubelet's status file describes it."""
     def running() -> dict | None:  # type: ignore[type-arg]
@@ -88,12 +93,15 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         again = wait_for("sleeper restarted", lambda: (s := _container(api, "sleeper")) and s["restartCount"] == 1
                          and s.get("state", {}).get("running") and s, log=log)
         assert again["lastState"]["terminated"]["exitCode"] == 137
-        assert _sleeper(api, log)["pid"] != sleeper["pid"]
-        netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert "pod-" in netns_before
+        restarted = _sleeper(api, log)["pid"]
+        assert restarted != sleeper["pid"]
+        uid = api.get("/api/v1/namespaces/vdpa/pods/crasher")["metadata"]["uid"]
+        assert f"pod-{uid[:13]}" in _netns()
         api.delete("/api/v1/namespaces/vdpa/pods/crasher")
         api.delete("/api/v1/namespaces/vdpa/pods/once")
-        api.delete("/api/v1/namespaces/vdpa/pods/sleeper")
-        uid_dirs = short_tmp / "node/var/lib/kubelet/pods"
-        wait_for("pod directories removed", lambda: not any(uid_dirs.iterdir()), log=log)
-    assert "pod-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        wait_for("crasher's netns removed", lambda: f"pod-{uid[:13]}" not in _netns(), log=log)
+        sleeper_uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
+    # The kubelet stopped (SIGTERM) with the sleeper running: its process and namespace went with it.
+    assert not Path(f"/proc/{restarted}").exists()
+    assert f"pod-{sleeper_uid[:13]}" not in _netns()
+    assert not any((short_tmp / "node/var/lib/kubelet/pods").iterdir())
