@@ -249,6 +249,9 @@ async def _kubelet(node_name: str, kubeconfig: Path, root: Path, node_netns: str
     on_stop_signals(asyncio.get_running_loop(), stopping.set)
     try:
         service = Kubelet(settings)
+    except ClusterError as err:
+        _fail(f"--kubeconfig: {err}")
+    try:
         click.echo(f"kubelet of node {node_name}: root {root}, CNI bin {cni_bin_dir}, node netns {node_netns}")
         sys.stdout.flush()
         await service.run(stopping)

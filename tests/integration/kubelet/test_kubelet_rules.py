@@ -3,12 +3,15 @@ injection, a container's command and environment, and the API server's pods/bind
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from integration.kubelet.kubelet_rig import Api
+from integration.host.linux_netns import private_netns
+from integration.kubelet.kubelet_rig import VDPACTL, Api
 from vdpa_operator.sim.apiserver import ServerHandle
 from vdpa_operator.sim.kubelet import containers, multus, scheduler
 from vdpa_operator.sim.kubelet.errors import KubeletError
@@ -145,3 +148,19 @@ def test_locate_answers_the_streaming_server_by_container(tmp_path: Path) -> Non
     assert stopped is not None and not stopped.running
     processes.drop("vdpa", "vdpa-pod1")
     assert processes.locate("vdpa", "vdpa-pod1", "vdpa-pod") is None
+
+
+def test_bad_flags_are_one_line_naming_what_to_fix(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    base = [VDPACTL, "sim", "kubelet", "--node-name", "w", "--kubeconfig", str(kubeconfig), "--root", str(tmp_path)]
+    missing = subprocess.run([*base, "--node-netns", "vdpa-no-such-netns"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "network namespace 'vdpa-no-such-netns' does not exist" in missing.stderr
+    if os.geteuid() != 0:
+        return
+    with private_netns() as netns:
+        empty = subprocess.run([*base, "--node-netns", netns], capture_output=True, text=True)
+    assert empty.returncode == 2, empty.stderr
+    assert empty.stderr.strip().splitlines() == [f"error: --kubeconfig: Kubernetes configuration {kubeconfig}: not a "
+                                                 "kubeconfig (it needs clusters, users and a current-context; "
+                                                 "`vdpactl sim apiserver --kubeconfig FILE` writes one)"]

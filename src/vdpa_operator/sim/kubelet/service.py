@@ -17,11 +17,13 @@ import contextlib
 import json
 import logging
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from lightkube import AsyncClient
 
+from vdpa_operator.bounded import ParseError
 from vdpa_operator.fileio import write_atomically
 from vdpa_operator.kubeclient import (
     SYNCED,
@@ -42,6 +44,7 @@ from vdpa_operator.sim.kubelet.pods import PodWorker, Runtime
 from vdpa_operator.sim.kubelet.serviceproxy import ServiceProxy
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
 from vdpa_operator.sim.kubelet.volumes import VolumeMaker
+from vdpa_operator.yamlio import load_one
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +60,21 @@ def service_env(server: str) -> dict[str, str]:
 
 
 def cluster_ca(kubeconfig: str) -> tuple[str, bytes]:
-    """(server URL, CA certificate PEM) of the kubeconfig's current context."""
-    context = load_config(kubeconfig).get()
-    if context is None:
-        raise ClusterError(f"Kubernetes configuration {kubeconfig}: no current context")
+    """(server URL, CA certificate PEM) of the kubeconfig's current context; ClusterError naming the file when
+    it has none."""
+    try:
+        parsed = load_one(Path(kubeconfig).read_text(), kubeconfig)
+    except (OSError, ParseError) as exc:
+        raise ClusterError(f"Kubernetes configuration {kubeconfig}: {exc}") from exc
+    if not isinstance(parsed, dict) or not parsed.get("clusters") or not parsed.get("current-context"):
+        raise ClusterError(f"Kubernetes configuration {kubeconfig}: not a kubeconfig (it needs clusters, users and "
+                           "a current-context; `vdpactl sim apiserver --kubeconfig FILE` writes one)")
+    try:
+        context = load_config(kubeconfig).get()
+    except Exception as exc:  # lightkube raises whatever its parsing meets
+        raise ClusterError(f"Kubernetes configuration {kubeconfig}: {type(exc).__name__}: {exc}") from exc
+    if context is None or context.cluster is None or not context.cluster.server:
+        raise ClusterError(f"Kubernetes configuration {kubeconfig}: no current context with a cluster server")
     cluster = context.cluster
     ca = b""
     if cluster.certificate_auth_data:
