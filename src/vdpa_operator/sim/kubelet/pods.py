@@ -101,6 +101,7 @@ class PodWorker:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._last_status: dict[str, Any] = {}
+        self._transitions: dict[str, tuple[str, str]] = {}
 
     @property
     def key(self) -> str:
@@ -359,10 +360,8 @@ class PodWorker:
         init, main = containers.init_and_main(self.pod)
         statuses = [self._container_status(self.running.get(c["name"]) or Running(c)) for c in main]
         ready = bool(statuses) and all(s["ready"] for s in statuses)
-        since = _now()
-        conditions = [{"type": t, "status": "True" if ok else "False", "lastTransitionTime": since}
-                      for t, ok in (("PodScheduled", True), ("Initialized", self.initialized),
-                                    ("ContainersReady", ready), ("Ready", ready))]
+        conditions = [self._condition(t, ok) for t, ok in (("PodScheduled", True), ("Initialized", self.initialized),
+                                                            ("ContainersReady", ready), ("Ready", ready))]
         status: dict[str, Any] = {"phase": self.phase, "conditions": conditions, "containerStatuses": statuses,
                                   "qosClass": "BestEffort", **self._ip_status()}
         if self.message:
@@ -376,13 +375,19 @@ class PodWorker:
                            {"waiting": {"reason": "PodInitializing"}})} for c in init]
         return status
 
+    def _condition(self, kind: str, ok: bool) -> dict[str, str]:
+        """A condition whose lastTransitionTime moves only when its status does."""
+        status = "True" if ok else "False"
+        before = self._transitions.get(kind)
+        if before is None or before[0] != status:
+            before = self._transitions[kind] = (status, _now())
+        return {"type": kind, "status": status, "lastTransitionTime": before[1]}
+
     async def _report(self) -> None:
         status = self.status()
-        comparable = {**status, "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"}
-                                               for c in status["conditions"]]}
-        if comparable == self._last_status:
+        if status == self._last_status:
             return
-        self._last_status = comparable
+        self._last_status = status
         try:
             await self._patch({"status": status}, status=True)
         except ClusterError as exc:
