@@ -80,3 +80,19 @@ def pod(name: str, command: list[str], *, namespace: str = "vdpa", restart: str 
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
             "spec": {"containers": [container], "restartPolicy": restart, "terminationGracePeriodSeconds": 2}}
+
+
+@contextmanager
+def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A node process (device plugin, CNI server) beside the kubelet, its output in `log`; SIGTERM at the end."""
+    with log.open("wb") as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()

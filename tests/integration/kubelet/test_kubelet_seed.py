@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from integration.host.ovs_daemons import running_ovs, skip_unless_available
-from integration.kubelet.kubelet_rig import VDPACTL, Api, kubelet, wait_for
+from integration.kubelet.kubelet_rig import VDPACTL, Api, kubelet, process, wait_for
 from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.daemon.node import NodeAgent
@@ -54,21 +52,6 @@ spec:
 """
 """The seed page's pod, verbatim."""
 MLXNICS = "openshift.io/mlxnics"
-
-
-@contextmanager
-def process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield child
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
 
 
 def links(netns: str) -> dict[str, str]:

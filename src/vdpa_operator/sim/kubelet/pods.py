@@ -29,7 +29,7 @@ from vdpa_operator.sim.kubelet import cnibin, containers, multus
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
 from vdpa_operator.sim.kubelet.errors import KubeletError
-from vdpa_operator.sim.kubelet.mounts import entering, node_view
+from vdpa_operator.sim.kubelet.mounts import Mount, entering, node_view
 from vdpa_operator.sim.kubelet.podprocesses import ContainerProcess, PodProcesses
 from vdpa_operator.sim.kubelet.quantity import container_requests
 from vdpa_operator.sim.kubelet.serviceproxy import ServiceProxy
@@ -94,6 +94,10 @@ class PodWorker:
         self.dir = runtime.settings.pods_dir / self.uid
         self.sandbox = Sandbox()
         self.env_by_container: dict[str, dict[str, str]] = {}
+        self.device_mounts: dict[str, list[Mount]] = {}
+        """Container → the device plugins' device nodes and mounts (source and target differ)."""
+        self.made_targets: set[Path] = set()
+        """Mount points made on this machine for device nodes (empty files), removed with the pod."""
         self.running: dict[str, Running] = {}
         self.phase = "Pending"
         self.initialized = False
@@ -156,8 +160,10 @@ class PodWorker:
         return bool((self.pod.get("spec") or {}).get("hostNetwork"))
 
     async def _allocate(self) -> dict[str, dict[str, str]]:
-        """Per container: Allocate for each extended resource it requests; the env the plugin answered."""
+        """Per container: Allocate for each extended resource it requests; the env the plugin answered (its
+        device specs and mounts are kept for the container's mounts)."""
         envs: dict[str, dict[str, str]] = {}
+        self.device_mounts = {}
         init, main = containers.init_and_main(self.pod)
         for spec in [*init, *main]:
             env: dict[str, str] = {}
@@ -170,11 +176,23 @@ class PodWorker:
                                                                        if i not in self.rt.assignments.used(resource)],
                                                             [], count)
                 ids = self.rt.assignments.take(f"{self.uid}/{spec['name']}", resource, count, healthy, preferred)
-                answer = await self.rt.devices.allocate(resource, [ids])
-                env.update(answer.container_responses[0].envs)
+                answer = (await self.rt.devices.allocate(resource, [ids])).container_responses[0]
+                env.update(answer.envs)
+                self.device_mounts.setdefault(spec["name"], []).extend(
+                    [*(self._device_mount(d.host_path, d.container_path, False) for d in answer.devices),
+                     *(self._device_mount(m.host_path, m.container_path, m.read_only) for m in answer.mounts)])
                 logger.info("pod %s container %s: %s %s allocated", self.key, spec["name"], resource, ",".join(ids))
             envs[spec["name"]] = env
         return envs
+
+    def _device_mount(self, host_path: str, container_path: str, read_only: bool) -> Mount:
+        """A device plugin's DeviceSpec or Mount: `host_path` is a path of the node (under the root when the
+        simulated node has it, else the machine's own)."""
+        node = self.rt.settings.node_path(host_path)
+        source = node if node.exists() else Path(host_path)
+        if not source.exists():
+            raise KubeletError(f"device plugin's path {host_path} exists neither at {node} nor on this machine")
+        return Mount(source, container_path, read_only)
 
     def _create_netns(self) -> None:
         if self._host_network():
@@ -255,7 +273,9 @@ class PodWorker:
         argv = containers.command(spec, env, self.rt.settings.venv_bin)
         log_file = self.rt.settings.logs_dir / f"{self.namespace}_{self.name}_{self.uid}" / f"{spec['name']}.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        full = entering(self.sandbox.netns_path, self.pod_volumes.mounts(spec), argv)
+        devices = [m for m in self.device_mounts.get(spec["name"], []) if m.source != Path(m.target)]
+        self.made_targets |= {Path(m.target) for m in devices if not os.path.lexists(m.target)}
+        full = entering(self.sandbox.netns_path, [*self.pod_volumes.mounts(spec), *devices], argv)
         with log_file.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *full, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
@@ -427,6 +447,10 @@ class PodWorker:
             if removed.returncode != 0:
                 logger.warning("pod %s: ip netns del %s: %s", self.key, self.sandbox.netns_name,
                                removed.stderr.strip())
+        for target in self.made_targets:
+            with contextlib.suppress(OSError):
+                if target.is_file() and not target.stat().st_size:
+                    target.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
         logger.info("pod %s stopped and cleaned up", self.key)
 
