@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from integration.host.linux_netns import private_netns
-from integration.kubelet.kubelet_rig import Api, kubelet, pod, wait_for
+from integration.kubelet.kubelet_rig import VDPACTL, Api, kubelet, pod, wait_for
 from vdpa_operator.sim.apiserver import ServerHandle
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network and mount namespaces)")
@@ -41,7 +41,10 @@ def _netns() -> list[str]:
 def _sleeper(api: Api, log: Path) -> dict:  # type: ignore[type-arg]
     """The sleeper's running container as the kubelet's status file describes it."""
     def running() -> dict | None:  # type: ignore[type-arg]
-        status = json.loads((log.parent / "var/lib/kubelet/sim-status.json").read_text())
+        path = log.parent / "var/lib/kubelet/sim-status.json"
+        if not path.exists():
+            return None
+        status = json.loads(path.read_text())
         container = status["pods"].get("vdpa/sleeper", {}).get("containers", {}).get("sleeper")
         return container if container and container["pid"] else None
     return wait_for("sleeper running", running, log=log)
@@ -105,3 +108,31 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
     assert not Path(f"/proc/{restarted}").exists()
     assert f"pod-{sleeper_uid[:13]}" not in _netns()
     assert not any((short_tmp / "node/var/lib/kubelet/pods").iterdir())
+
+
+def test_a_kubelet_killed_is_cleaned_up_after_by_the_next(server: ServerHandle, short_tmp: Path) -> None:
+    kubeconfig = short_tmp / "kubeconfig"
+    kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
+    api = Api(kubeconfig)
+    api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
+    root = short_tmp / "node"
+    with private_netns() as netns:
+        argv = [VDPACTL, "sim", "kubelet", "--node-name", "worker-0", "--kubeconfig", str(kubeconfig), "--root",
+                str(root), "--node-netns", netns]
+        root.mkdir()
+        first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            api.create("/api/v1/namespaces/vdpa/pods", pod("sleeper", ["sleep", "3600"]))
+            old = _sleeper(api, root / "kubelet.log")["pid"]
+        finally:
+            first.kill()  # SIGKILL: no cleanup
+            first.wait()
+        uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
+        assert Path(f"/proc/{old}").exists() and f"pod-{uid[:13]}" in _netns()  # what it left behind
+        with kubelet(kubeconfig, root, netns) as log:
+            wait_for("the old container killed", lambda: not Path(f"/proc/{old}").exists(), log=log)
+            new = _sleeper(api, log)["pid"]
+            assert new != old
+            assert "left by an earlier kubelet" in log.read_text()
+        assert not Path(f"/proc/{new}").exists()
+    assert f"pod-{uid[:13]}" not in _netns()

@@ -25,7 +25,7 @@ from lightkube import AsyncClient
 from lightkube.types import PatchType
 
 from vdpa_operator.kubeclient import ClusterError, NadResource, PodResource, api_errors, get_or_none, rfc3339
-from vdpa_operator.sim.kubelet import cnibin, containers, multus
+from vdpa_operator.sim.kubelet import cnibin, containers, leftovers, multus
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
 from vdpa_operator.sim.kubelet.errors import KubeletError
@@ -202,6 +202,13 @@ class PodWorker:
         subprocess.run(["ip", "netns", "add", name], check=False, capture_output=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
         self.sandbox.netns_name, self.sandbox.netns_path = name, f"/var/run/netns/{name}"
+        self._journal()
+
+    def _journal(self) -> None:
+        """What `leftovers.clean` needs should this kubelet die before `stop`."""
+        leftovers.record(self.dir, (self.namespace, self.name, self.uid), self.sandbox.netns_name,
+                         self.sandbox.netns_path, self.sandbox.container_id, self.sandbox.attachment,
+                         self.sandbox.cni_result, [r.process.pid for r in self.running.values() if r.process])
 
     def _devices_of(self, resource: str) -> list[str]:
         prefix = f"{self.uid}/"
@@ -240,6 +247,7 @@ class PodWorker:
         # Set first: a pod stopped while its ADD runs still gets its DEL (DEL is idempotent). A failed ADD is
         # undone at once, as a runtime does before it tries the sandbox again.
         self.sandbox.attachment = attachment
+        self._journal()
         try:
             result = await multus.add(self._cni_call(), attachment)
         except KubeletError:
@@ -247,6 +255,7 @@ class PodWorker:
             self.sandbox.attachment = None
             raise
         self.sandbox.cni_result = result
+        self._journal()
         self.sandbox.ips = multus.pod_ips(result)
         status = multus.network_status(network, result, IFNAME, info, settings.root)
         await self._patch({"metadata": {"annotations": {multus.NETWORK_STATUS: json.dumps(status)}}}, status=False)
@@ -286,6 +295,7 @@ class PodWorker:
                                                argv, process.pid, running.restarts,
                                                Path(spec["workingDir"]) if spec.get("workingDir") else None))
         running.process, running.started_at, running.waiting, running.message = process, _now(), "", ""
+        self._journal()
         logger.info("pod %s container %s started (pid %d): %s", self.key, spec["name"], process.pid,
                     " ".join(argv))
         return process

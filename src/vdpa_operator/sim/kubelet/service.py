@@ -35,7 +35,7 @@ from vdpa_operator.kubeclient import (
     connect_client,
     load_config,
 )
-from vdpa_operator.sim.kubelet import scheduler
+from vdpa_operator.sim.kubelet import leftovers, scheduler
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
 from vdpa_operator.sim.kubelet.nodestatus import NodeStatus
@@ -109,6 +109,7 @@ class Kubelet:
         await self.devices.start()
         tasks: list[asyncio.Task[Any]] = []
         try:
+            await leftovers.clean(settings, self.runtime.assignments)
             subprocess.run(["ip", "-n", settings.node_netns, "link", "set", "lo", "up"], check=False,
                            capture_output=True)
             await self.proxy.open(f"/var/run/netns/{settings.node_netns}")  # for hostNetwork pods
