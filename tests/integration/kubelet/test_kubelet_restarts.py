@@ -136,3 +136,24 @@ def test_a_kubelet_killed_is_cleaned_up_after_by_the_next(server: ServerHandle, 
             assert "left by an earlier kubelet" in log.read_text()
         assert not Path(f"/proc/{new}").exists()
     assert f"pod-{uid[:13]}" not in _netns()
+
+
+def test_a_terminating_pod_is_stopped_then_its_deletion_confirmed(server: ServerHandle, short_tmp: Path) -> None:
+    """A pod kept by a finalizer: DELETE only marks it (deletionTimestamp); the kubelet stops it all the same."""
+    kubeconfig = short_tmp / "kubeconfig"
+    kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
+    api = Api(kubeconfig)
+    api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
+    kept = pod("sleeper", ["sleep", "3600"])
+    kept["metadata"]["finalizers"] = ["example.com/keep"]
+    with private_netns() as netns, kubelet(kubeconfig, short_tmp / "node", netns) as log:
+        api.create("/api/v1/namespaces/vdpa/pods", kept)
+        pid = _sleeper(api, log)["pid"]
+        uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
+        api.delete("/api/v1/namespaces/vdpa/pods/sleeper")
+        wait_for("the container stopped", lambda: not Path(f"/proc/{pid}").exists(), log=log)
+        wait_for("its netns removed", lambda: f"pod-{uid[:13]}" not in _netns(), log=log)
+        assert api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["deletionTimestamp"]
+        api.client.patch("/api/v1/namespaces/vdpa/pods/sleeper", json={"metadata": {"finalizers": None}},
+                         headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        wait_for("the pod gone", lambda: api.get("/api/v1/namespaces/vdpa/pods/sleeper") is None, log=log)

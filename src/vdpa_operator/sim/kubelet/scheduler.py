@@ -156,4 +156,5 @@ async def run(client: AsyncClient, pods: Any, nodes: Any, changed: asyncio.Event
         except ClusterError as exc:
             logger.warning("scheduling: %s", exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), interval)
+            async with asyncio.timeout(interval):  # not wait_for: on 3.11 it can lose a cancellation
+                await changed.wait()

@@ -122,18 +122,20 @@ class Kubelet:
             if settings.schedule:
                 every = Informer(self.client, PodResource, on_event=self._on_any_event)
                 nodes = Informer(self.client, NodeResource, on_event=self._on_any_event)
-                tasks += [asyncio.create_task(every.run()), asyncio.create_task(nodes.run()),
+                tasks += [asyncio.create_task(every.run(), name="all pods"),
+                          asyncio.create_task(nodes.run(), name="nodes"),
                           asyncio.create_task(scheduler.run(self.client, every, nodes, self._schedule,
-                                                            settings.timing.schedule_interval))]
+                                                            settings.timing.schedule_interval), name="scheduler")]
             logger.info("kubelet of node %s running (root %s, node netns %s, CNI bin %s)", settings.node_name,
                         settings.root, settings.node_netns, settings.cni_bin_dir)
             await stop.wait()
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if tasks:
+                _, stuck = await asyncio.wait(tasks, timeout=5)
+                for task in stuck:
+                    logger.warning("%s did not stop when cancelled; leaving it", task.get_name())
             await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
             await asyncio.gather(*(task for _, task in self._stopping.values()), return_exceptions=True)
             self.workers.clear()
@@ -159,7 +161,8 @@ class Kubelet:
                 logger.warning("%s", exc)
             async with self.devices.changed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.devices.changed.wait(), self.settings.timing.heartbeat)
+                    async with asyncio.timeout(self.settings.timing.heartbeat):
+                        await self.devices.changed.wait()
 
     async def _sync(self, mine: Informer) -> None:
         """Start workers for new pods, stop those of pods gone or terminating."""
@@ -170,6 +173,8 @@ class Kubelet:
             for pod in mine.objects():
                 meta = pod["metadata"]
                 if meta.get("deletionTimestamp"):
+                    if meta["uid"] not in self.workers and meta["uid"] not in self._stopping:
+                        await self._confirm_deletion(pod)  # nothing runs for it here: confirm at once
                     continue
                 finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
                 if finished and meta["uid"] not in self.workers:
@@ -186,16 +191,20 @@ class Kubelet:
                 self._stopping[uid] = (worker, asyncio.create_task(self._remove(worker, mine)))
             self._write_status()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pods_changed.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._pods_changed.wait()
+
+    async def _confirm_deletion(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        with contextlib.suppress(ClusterError), api_errors("delete", f"Pod {meta['namespace']}/{meta['name']}"):
+            await self.client.delete(PodResource, meta["name"], namespace=meta["namespace"], grace_period=0)
 
     async def _remove(self, worker: PodWorker, mine: Informer) -> None:
         try:
             await worker.stop()
             pod = mine.get(worker.name, worker.namespace)
             if pod is not None and pod["metadata"].get("uid") == worker.uid:
-                with contextlib.suppress(ClusterError), api_errors("delete", f"Pod {worker.key}"):
-                    # kubelet confirms the deletion: grace period 0
-                    await self.client.delete(PodResource, worker.name, namespace=worker.namespace, grace_period=0)
+                await self._confirm_deletion(pod)  # kubelet confirms the deletion: grace period 0
         finally:
             self._stopping.pop(worker.uid, None)
             self._write_status()
