@@ -147,7 +147,8 @@ class CniCall:
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=self.env(command))
         try:
-            out, err = await asyncio.wait_for(process.communicate(json.dumps(plugin).encode()), CNI_TIMEOUT)
+            async with asyncio.timeout(CNI_TIMEOUT):
+                out, err = await process.communicate(json.dumps(plugin).encode())
         except TimeoutError:
             process.kill()
             await process.wait()

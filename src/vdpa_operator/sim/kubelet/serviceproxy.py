@@ -107,7 +107,8 @@ class ServiceProxy:
         if server is not None:
             server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2)
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
 
     async def close_all(self) -> None:
         for netns in list(self.servers):
