@@ -75,6 +75,9 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         crashed = wait_for("crasher restarted twice", lambda: (s := _container(api, "crasher")) and
                            s["restartCount"] >= 2 and s, log=log)
         assert (crashed.get("lastState") or crashed["state"])["terminated"]["exitCode"] == 3
+        events = api.get("/api/v1/namespaces/vdpa/events")["items"]
+        reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "crasher"}
+        assert {"Scheduled", "Started", "BackOff"} <= reasons, reasons
         done = wait_for("once Succeeded", lambda: (p := api.get("/api/v1/namespaces/vdpa/pods/once")) and
                         p["status"].get("phase") == "Succeeded" and p, log=log)
         assert done["spec"]["nodeName"] == "worker-0"

@@ -24,7 +24,16 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
-from vdpa_operator.kubeclient import ClusterError, NadResource, PodResource, api_errors, get_or_none, rfc3339
+from vdpa_operator.kubeclient import (
+    ClusterError,
+    NadResource,
+    PodResource,
+    api_errors,
+    get_or_none,
+    new_event,
+    record_event,
+    rfc3339,
+)
 from vdpa_operator.sim.kubelet import cnibin, containers, leftovers, multus
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
@@ -94,6 +103,7 @@ class PodWorker:
         self.dir = runtime.settings.pods_dir / self.uid
         self.sandbox = Sandbox()
         self.env_by_container: dict[str, dict[str, str]] = {}
+        self.pod_volumes: PodVolumes | None = None
         self.device_mounts: dict[str, list[Mount]] = {}
         """Container → the device plugins' device nodes and mounts (source and target differ)."""
         self.made_targets: set[Path] = set()
@@ -128,6 +138,8 @@ class PodWorker:
                 await self._setup()
                 break
             except (KubeletError, ClusterError) as exc:
+                if self.message != str(exc):
+                    await self._event("FailedCreatePodSandBox", str(exc), warning=True)
                 self.message = str(exc)
                 logger.warning("pod %s: %s; retrying in %.0f s", self.key, exc, delay)
                 await self._report()
@@ -153,8 +165,8 @@ class PodWorker:
                 await self.rt.proxy.open(self.sandbox.netns_path)
         if self.sandbox.attachment is None and not self._host_network():
             await self._attach()
-        if not hasattr(self, "pod_volumes"):
-            self.pod_volumes: PodVolumes = await self.rt.volumes.make(self.pod, self.dir)
+        if self.pod_volumes is None:
+            self.pod_volumes = await self.rt.volumes.make(self.pod, self.dir)
 
     def _host_network(self) -> bool:
         return bool((self.pod.get("spec") or {}).get("hostNetwork"))
@@ -284,7 +296,8 @@ class PodWorker:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         devices = [m for m in self.device_mounts.get(spec["name"], []) if m.source != Path(m.target)]
         self.made_targets |= {Path(m.target) for m in devices if not os.path.lexists(m.target)}
-        full = entering(self.sandbox.netns_path, [*self.pod_volumes.mounts(spec), *devices], argv)
+        volumes = self.pod_volumes.mounts(spec) if self.pod_volumes is not None else []
+        full = entering(self.sandbox.netns_path, [*volumes, *devices], argv)
         with log_file.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *full, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
@@ -298,6 +311,7 @@ class PodWorker:
         self._journal()
         logger.info("pod %s container %s started (pid %d): %s", self.key, spec["name"], process.pid,
                     " ".join(argv))
+        await self._event("Started", f"Started container {spec['name']}")
         return process
 
     async def _init_containers(self) -> bool:
@@ -351,6 +365,8 @@ class PodWorker:
                 break
             running.waiting = "CrashLoopBackOff"
             running.message = f"back-off {delay:g}s restarting failed container"
+            await self._event("BackOff", f"Back-off restarting container {running.spec['name']} (exit {code})",
+                              warning=True)
             await self._report()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.rt.settings.timing.restart_backoff_max)
@@ -422,6 +438,13 @@ class PodWorker:
             await self._patch({"status": status}, status=True)
         except ClusterError as exc:
             logger.warning("pod %s: %s", self.key, exc)
+
+    async def _event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """An Event on the pod, as kubelet's recorder writes it (best effort)."""
+        involved = {"apiVersion": "v1", "kind": "Pod", "name": self.name, "namespace": self.namespace,
+                    "uid": self.uid}
+        await record_event(self.rt.client, new_event(involved, reason, message, component="kubelet",
+                                                     host=self.rt.settings.node_name, warning=warning))
 
     async def _patch(self, body: dict[str, Any], *, status: bool) -> None:
         resource = PodResource.Status if status else PodResource

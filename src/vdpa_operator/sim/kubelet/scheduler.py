@@ -19,7 +19,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
-from vdpa_operator.kubeclient import ClusterError, api_errors, http_code
+from vdpa_operator.kubeclient import ClusterError, api_errors, http_code, new_event, record_event
 from vdpa_operator.sim.kubelet.quantity import extended_requests, quantity
 
 logger = logging.getLogger(__name__)
@@ -136,11 +136,21 @@ async def schedule_once(client: AsyncClient, pods: list[dict[str, Any]], nodes: 
             if unschedulable.get(key) != reason:
                 unschedulable[key] = reason
                 logger.info("pod %s is unschedulable: %s", key, reason)
+                await record_event(client, new_event(_involved(pod), "FailedScheduling", f"0/{len(nodes)} nodes are "
+                                                     f"available: {reason}", component=SCHEDULER_NAME, warning=True))
             continue
         unschedulable.pop(key, None)
         if await bind(client, pod, node):
             pod["spec"]["nodeName"] = node  # counted at once for the next pod of this round
             logger.info("bound pod %s to node %s", key, node)
+            await record_event(client, new_event(_involved(pod), "Scheduled",
+                                                 f"Successfully assigned {key} to {node}", component=SCHEDULER_NAME))
+
+
+def _involved(pod: Mapping[str, Any]) -> dict[str, str]:
+    meta = pod["metadata"]
+    return {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": meta["namespace"],
+            "uid": meta.get("uid", "")}
 
 
 async def run(client: AsyncClient, pods: Any, nodes: Any, changed: asyncio.Event, interval: float) -> None:
