@@ -140,7 +140,11 @@ def test_the_seed_pod_gets_its_vf_and_gives_it_back(server: ServerHandle, short_
         address = subprocess.run(["ip", "-n", pod_netns, "-j", "addr", "show", "eth0"], capture_output=True,
                                  text=True, check=True).stdout
         assert obj["status"]["podIP"] in address
-        assert ovs.vsctl("list-ports", "br-int").split(), "the VF's representor joined br-int"
+        [port] = ovs.vsctl("list-ports", "br-int").split()  # the VF's representor
+        external = ovs.vsctl_map("Interface", port, "external_ids")
+        # the device the plugin allocated reached the CNI as deviceID, the pod's identity through CNI_ARGS
+        assert external["vdpa-cni-device"] == device
+        assert (external["iface-id"], external["iface-id-ver"]) == ("vdpa_vdpa-pod1", obj["metadata"]["uid"])
         network_status = json.loads(obj["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
         assert network_status[0]["name"] == "kube-system/ovn-kubernetes-a"
 
