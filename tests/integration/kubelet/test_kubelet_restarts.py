@@ -27,10 +27,19 @@ def _container(api: Api, name: str) -> dict | None:  # type: ignore[type-arg]
 SA = "/var/run/secrets/kubernetes.io/serviceaccount"
 ONCE = (f"echo $KUBERNETES_SERVICE_HOST; cat {SA}/namespace; echo; test -s {SA}/token && echo token; "
         f"grep -q 'BEGIN CERTIFICATE' {SA}/ca.crt && echo ca; echo by the pod > /mnt/written; "
-        # the API server from inside the pod's own network namespace, as a pod's client reaches it
-        f"curl -s --cacert {SA}/ca.crt -H \"Authorization: Bearer $(cat {SA}/token)\" "
-        "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/vdpa/pods/once "
-        "-o /dev/null -w '%{http_code}\\n'")
+        "python -c \"$ASK\"")
+ASK = f"""
+import os, ssl, urllib.error, urllib.request
+request = urllib.request.Request(
+    f"https://{{os.environ['KUBERNETES_SERVICE_HOST']}}:{{os.environ['KUBERNETES_SERVICE_PORT']}}"
+    "/api/v1/namespaces/vdpa/pods/once", headers={{"Authorization": "Bearer " + open("{SA}/token").read()}})
+try:
+    print(urllib.request.urlopen(request, context=ssl.create_default_context(cafile="{SA}/ca.crt")).status)
+except urllib.error.HTTPError as err:
+    print(err.code)
+"""
+"""The API server from inside the pod's own network namespace, as a pod's client reaches it (python: the
+virtualenv's, on the container's PATH)."""
 
 
 def _netns() -> list[str]:
@@ -67,6 +76,7 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         assert api.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/worker-0")
         api.create("/api/v1/namespaces/vdpa/pods", pod("crasher", ["sh", "-c", "cat /proc/self/net/dev; exit 3"]))
         once = pod("once", ["sh", "-c", ONCE], restart="OnFailure")
+        once["spec"]["containers"][0]["env"] = [{"name": "ASK", "value": ASK}]
         once["spec"]["volumes"] = [{"name": "state", "hostPath": {"path": "/etc/vdpa-sim-test",
                                                                   "type": "DirectoryOrCreate"}}]
         once["spec"]["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/mnt"}]
