@@ -113,7 +113,6 @@ class PodWorker:
         self.initialized = False
         self.message = ""
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
         self._last_status: dict[str, Any] = {}
         self._transitions: dict[str, tuple[str, str]] = {}
 
