@@ -1,9 +1,10 @@
 """The small kubelet: a thin loop over its parts. At start: what a killed predecessor left undone (`leftovers`),
-the device manager's sockets, the Node registered, the API server's address served inside the node's network namespace (`serviceproxy`); then, until stopped:
-heartbeats (Lease, Ready, the devices as capacity/allocatable), the pods bound to this node started and stopped
-as they come and go (a pod with a deletionTimestamp is stopped, then deleted with grace 0 as kubelet confirms a
-deletion), the scheduler when enabled, and a status file saying what runs here. On the way out it stops every
-pod it started (processes, CNI DEL, devices, namespaces) and its sockets.
+the device manager's sockets, the Node registered, the API server's address served inside the node's network
+namespace (`serviceproxy`); then, until stopped: heartbeats (Lease, Ready, the devices as capacity/allocatable),
+the pods bound to this node started and stopped as they come and go (a pod with a deletionTimestamp is stopped,
+then deleted with grace 0 as kubelet confirms a deletion), the scheduler when enabled, and a status file saying
+what runs here. On the way out it stops every pod it started (processes, CNI DEL, devices, namespaces) and its
+sockets.
 
 Seam for the exec/log server (`streaming.py`, another module): `Kubelet.processes` (a `PodProcesses`) maps
 namespace/pod/container to the process's netns, PID, environment and log file; start that server in `run` on
