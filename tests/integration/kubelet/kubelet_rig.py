@@ -51,12 +51,12 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, lo
 
 
 @contextmanager
-def kubelet(kubeconfig: Path, root: Path, netns: str, *extra: str) -> Iterator[Path]:
+def kubelet(kubeconfig: Path, root: Path, netns: str, *extra: str, node: str = "worker-0") -> Iterator[Path]:
     """`vdpactl sim kubelet` until the block ends; yields its log file. On exit: SIGTERM, and it must stop."""
     log = root / "kubelet.log"
     root.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        process = subprocess.Popen([VDPACTL, "sim", "kubelet", "--node-name", "worker-0", "--kubeconfig",
+        process = subprocess.Popen([VDPACTL, "sim", "kubelet", "--node-name", node, "--kubeconfig",
                                     str(kubeconfig), "--root", str(root), "--node-netns", netns, *extra],
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

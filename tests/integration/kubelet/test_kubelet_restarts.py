@@ -170,3 +170,34 @@ def test_a_terminating_pod_is_stopped_then_its_deletion_confirmed(server: Server
         api.client.patch("/api/v1/namespaces/vdpa/pods/sleeper", json={"metadata": {"finalizers": None}},
                          headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
         wait_for("the pod gone", lambda: api.get("/api/v1/namespaces/vdpa/pods/sleeper") is None, log=log)
+
+
+def test_two_nodes_on_one_machine_each_run_their_own(server: ServerHandle, short_tmp: Path) -> None:
+    """Two kubelets, each with its scheduler: every pod is bound once, they spread, and each node's files stay
+    under its own root."""
+    kubeconfig = short_tmp / "kubeconfig"
+    kubeconfig.write_text(Path(server.kubeconfig_path).read_text())
+    api = Api(kubeconfig)
+    api.create("/api/v1/namespaces", {"metadata": {"name": "vdpa"}})
+    with (private_netns() as netns0, private_netns() as netns1,
+          kubelet(kubeconfig, short_tmp / "n0", netns0, node="worker-0") as log0,
+          kubelet(kubeconfig, short_tmp / "n1", netns1, node="worker-1")):
+        for name in ("worker-0", "worker-1"):
+            wait_for(f"{name} Ready", lambda n=name: any(  # type: ignore[misc]
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in ((api.get(f"/api/v1/nodes/{n}") or {}).get("status") or {}).get("conditions") or []),
+                log=log0)
+        for index in range(4):
+            api.create("/api/v1/namespaces/vdpa/pods", pod(f"p{index}", ["sleep", "3600"]))
+
+        def placed() -> dict[str, str] | None:
+            pods = {p["metadata"]["name"]: p for p in api.get("/api/v1/namespaces/vdpa/pods")["items"]}
+            if not all((p.get("status") or {}).get("phase") == "Running" for p in pods.values()):
+                return None
+            return {name: p["spec"]["nodeName"] for name, p in pods.items()}
+
+        nodes = wait_for("four pods running", placed, log=log0)
+        assert sorted(nodes.values()) == ["worker-0", "worker-0", "worker-1", "worker-1"]
+        for root, node in ((short_tmp / "n0", "worker-0"), (short_tmp / "n1", "worker-1")):
+            status = json.loads((root / "var/lib/kubelet/sim-status.json").read_text())
+            assert sorted(status["pods"]) == sorted(f"vdpa/{n}" for n, on in nodes.items() if on == node)

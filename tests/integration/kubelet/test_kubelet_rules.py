@@ -164,3 +164,17 @@ def test_bad_flags_are_one_line_naming_what_to_fix(tmp_path: Path) -> None:
     assert empty.stderr.strip().splitlines() == [f"error: --kubeconfig: Kubernetes configuration {kubeconfig}: not a "
                                                  "kubeconfig (it needs clusters, users and a current-context; "
                                                  "`vdpactl sim apiserver --kubeconfig FILE` writes one)"]
+
+
+def test_a_pod_bound_here_counts_on_its_node_until_the_cache_shows_it() -> None:
+    bound_here = pod("a", 2)
+    bound_here["metadata"]["uid"] = "uid-a"
+    assumed = {"uid-a": "worker-0", "uid-gone": "worker-1"}
+    scheduler.assume([bound_here], assumed)
+    assert bound_here["spec"]["nodeName"] == "worker-0" and assumed == {"uid-a": "worker-0"}
+    # so a round on the lagging cache does not give worker-0's two devices away again
+    assert scheduler.pick(pod("b", 1), [node("worker-0")], [bound_here])[0] is None
+    seen = pod("a", 2, on="worker-0")
+    seen["metadata"]["uid"] = "uid-a"
+    scheduler.assume([seen], assumed)
+    assert assumed == {}

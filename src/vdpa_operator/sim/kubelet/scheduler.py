@@ -4,8 +4,8 @@ kube-scheduler does. It fits when the node's labels match the pod's nodeSelector
 (`matchExpressions` In/NotIn/Exists/DoesNotExist, `matchFields` on metadata.name), and every extended resource
 the pod requests is allocatable on the node beyond what the pods already bound there request. cpu and memory
 are not counted: a simulated node has the machine's. Of the nodes that fit, the one with the fewest pods wins,
-by name on a tie, so several schedulers (one per simulated kubelet) choose alike; the API server takes the
-first binding and answers 409 to the rest.
+by name on a tie. Several kubelets may run it: the holder of the kube-scheduler Lease schedules, the others
+wait (and a binding made twice would be a 409 anyway).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from vdpa_operator.sim.kubelet.quantity import extended_requests, quantity
 logger = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
+LEASE = "kube-scheduler"
+"""kube-scheduler's leader-election Lease, in kube-system: with several kubelets running this scheduler, only
+its holder binds, so two never hand out the same devices from caches that lag."""
 DONE = ("Succeeded", "Failed")
 
 
@@ -125,9 +128,28 @@ async def bind(client: AsyncClient, pod: Mapping[str, Any], node: str) -> bool:
     return True
 
 
+def assume(pods: list[dict[str, Any]], assumed: dict[str, str]) -> None:
+    """kube-scheduler's assume cache: a pod this scheduler bound counts on its node until the informer shows the
+    binding (else the next round, on a cache that lags, would hand its devices out again). Entries the informer
+    has caught up with, or whose pod is gone, are dropped."""
+    present = set()
+    for pod in pods:
+        uid = pod["metadata"].get("uid", "")
+        present.add(uid)
+        if uid in assumed:
+            if pod["spec"].get("nodeName"):
+                del assumed[uid]
+            else:
+                pod["spec"]["nodeName"] = assumed[uid]
+    for uid in set(assumed) - present:
+        del assumed[uid]
+
+
 async def schedule_once(client: AsyncClient, pods: list[dict[str, Any]], nodes: list[dict[str, Any]],
-                        unschedulable: dict[str, str]) -> None:
-    """Bind what fits now; `unschedulable` (pod key → why) is updated so each reason is logged once."""
+                        unschedulable: dict[str, str], assumed: dict[str, str]) -> None:
+    """Bind what fits now; `unschedulable` (pod key → why) is updated so each reason is logged once, `assumed`
+    (pod uid → node) with each binding made."""
+    assume(pods, assumed)
     for pod in sorted((p for p in pods if pending(p)), key=lambda p: p["metadata"].get("creationTimestamp", "")):
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
         node, reasons = pick(pod, nodes, pods)
@@ -141,7 +163,7 @@ async def schedule_once(client: AsyncClient, pods: list[dict[str, Any]], nodes: 
             continue
         unschedulable.pop(key, None)
         if await bind(client, pod, node):
-            pod["spec"]["nodeName"] = node  # counted at once for the next pod of this round
+            pod["spec"]["nodeName"] = assumed[pod["metadata"].get("uid", "")] = node
             logger.info("bound pod %s to node %s", key, node)
             await record_event(client, new_event(_involved(pod), "Scheduled",
                                                  f"Successfully assigned {key} to {node}", component=SCHEDULER_NAME))
@@ -153,16 +175,21 @@ def _involved(pod: Mapping[str, Any]) -> dict[str, str]:
             "uid": meta.get("uid", "")}
 
 
-async def run(client: AsyncClient, pods: Any, nodes: Any, changed: asyncio.Event, interval: float) -> None:
-    """Forever: after each change (or every `interval`), bind what fits. `pods` and `nodes` are Informers."""
+async def run(client: AsyncClient, pods: Any, nodes: Any, changed: asyncio.Event, interval: float,
+              leading: asyncio.Event) -> None:
+    """Forever: after each change (or every `interval`), bind what fits, while `leading` is set (one scheduler
+    at a time: the holder of the kube-system/kube-scheduler Lease, as kube-scheduler elects one). `pods` and
+    `nodes` are Informers."""
     unschedulable: dict[str, str] = {}
+    assumed: dict[str, str] = {}
     await pods.synced.wait()
     await nodes.synced.wait()
     while True:
         changed.clear()
         try:
-            await schedule_once(client, [dict(p, spec=dict(p.get("spec") or {})) for p in pods.objects()],
-                                nodes.objects(), unschedulable)
+            if leading.is_set():
+                await schedule_once(client, [dict(p, spec=dict(p.get("spec") or {})) for p in pods.objects()],
+                                    nodes.objects(), unschedulable, assumed)
         except ClusterError as exc:
             logger.warning("scheduling: %s", exc)
         with contextlib.suppress(TimeoutError):

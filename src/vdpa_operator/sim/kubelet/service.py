@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from lightkube import AsyncClient
 
 from vdpa_operator.bounded import ParseError
+from vdpa_operator.controller.leader import LeaderElector
 from vdpa_operator.fileio import write_atomically
 from vdpa_operator.kubeclient import (
     SYNCED,
@@ -86,6 +87,13 @@ def cluster_ca(kubeconfig: str) -> tuple[str, bytes]:
     return cluster.server, ca
 
 
+async def _elect(elector: LeaderElector) -> None:
+    """Stand for the scheduler's Lease again whenever leadership is lost."""
+    while True:
+        await elector.run()
+        await asyncio.sleep(1.0)
+
+
 class Kubelet:
     def __init__(self, settings: KubeletSettings) -> None:
         self.settings = settings
@@ -123,10 +131,13 @@ class Kubelet:
             if settings.schedule:
                 every = Informer(self.client, PodResource, on_event=self._on_any_event)
                 nodes = Informer(self.client, NodeResource, on_event=self._on_any_event)
+                elector = LeaderElector(self.client, "kube-system", settings.node_name, name=scheduler.LEASE)
                 tasks += [asyncio.create_task(every.run(), name="all pods"),
                           asyncio.create_task(nodes.run(), name="nodes"),
+                          asyncio.create_task(_elect(elector), name="scheduler election"),
                           asyncio.create_task(scheduler.run(self.client, every, nodes, self._schedule,
-                                                            settings.timing.schedule_interval), name="scheduler")]
+                                                            settings.timing.schedule_interval, elector.leading),
+                                              name="scheduler")]
             logger.info("kubelet of node %s running (root %s, node netns %s, CNI bin %s)", settings.node_name,
                         settings.root, settings.node_netns, settings.cni_bin_dir)
             await stop.wait()

@@ -37,7 +37,7 @@ class KubeletSettings:
     multus_namespace: str = "kube-system"
     """Where an unqualified name in v1.multus-cni.io/default-network is looked up (Multus's own namespace)."""
     schedule: bool = True
-    """Run the minimal scheduler in this kubelet too (several kubelets may: a binding is taken once, 409 after)."""
+    """Run the minimal scheduler in this kubelet too (several kubelets may: the kube-scheduler Lease picks one)."""
     venv_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
     """Containers' command[0] is looked up here first: the virtualenv stands for the image."""
     timing: Timing = field(default_factory=Timing)
