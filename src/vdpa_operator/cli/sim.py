@@ -277,3 +277,72 @@ def _close(store: Any) -> None:
     close = getattr(store, "close", None)
     if callable(close):
         close()
+
+
+@sim.command("kubelet")
+@click.option("--node-name", required=True, help="The Node this kubelet registers and runs pods for.")
+@click.option("--kubeconfig", "kubeconfig_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The API server to register with (the simulated cluster's kubeconfig).")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="This node's filesystem: kubelet's directories and every hostPath live under it.")
+@click.option("--node-netns", required=True, metavar="NS",
+              help="The network namespace standing for the node (hostNetwork pods run there).")
+@click.option("--pod-cidr", metavar="CIDR", default=None, help="The node's spec.podCIDR.")
+@click.option("--cni-bin-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The node's CNI plugin directory (CNI_PATH; the node's /opt/cni/bin) [default: ROOT/opt/cni/bin].")
+@click.option("--streaming-port", type=click.IntRange(1, 65535), default=10250, show_default=True,
+              help="The port of this kubelet's exec/log server (status.daemonEndpoints.kubeletEndpoint.Port).")
+@click.option("--schedule/--no-schedule", default=True, show_default=True,
+              help="Also bind pending pods to nodes (a minimal scheduler; several kubelets may run it).")
+def kubelet(node_name: str, kubeconfig_path: Path, root: Path, node_netns: str, pod_cidr: str | None,
+            cni_bin_dir: Path | None, streaming_port: int, schedule: bool) -> None:
+    """Run a small kubelet for one simulated node until SIGINT/SIGTERM: registers the Node and keeps it Ready,
+    takes device plugin registrations, runs the pods bound to the node (network namespace, the default network's
+    CNI as Multus, the containers' commands as host processes) and, on the way out, stops them all and cleans up.
+    Needs root."""
+    import ipaddress
+    import os
+
+    from vdpa_operator.cli.common import configure_logging
+
+    if not kubeconfig_path.is_file():
+        raise click.BadParameter(f"{kubeconfig_path}: no such file", param_hint="--kubeconfig")
+    if pod_cidr is not None:
+        try:
+            ipaddress.ip_network(pod_cidr, strict=False)
+        except ValueError as err:
+            raise click.BadParameter(f"{pod_cidr!r}: {err}", param_hint="--pod-cidr") from None
+    if not Path("/var/run/netns", node_netns).exists():
+        raise click.BadParameter(f"network namespace {node_netns!r} does not exist (ip netns add {node_netns})",
+                                 param_hint="--node-netns")
+    if os.geteuid() != 0:
+        _fail("the kubelet needs root (network namespaces, mount namespaces, CNI)")
+    root = root.absolute()
+    bin_dir = (cni_bin_dir or root / "opt/cni/bin").absolute()
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging()
+    asyncio.run(_kubelet(node_name, kubeconfig_path.absolute(), root, node_netns, pod_cidr, bin_dir, streaming_port,
+                         schedule))
+
+
+async def _kubelet(node_name: str, kubeconfig: Path, root: Path, node_netns: str, pod_cidr: str | None,
+                   cni_bin_dir: Path, streaming_port: int, schedule: bool) -> None:
+    from vdpa_operator.kubeclient import ClusterError
+    from vdpa_operator.sim.kubelet.service import Kubelet
+    from vdpa_operator.sim.kubelet.settings import KubeletSettings
+
+    settings = KubeletSettings(node_name=node_name, kubeconfig=kubeconfig, root=root, node_netns=node_netns,
+                               pod_cidr=pod_cidr, cni_bin_dir=cni_bin_dir, streaming_port=streaming_port,
+                               schedule=schedule)
+    stopping = asyncio.Event()
+    on_stop_signals(asyncio.get_running_loop(), stopping.set)
+    try:
+        service = Kubelet(settings)
+    except ClusterError as err:
+        _fail(f"--kubeconfig: {err}")
+    try:
+        click.echo(f"kubelet of node {node_name}: root {root}, CNI bin {cni_bin_dir}, node netns {node_netns}")
+        sys.stdout.flush()
+        await service.run(stopping)
+    except ClusterError as err:
+        _fail(str(err), EXIT_FAILED)

@@ -42,7 +42,7 @@ class ResourceType:
     status_subresource: bool = False
     """Writes to the main resource keep the stored status; only `/status` changes it."""
     subresources: tuple[str, ...] = ()
-    """Other subresources served: `eviction` for pods, `token` (TokenRequest) for service accounts."""
+    """Other subresources served: `eviction` and `binding` for pods, `token` (TokenRequest) for service accounts."""
     status_dropped_on_create: bool = False
     """A create starts with no status (custom resources); Nodes keep the status the kubelet registers."""
     tracks_generation: bool = False
@@ -150,7 +150,7 @@ CORE_TYPES: tuple[ResourceType, ...] = (
     _builtin("", "ConfigMap", "configmaps", True, ("cm",)),
     _builtin("", "Secret", "secrets", True, field_labels=("type",), defaults=_secret_defaults),
     _builtin("", "Event", "events", True, ("ev",), field_labels=_EVENT_FIELDS),
-    _builtin("", "Pod", "pods", True, ("po",), status=True, subresources=("eviction",), categories=("all",),
+    _builtin("", "Pod", "pods", True, ("po",), status=True, subresources=("eviction", "binding"), categories=("all",),
              field_labels=_POD_FIELDS, on_create=_pod_on_create),
     _builtin("", "Service", "services", True, ("svc",), status=True, name_rule=DNS1035, categories=("all",)),
     _builtin("", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),

@@ -116,7 +116,7 @@ def resolve(registry: Registry, group: str, version: str, tail: str) -> Target:
 # --- discovery ------------------------------------------------------------------------------------------------
 
 
-_SUBRESOURCE_KINDS = {"eviction": ("policy", "v1", "Eviction"),
+_SUBRESOURCE_KINDS = {"eviction": ("policy", "v1", "Eviction"), "binding": ("", "v1", "Binding"),
                       "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 """The create-only subresources served, and the kind each takes."""
 
@@ -328,6 +328,8 @@ async def _dispatch(request: web.Request, store: Store, t: Target) -> web.Respon
         return _json(*await _write(request, store, t, "delete"))
     if method == "POST" and t.subresource == "eviction":
         return _json(*await _write(request, store, t, "evict"))
+    if method == "POST" and t.subresource == "binding":
+        return _json(*await _write(request, store, t, "bind"))
     if method == "POST" and t.subresource == "token":
         return _json(request.app[AUTHENTICATOR].token_request(ns, t.name, await _body(request)), 201)
     raise errors.method_not_allowed(f"{method} is not supported on {t.rtype.group_resource} {t.name!r}")
@@ -372,7 +374,8 @@ def _list(request: web.Request, store: Store, t: Target) -> web.Response:
 
 
 _OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions",
-                 "delete": "DeleteOptions", "evict": "CreateOptions"}
+                 "delete": "DeleteOptions", "evict": "CreateOptions",
+                 "bind": "CreateOptions"}
 
 
 async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tuple[dict[str, Any], int]:
@@ -400,7 +403,7 @@ async def _write(request: web.Request, store: Store, t: Target, verb: str) -> tu
                   field_validation=query.get("fieldValidation", ""), options=options, warnings=request[WARNINGS])
     hooks = request.app[WEBHOOKS]
     obj = await store.write(write, hooks if hooks.configured() else None)
-    return obj, 201 if write.created or verb == "evict" else 200
+    return obj, 201 if write.created or verb in ("evict", "bind") else 200
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:

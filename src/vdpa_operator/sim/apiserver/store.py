@@ -483,6 +483,8 @@ class Store:
                     return await self._delete(request, admission)
                 if request.verb == "evict":
                     return await self._evict(request, admission)
+                if request.verb == "bind":
+                    return self._bind(request)
                 if request.verb in ("update", "patch"):
                     return await self._update(request, admission)
                 raise ValueError(f"unknown write verb {request.verb!r}")
@@ -597,6 +599,34 @@ class Store:
         await self._admit(admission, CREATE, request, body, old)
         if not request.dry_run:
             self._commit_delete(rtype, _rv(old), old)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _bind(self, request: Write) -> Object:
+        """POST pods/<name>/binding (a scheduler's): sets spec.nodeName once; a bound pod is a 409, as in
+        kube-apiserver's BindingREST. A Status 201 answers."""
+        rtype, name = request.rtype, request.name
+        body = request.body if isinstance(request.body, dict) else {}
+        target = body.get("target") if isinstance(body.get("target"), dict) else {}
+        node = target.get("name") if isinstance(target.get("name"), str) else ""
+        if (body.get("metadata") or {}).get("name", name) != name:
+            raise bad_request(f"name in URL does not match name in Binding object: {name}")
+        if not node or target.get("kind", "Node") != "Node":
+            raise errors.invalid("Binding", name, "target.name", "Required value: a Node to bind to")
+        old = self._stored(rtype, request.namespace, name)
+        if old is None:
+            raise errors.not_found(rtype.group_resource, name)
+        bound = (old.get("spec") or {}).get("nodeName")
+        if bound:
+            raise StatusError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
+                                               f"is already assigned to node \"{bound}\"", name=name)
+        if not request.dry_run:
+            new = copy.deepcopy(_served(old, rtype))
+            new["spec"]["nodeName"] = node
+            conditions = [c for c in (new.get("status") or {}).get("conditions") or []
+                          if c.get("type") != "PodScheduled"]
+            new.setdefault("status", {})["conditions"] = [*conditions, {"type": "PodScheduled", "status": "True",
+                                                                        "lastTransitionTime": _now()}]
+            self._commit_update(rtype, _rv(old), new)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     async def _mutate(

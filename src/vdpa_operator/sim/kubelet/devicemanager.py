@@ -65,8 +65,11 @@ class Endpoint:
 
 class DeviceManager:
     def __init__(self, device_plugin_dir: Path, plugins_registry: Path | None = None, *,
-                 watch_interval: float = 0.1) -> None:
+                 watch_interval: float = 0.1, node_path: Callable[[str], Path] = Path) -> None:
         self.dir = device_plugin_dir
+        self.node_path = node_path
+        """Where a path of the node (a plugin's `GetInfo` endpoint) is on this machine: itself on a real node;
+        under the simulated node's root otherwise."""
         self.plugins_registry = plugins_registry
         self.watch_interval = watch_interval
         self.endpoints: dict[str, Endpoint] = {}
@@ -85,7 +88,7 @@ class DeviceManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         server = grpc.aio.server()
-        dp_grpc.add_RegistrationServicer_to_server(_Registration(self), server)
+        dp_grpc.add_RegistrationServicer_to_server(_Registration(self), server)  # type: ignore[no-untyped-call]
         server.add_insecure_port(f"unix://{self.socket}")
         await server.start()
         self._server = server
@@ -164,7 +167,7 @@ class DeviceManager:
     async def connect(self, resource: str, socket: Path) -> None:
         """Dial the plugin, read its options and start following its ListAndWatch."""
         channel = grpc.aio.insecure_channel(f"unix://{socket}")
-        stub = dp_grpc.DevicePluginStub(channel)
+        stub = dp_grpc.DevicePluginStub(channel)  # type: ignore[no-untyped-call]
         try:
             options = await stub.GetDevicePluginOptions(dp.Empty(), timeout=5)
         except grpc.aio.AioRpcError as exc:
@@ -223,7 +226,7 @@ class DeviceManager:
 
     async def _register_watched(self, socket: Path) -> None:
         async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
-            stub = reg_grpc.RegistrationStub(channel)
+            stub = reg_grpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
             try:
                 info = await stub.GetInfo(reg.InfoRequest(), timeout=5)
             except grpc.aio.AioRpcError as exc:
@@ -238,7 +241,7 @@ class DeviceManager:
                 error = f"the ResourceName {info.name!r} is invalid"
             if not error:
                 try:
-                    await self.connect(info.name, Path(info.endpoint))
+                    await self.connect(info.name, self.node_path(info.endpoint))
                 except ValueError as exc:
                     error = str(exc)
             await stub.NotifyRegistrationStatus(reg.RegistrationStatus(plugin_registered=not error, error=error),

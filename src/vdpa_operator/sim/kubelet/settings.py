@@ -1,0 +1,78 @@
+"""The small kubelet's one settings object: read from the command line once, frozen, and the one place that
+says where each of its files lives under the node's `--root` (two simulated nodes on one machine each have
+their own root, so nothing of one node is seen by the other)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat: float = 10.0
+    """Seconds between Lease renewals and Ready heartbeats (kubelet's nodeStatusUpdateFrequency is 10 s)."""
+    lease_seconds: int = 40
+    """The Lease's leaseDurationSeconds, as kubelet's default."""
+    restart_backoff: float = 1.0
+    """First delay before a container is started again; doubled per restart, up to `restart_backoff_max`."""
+    restart_backoff_max: float = 10.0
+    """kubelet's is 300 s: a simulated cluster should recover in seconds."""
+    stop_grace_max: float = 10.0
+    """A container's SIGTERM→SIGKILL wait is the pod's terminationGracePeriodSeconds, at most this."""
+    schedule_interval: float = 0.5
+    """How often the scheduler looks at pending pods again (besides every pod/node event)."""
+
+
+@dataclass(frozen=True)
+class KubeletSettings:
+    node_name: str
+    kubeconfig: Path
+    root: Path
+    node_netns: str
+    pod_cidr: str | None = None
+    cni_bin_dir: Path = Path("/opt/cni/bin")
+    streaming_port: int = 10250
+    multus_namespace: str = "kube-system"
+    """Where an unqualified name in v1.multus-cni.io/default-network is looked up (Multus's own namespace)."""
+    schedule: bool = True
+    """Run the minimal scheduler in this kubelet too (several kubelets may: the kube-scheduler Lease picks one)."""
+    venv_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
+    """Containers' command[0] is looked up here first: the virtualenv stands for the image."""
+    timing: Timing = field(default_factory=Timing)
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.root / "var/lib/kubelet"
+
+    @property
+    def device_plugin_dir(self) -> Path:
+        return self.kubelet_dir / "device-plugins"
+
+    @property
+    def plugins_registry(self) -> Path:
+        return self.kubelet_dir / "plugins_registry"
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.kubelet_dir / "pods"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "var/log/pods"
+
+    @property
+    def status_file(self) -> Path:
+        """What this kubelet runs, for people and tests: pods, their netns, devices, containers' PIDs."""
+        return self.kubelet_dir / "sim-status.json"
+
+    def node_path(self, host_path: str) -> Path:
+        """Where a path of the node's filesystem is on this machine: under the root, except the CNI bin
+        directory, which is `--cni-bin-dir`. A path already under the root (a node process run outside a pod,
+        which names the machine's paths) is itself."""
+        if host_path.rstrip("/") == "/opt/cni/bin":
+            return self.cni_bin_dir
+        if Path(host_path).is_relative_to(self.root):
+            return Path(host_path)
+        return self.root / host_path.lstrip("/")
