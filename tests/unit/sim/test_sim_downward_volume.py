@@ -29,5 +29,5 @@ def test_maps_are_sorted_key_quoted_value_lines_and_fields_their_value() -> None
 
 
 def test_a_field_kubelet_does_not_offer_is_a_clear_error() -> None:
-    with pytest.raises(KubeletError, match="spec.bogus"):
+    with pytest.raises(KubeletError, match=r"spec\.bogus"):
         downward_files(POD, {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.bogus"}}]})
