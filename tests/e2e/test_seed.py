@@ -21,31 +21,11 @@ from typing import Any, TypeVar
 import pytest
 
 from integration.cluster.sim_cluster import Snapshot, leftovers, namespaces_of, recorded_processes, vdpactl
-from scenario import EXAMPLES
+from scenario import EXAMPLES, SEED_POD
 from vdpa_operator.sim.cluster import ovs
 from vdpa_operator.sim.cluster.layout import Layout
 from vdpa_operator.verify.model import SIM_MODEL_ANNOTATION
 
-SEED_POD = """\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: vdpa-pod1
-  namespace: vdpa
-  annotations:
-    v1.multus-cni.io/default-network: kube-system/ovn-kubernetes-a
-spec:
-  containers:
-  - name: vdpa-pod
-    image: networkstatic/iperf3
-    imagePullPolicy: IfNotPresent
-    securityContext:
-      privileged: true
-    command:
-      - sleep
-      - "3600"
-"""
-"""The seed page's pod, as written there."""
 OPERATOR_NS = "openshift-sriov-network-operator"
 RESOURCE = "openshift.io/mlxnics"
 WAIT = 60.0
