@@ -14,13 +14,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from integration.cluster.sim_cluster import Snapshot, leftovers, namespaces_of, recorded_processes, vdpactl
+from integration.kubelet.kubelet_rig import wait_for
 from scenario import EXAMPLES, SEED_POD
 from vdpa_operator.sim.cluster import ovs
 from vdpa_operator.sim.cluster.layout import Layout
@@ -28,8 +29,6 @@ from vdpa_operator.verify.model import SIM_MODEL_ANNOTATION
 
 OPERATOR_NS = "openshift-sriov-network-operator"
 RESOURCE = "openshift.io/mlxnics"
-WAIT = 60.0
-T = TypeVar("T")
 
 
 def _skip_reason() -> str | None:
@@ -59,17 +58,6 @@ class Kubectl:
 
     def json(self, *args: str) -> Any:
         return json.loads(self.ok("get", *args, "-o", "json"))
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"not within {timeout:g} s: {what} (last seen: {last!r})")
 
 
 @pytest.fixture
