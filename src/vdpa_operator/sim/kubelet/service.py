@@ -186,14 +186,19 @@ class Kubelet:
         if kind != SYNCED:
             self._schedule.set()
 
+    def _device_counts(self) -> dict[str, tuple[int, int]]:
+        return {name: (len(e.devices), len(e.healthy())) for name, e in self.devices.endpoints.items()}
+
     async def _heartbeats(self) -> None:
         while True:
-            self.node.devices = {name: (len(e.devices), len(e.healthy())) for name, e in self.devices.endpoints.items()}
+            self.node.devices = sent = self._device_counts()
             try:
                 await self.node.heartbeat()
             except ClusterError as exc:
                 logger.warning("%s", exc)
             async with self.devices.changed:
+                if self._device_counts() != sent:
+                    continue  # changed while the heartbeat was on its way (a plugin's first ListAndWatch answer)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.timing.heartbeat):
                         await self.devices.changed.wait()
