@@ -1,6 +1,6 @@
 """The seed page end to end on the simulated cluster, as a user runs it: `vdpactl sim up --nodes 2`, the seed's
-policy, NAD and pod applied verbatim with kubectl (plus a second pod, the seed's under another name), the seed's
-verify commands run verbatim through kubectl, `vdpactl verify`, then `sim down` and nothing left behind.
+policy, NAD and pod applied verbatim with kubectl (plus a second pod, the seed's under another name, and a third
+placed on the other node), the seed's verify commands run verbatim through kubectl, `vdpactl verify`, then `sim down` and nothing left behind.
 
 Needs root and Open vSwitch (skipped with the reason otherwise). Phase times are printed (`-s` shows them); the
 figures with goals are bench/demo.py's."""
@@ -156,6 +156,15 @@ def test_seed_end_to_end(cluster: tuple[Layout, Snapshot, list[tuple[int, int]]]
     model = json.loads(kubectl.json("node", node1)["metadata"]["annotations"][SIM_MODEL_ANNOTATION])
     assert model == {"nic": "ConnectX-6 Dx", "vdpaNetdevDriver": "veth", "datapath": "ovs"}
     ping = kubectl.ok("exec", "vdpa-pod1", "--", "ping", "-c", "3", "-W", "2", pods["vdpa-pod2"]["status"]["podIP"])
+    assert " 0% packet loss" in ping
+
+    # A pod on the other node (placed there: the scheduler may well have put both on one) is reached too.
+    other = next(name for name in nodes if name != node1)
+    kubectl.ok("apply", "-f", "-", stdin=SEED_POD.replace("name: vdpa-pod1", "name: vdpa-pod3").replace(
+        "spec:\n", f"spec:\n  nodeName: {other}\n"))
+    far = wait_for("vdpa-pod3 Running", lambda: (p := kubectl.json("pod", "vdpa-pod3"))["status"].get("podIP")
+                   and p["status"].get("phase") == "Running" and p)
+    ping = kubectl.ok("exec", "vdpa-pod1", "--", "ping", "-c", "2", "-W", "2", far["status"]["podIP"])
     assert " 0% packet loss" in ping
 
     # ovs-appctl in the node's config daemon reaches that node's vswitchd (its /var/run/openvswitch is the node's).
