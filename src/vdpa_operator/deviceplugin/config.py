@@ -2,7 +2,7 @@
 
 Read the way upstream's Go parser reads it, so the ConfigMap the operator renders (`{"resourceList":[…]}` with
 `IsRdma`, `NeedVhostNet` and a stray `SelectorObj`) means the same here: keys match case-insensitively
-(`encoding/json`), unknown keys are ignored (with a warning here), `selectors` is one object or a list of
+(`encoding/json`), unknown keys are ignored (with a warning here, except the operator's own stray), `selectors` is one object or a list of
 them, `deviceType` defaults to `netDevice`. Stricter than upstream where upstream silently serves less: a value
 of the wrong type, a resource name kubelet would refuse, a malformed `#first-last` range, an unknown `vdpaType`
 or `isRdma` with `vdpaType` is an error naming the entry and the field (upstream drops the resource or selects
@@ -88,6 +88,11 @@ def _kind(value: object) -> str:
     return _JSON_KINDS.get(type(value), "null")
 
 
+OPERATOR_STRAYS = frozenset({"SelectorObj"})
+"""Keys the operator writes (a Go field of its own, always null) that upstream's plugin ignores: ignored without a
+word, or every device plugin would warn about its own operator's ConfigMap at each start."""
+
+
 class _Fields:
     """One JSON object decoded like a Go struct: each key goes to the field whose name equals it, else to one
     whose name equals it ignoring case (the last such key wins); other keys are reported as unknown."""
@@ -98,10 +103,10 @@ class _Fields:
         folded = {name.casefold(): name for name in names}
         for key, value in obj.items():
             name = key if key in names else folded.get(key.casefold())
-            if name is None:
-                warnings.append(f"{where}: unknown field {key!r} ignored")
-            else:
+            if name is not None:
                 self.values[name] = value
+            elif key not in OPERATOR_STRAYS:
+                warnings.append(f"{where}: unknown field {key!r} ignored")
 
     def _typed(self, name: str, kind: str, check: Callable[[Any], bool]) -> Any:
         value = self.values.get(name)
