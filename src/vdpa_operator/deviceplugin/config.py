@@ -2,11 +2,11 @@
 
 Read the way upstream's Go parser reads it, so the ConfigMap the operator renders (`{"resourceList":[…]}` with
 `IsRdma`, `NeedVhostNet` and a stray `SelectorObj`) means the same here: keys match case-insensitively
-(`encoding/json`), unknown keys are ignored (with a warning here, except the operator's own stray), `selectors` is one object or a list of
-them, `deviceType` defaults to `netDevice`. Stricter than upstream where upstream silently serves less: a value
-of the wrong type, a resource name kubelet would refuse, a malformed `#first-last` range, an unknown `vdpaType`
-or `isRdma` with `vdpaType` is an error naming the entry and the field (upstream drops the resource or selects
-nothing). Pure: text in, values out.
+(`encoding/json`), unknown keys are ignored (with a warning here, except the operator's own stray), `selectors` is
+one object or a list of them, `deviceType` defaults to `netDevice`. Stricter than upstream where upstream silently
+serves less: a value of the wrong type, a resource name kubelet would refuse, a malformed `#first-last` range, an
+unknown `vdpaType` or `isRdma` with `vdpaType` is an error naming the entry and the field (upstream drops the
+resource or selects nothing). Pure: text in, values out.
 """
 
 from __future__ import annotations
