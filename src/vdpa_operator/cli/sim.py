@@ -294,8 +294,15 @@ def _close(store: Any) -> None:
               help="The port of this kubelet's exec/log server (status.daemonEndpoints.kubeletEndpoint.Port).")
 @click.option("--schedule/--no-schedule", default=True, show_default=True,
               help="Also bind pending pods to nodes (a minimal scheduler; several kubelets may run it).")
+@click.option("--container-env", "container_env", multiple=True, metavar="NAME=VALUE",
+              help="A variable every container and CNI plugin of this node gets, over the pod's own (repeatable).")
+@click.option("--kubelet-token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The API server's kubelet-client token: the only caller the exec/log server answers.")
+@click.option("--webhook-service", "webhook_services", multiple=True, metavar="NAMESPACE/NAME=HOST:PORT",
+              help="Where the API server calls a webhook Service: relayed into its pod when that runs here.")
 def kubelet(node_name: str, kubeconfig_path: Path, root: Path, node_netns: str, pod_cidr: str | None,
-            cni_bin_dir: Path | None, streaming_port: int, schedule: bool) -> None:
+            cni_bin_dir: Path | None, streaming_port: int, schedule: bool, container_env: tuple[str, ...],
+            kubelet_token_file: Path | None, webhook_services: tuple[str, ...]) -> None:
     """Run a small kubelet for one simulated node until SIGINT/SIGTERM: registers the Node and keeps it Ready,
     takes device plugin registrations, runs the pods bound to the node (network namespace, the default network's
     CNI as Multus, the containers' commands as host processes) and, on the way out, stops them all and cleans up.
@@ -320,20 +327,31 @@ def kubelet(node_name: str, kubeconfig_path: Path, root: Path, node_netns: str, 
     root = root.absolute()
     bin_dir = (cni_bin_dir or root / "opt/cni/bin").absolute()
     bin_dir.mkdir(parents=True, exist_ok=True)
+    env = tuple(_pair(item, "--container-env") for item in container_env)
+    services = tuple((f"{ns}/{name}", address) for (ns, name), address in _parse_services(webhook_services).items())
     configure_logging()
     asyncio.run(_kubelet(node_name, kubeconfig_path.absolute(), root, node_netns, pod_cidr, bin_dir, streaming_port,
-                         schedule))
+                         schedule, env, kubelet_token_file.absolute() if kubelet_token_file else None, services))
+
+
+def _pair(item: str, flag: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint=flag)
+    return name, value
 
 
 async def _kubelet(node_name: str, kubeconfig: Path, root: Path, node_netns: str, pod_cidr: str | None,
-                   cni_bin_dir: Path, streaming_port: int, schedule: bool) -> None:
+                   cni_bin_dir: Path, streaming_port: int, schedule: bool, container_env: tuple[tuple[str, str], ...],
+                   token_file: Path | None, webhook_services: tuple[tuple[str, str], ...]) -> None:
     from vdpa_operator.kubeclient import ClusterError
     from vdpa_operator.sim.kubelet.service import Kubelet
     from vdpa_operator.sim.kubelet.settings import KubeletSettings
 
     settings = KubeletSettings(node_name=node_name, kubeconfig=kubeconfig, root=root, node_netns=node_netns,
                                pod_cidr=pod_cidr, cni_bin_dir=cni_bin_dir, streaming_port=streaming_port,
-                               schedule=schedule)
+                               schedule=schedule, container_env=container_env, kubelet_token_file=token_file,
+                               webhook_services=webhook_services)
     stopping = asyncio.Event()
     on_stop_signals(asyncio.get_running_loop(), stopping.set)
     try:

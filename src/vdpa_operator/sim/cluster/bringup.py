@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vdpa_operator.errors import VdpaOperatorError
+from vdpa_operator.fileio import write_atomically
 from vdpa_operator.sim.cluster import manifests, network, nodes, ovs
 from vdpa_operator.sim.cluster.apiclient import AdminClient, ready
 from vdpa_operator.sim.cluster.layout import MAX_NODES, Layout
@@ -169,6 +170,7 @@ def _bring_up(guard: Guard, layout: Layout, record: Record, options: UpOptions, 
     guard.stage("controller-manager")
     _start_controller_manager(guard, layout, record, options.timeout)
     guard.stage("kubelet")
+    _write_kubelet_token(layout, record)
     kubelets = _start_kubelets(layout, record, members, say)
     guard.stage("nodes-ready")
     with AdminClient(layout.kubeconfig) as client:
@@ -234,6 +236,16 @@ def _start_controller_manager(guard: Guard, layout: Layout, record: Record, time
     _wait(guard, "the controller manager", lambda: log.exists() and "running" in log.read_text(), [process], timeout)
 
 
+def _write_kubelet_token(layout: Layout, record: Record) -> None:
+    """The token the API server shows kubelets when it proxies exec and logs, for the kubelets only."""
+    from vdpa_operator.sim.apiserver.credentials import Credentials
+    from vdpa_operator.sim.apiserver.proxy import kubelet_client_token
+
+    record.add(MadePath(str(layout.kubelet_token), "file"))
+    token = kubelet_client_token(Credentials.load_or_create(layout.apiserver_dir))
+    write_atomically(layout.kubelet_token, token.encode(), mode=0o600)
+
+
 def _start_kubelets(layout: Layout, record: Record, members: list[Any], say: Callable[[str], None]) -> list[Process]:
     if not nodes.kubelet_available():
         say("`vdpactl sim kubelet` is not in this vdpactl: the nodes have their namespace, simulated host, OVS "
@@ -243,7 +255,8 @@ def _start_kubelets(layout: Layout, record: Record, members: list[Any], say: Cal
     ports = {}
     for node in members:
         ports[node.name] = _free_port()
-        started.append(nodes.start_kubelet(record, layout, node, ports[node.name]))
+        started.append(nodes.start_kubelet(record, layout, node, ports[node.name],
+                                           dict(record.settings.get("webhook_services") or {})))
     record.set(streaming_ports=ports)
     return started
 
@@ -278,6 +291,11 @@ def _rolled_out(client: AdminClient) -> bool:
     return True
 
 
+def _nics_reported(client: AdminClient, count: int) -> bool:
+    states = client.items("/apis/sriovnetwork.openshift.io/v1/sriovnetworknodestates")
+    return len([s for s in states if (s.get("status") or {}).get("interfaces")]) >= count
+
+
 def _apply_sample_config(guard: Guard, layout: Layout, options: UpOptions, say: Callable[[str], None]) -> None:
     assert options.deploy is not None
     last: list[str] = []
@@ -296,6 +314,10 @@ def _apply_sample_config(guard: Guard, layout: Layout, options: UpOptions, say: 
             f"the operator reconciles no policy until it is: kubectl apply -f {sample}")
     else:
         say("SriovOperatorConfig default applied")
+        with AdminClient(layout.kubeconfig) as client:
+            _wait(guard, "every node's SriovNetworkNodeState to report its NICs (the webhook checks a policy "
+                  "against them)", lambda: _nics_reported(client, options.nodes), [], options.timeout, interval=0.3)
+        say("the nodes' NICs are reported")
 
 
 def _wait(guard: Guard, what: str, done: Callable[[], bool], watched: list[Process], timeout: float,

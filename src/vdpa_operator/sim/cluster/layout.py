@@ -3,6 +3,7 @@ so `up`, `status` and `down` (and a second cluster beside the first) agree witho
 
     <state>/record.json          what `up` made, in order (record.py)
     <state>/kubeconfig           the API server's admin kubeconfig
+    <state>/kubelet-token        the API server's kubelet-client token, for the kubelets' exec/log servers (0600)
     <state>/apiserver/           its data dir; <state>/logs/ every process's output
     /dev/shm/<tag>/<node>/       the node's filesystem root: the simulated host's sys/ and dev/, OVS's
                                  var/run/openvswitch/, the CNI's opt/cni/bin/, the kubelet's var/lib/kubelet/
@@ -93,6 +94,10 @@ class Layout:
     @property
     def kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
+
+    @property
+    def kubelet_token(self) -> Path:
+        return self.state / "kubelet-token"
 
     @property
     def apiserver_dir(self) -> Path:

@@ -20,9 +20,11 @@ import vdpa_operator
 from vdpa_operator.errors import VdpaOperatorError
 from vdpa_operator.sim.cluster.apiclient import AdminClient
 from vdpa_operator.sim.cluster.layout import POD_NETWORK, NodeLayout
+from vdpa_operator.verify.model import SIM_MODEL_ANNOTATION, SimModel
 
 NODE_LABELS = {
     "feature.node.kubernetes.io/network-sriov.capable": "true",
+    "node-role.kubernetes.io/worker": "",
     "kubernetes.io/os": "linux",
 }
 NODE_SUBNETS = "k8s.ovn.org/node-subnets"
@@ -81,10 +83,16 @@ def publish_cluster_facts(client: AdminClient, settings: dict[str, object], memb
         "data": data})
 
 
+SIM_MODEL = SimModel("ConnectX-6 Dx", "veth", "ovs")
+"""What a simulated node really is (its vDPA netdevs are veths, its datapath OVS's userspace one): `vdpactl
+verify` reads it from the Node and prints it beside what the kernel shows, rather than pass what it cannot."""
+
+
 def label_node(client: AdminClient, node: NodeLayout) -> None:
     client.patch_node(node.name, {"metadata": {
         "labels": NODE_LABELS,
-        "annotations": {NODE_SUBNETS: json.dumps({"default": str(node.pod_cidr)})},
+        "annotations": {NODE_SUBNETS: json.dumps({"default": str(node.pod_cidr)}),
+                        SIM_MODEL_ANNOTATION: SIM_MODEL.annotation()},
     }})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from vdpa_operator.cli.common import HOST_ENV, OVSDB_ENV, SIM_NETNS_ENV, SIM_ROOT_ENV
 from vdpa_operator.sim.cluster import network, ovs
 from vdpa_operator.sim.cluster.layout import WIRE_PORT, Layout, NodeLayout
 from vdpa_operator.sim.cluster.processes import spawn
@@ -42,15 +43,27 @@ def make_switch(record: Record, layout: Layout, node: NodeLayout) -> None:
     network.address_bridge(node)
 
 
-def kubelet_argv(layout: Layout, node: NodeLayout, streaming_port: int) -> list[str]:
+def container_env(node: NodeLayout) -> dict[str, str]:
+    """What every container and CNI plugin of the node is given (cli/common.py's defaults): the node's simulated
+    host, its namespace and its OVS, so deploy/'s pods, written for `--host linux`, never reach this machine's
+    /sys, devlink or OVS."""
+    return {HOST_ENV: "sim", SIM_ROOT_ENV: str(node.root), SIM_NETNS_ENV: node.netns, OVSDB_ENV: node.ovsdb_remote}
+
+
+def kubelet_argv(layout: Layout, node: NodeLayout, streaming_port: int,
+                 webhook_services: dict[str, str] | None = None) -> list[str]:
+    env = [arg for k, v in container_env(node).items() for arg in ("--container-env", f"{k}={v}")]
+    services = [arg for k, v in (webhook_services or {}).items() for arg in ("--webhook-service", f"{k}={v}")]
     return [sys.executable, "-m", "vdpa_operator.cli", "sim", "kubelet", "--node-name", node.name,
             "--kubeconfig", str(layout.kubeconfig), "--root", str(node.root), "--node-netns", node.netns,
             "--pod-cidr", str(node.pod_cidr), "--cni-bin-dir", str(node.cni_bin_dir),
-            "--streaming-port", str(streaming_port)]
+            "--streaming-port", str(streaming_port), "--kubelet-token-file", str(layout.kubelet_token),
+            *env, *services]
 
 
-def start_kubelet(record: Record, layout: Layout, node: NodeLayout, streaming_port: int) -> Process:
-    return spawn(record, "kubelet", node.name, kubelet_argv(layout, node, streaming_port),
+def start_kubelet(record: Record, layout: Layout, node: NodeLayout, streaming_port: int,
+                  webhook_services: dict[str, str] | None = None) -> Process:
+    return spawn(record, "kubelet", node.name, kubelet_argv(layout, node, streaming_port, webhook_services),
                  layout.logs / f"{node.name}-kubelet.log")
 
 

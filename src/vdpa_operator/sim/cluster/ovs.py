@@ -6,7 +6,9 @@ OVS tool run against it. ovs-vswitchd runs in the node's network namespace: the 
 ports as netdevs of the namespace it runs in (the representors the simulated host makes there, the wire), and
 its `br-int` tap appears there. There is no openvswitch kernel module; bridges use `datapath_type=netdev`
 (research/ecosystem.md §4.1). Both daemons run in the foreground under our own PID (no --detach), so they are
-recorded the moment they start.
+recorded the moment they start. ovs-vswitchd's pidfile and control socket keep OVS's default names
+(`ovs-vswitchd.pid`, `ovs-vswitchd.<pid>.ctl` in OVS_RUNDIR), so a plain `ovs-appctl` in a pod that mounts the
+node's /var/run/openvswitch reaches this node's switch.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def start(record: Record, node: NodeLayout, logs: Path) -> tuple[Process, Proces
     vsctl(node, "init")
     switch = spawn(record, "ovs-vswitchd", node.name,
                    ["ip", "netns", "exec", node.netns, "ovs-vswitchd", node.ovsdb_remote,
-                    f"--pidfile={d / 'ovs-vswitchd.pid'}", f"--unixctl={d / 'ovs-vswitchd.ctl'}",
+                    f"--pidfile={d / 'ovs-vswitchd.pid'}",
                     f"--log-file={d / 'ovs-vswitchd.log'}", "--no-chdir", "-vconsole:off"],
                    logs / f"{node.name}-ovs-vswitchd.log", env(node))
     vsctl(node, "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev", wait=True, timeout=30)

@@ -126,6 +126,9 @@ class CniCall:
     """The node's view for the plugin (its server socket, device-info files)."""
     runtime_netns: str
     """The node's network namespace (a path): where a runtime, and so its plugins, run."""
+    node_env: tuple[tuple[str, str], ...] = ()
+    """The node's own variables (`KubeletSettings.container_env`): a plugin serving a request itself, with no
+    server to forward to, still acts on the node's simulated host."""
 
     def env(self, command: str) -> dict[str, str]:
         namespace, name, uid = self.pod
@@ -133,7 +136,7 @@ class CniCall:
                 "CNI_IFNAME": self.ifname, "CNI_PATH": str(self.cni_bin_dir),
                 "CNI_ARGS": f"IgnoreUnknown=true;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};"
                             f"K8S_POD_INFRA_CONTAINER_ID={self.container_id};K8S_POD_UID={uid}",
-                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **dict(self.node_env)}
 
     async def run(self, command: str, plugin: Mapping[str, Any]) -> dict[str, Any]:
         """One plugin exec'd (in the node's mount view and network namespace, as a runtime runs it); its printed

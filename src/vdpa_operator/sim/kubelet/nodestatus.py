@@ -77,6 +77,8 @@ class NodeStatus:
         self.client = client
         self.settings = settings
         self.devices: dict[str, tuple[int, int]] = {}
+        self.streaming_port = settings.streaming_port
+        """Where the exec/log server really listens, once started."""
         self._since = _now()
         self._sent: dict[str, Any] = {}
 
@@ -104,7 +106,7 @@ class NodeStatus:
                   "conditions": [ready_condition(now, self._since)],
                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
                                 {"type": "Hostname", "address": self.settings.node_name}],
-                  "daemonEndpoints": {"kubeletEndpoint": {"Port": self.settings.streaming_port}},
+                  "daemonEndpoints": {"kubeletEndpoint": {"Port": self.streaming_port}},
                   "nodeInfo": {"kubeletVersion": "v1.31.0-vdpa-sim", "operatingSystem": "linux",
                                "architecture": "amd64", "containerRuntimeVersion": "vdpa-sim://0.1",
                                "kernelVersion": os.uname().release, "osImage": "vdpa-operator simulated node",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdpa_operator.sim.kubelet.streaming import ContainerView
+
 
 @dataclass
 class ContainerProcess:
@@ -27,19 +29,6 @@ class ContainerProcess:
     cwd: Path | None = None
 
 
-@dataclass(frozen=True)
-class ContainerLocation:
-    """What the streaming server's `PodProcesses.locate` answers (its `ContainerView`, field for field)."""
-
-    netns_path: Path | None
-    log_file: Path | None
-    env: dict[str, str]
-    cwd: Path | None = None
-    uid: int | None = None
-    gid: int | None = None
-    running: bool = True
-
-
 @dataclass
 class PodProcesses:
     containers: dict[tuple[str, str, str], ContainerProcess] = field(default_factory=dict)
@@ -54,13 +43,13 @@ class PodProcesses:
         found = [p for (ns, name, _), p in self.containers.items() if (ns, name) == (namespace, pod)]
         return found[0] if found else None
 
-    def locate(self, namespace: str, pod: str, container: str) -> ContainerLocation | None:
+    def locate(self, namespace: str, pod: str, container: str) -> ContainerView | None:
         """The streaming server's question: where to run a command in this container, where its log is."""
         found = self.lookup(namespace, pod, container)
         if found is None:
             return None
-        return ContainerLocation(Path(found.netns), found.log_file, dict(found.env), found.cwd,
-                                 running=found.pid is not None)
+        return ContainerView(Path(found.netns), found.log_file, dict(found.env), found.cwd,
+                                 running=found.pid is not None, pid=found.pid)
 
     def drop(self, namespace: str, pod: str) -> None:
         for key in [k for k in self.containers if k[:2] == (namespace, pod)]:

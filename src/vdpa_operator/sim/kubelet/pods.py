@@ -117,6 +117,11 @@ class PodWorker:
         self._transitions: dict[str, tuple[str, str]] = {}
 
     @property
+    def netns(self) -> str:
+        """The pod's network namespace (a path), "" until made."""
+        return self.sandbox.netns_path
+
+    @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -209,7 +214,7 @@ class PodWorker:
         if self._host_network():
             self.sandbox.netns_path = f"/var/run/netns/{self.rt.settings.node_netns}"
             return
-        name = f"pod-{self.uid[:13]}"
+        name = f"{self.rt.settings.node_netns}-{self.uid[:13]}"  # under the cluster's tag: `sim down` finds it
         subprocess.run(["ip", "netns", "add", name], check=False, capture_output=True)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
         self.sandbox.netns_name, self.sandbox.netns_path = name, f"/var/run/netns/{name}"
@@ -277,7 +282,7 @@ class PodWorker:
         settings = self.rt.settings
         return multus.CniCall(settings.cni_bin_dir, self.sandbox.netns_path, self.sandbox.container_id, IFNAME,
                               (self.namespace, self.name, self.uid), tuple(node_view(settings.root)),
-                              f"/var/run/netns/{settings.node_netns}")
+                              f"/var/run/netns/{settings.node_netns}", settings.container_env)
 
     # --- containers --------------------------------------------------------------------------------------------
 
@@ -285,7 +290,7 @@ class PodWorker:
         pod = dict(self.pod)
         pod["status"] = {**(pod.get("status") or {}), **self._ip_status()}
         base = {**self.rt.base_env, **self.env_by_container.get(spec["name"], {})}
-        return containers.environment(pod, spec, base)
+        return {**containers.environment(pod, spec, base), **dict(self.rt.settings.container_env)}
 
     async def _launch(self, running: Running) -> asyncio.subprocess.Process:
         spec = running.spec

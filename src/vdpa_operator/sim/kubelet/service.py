@@ -6,9 +6,10 @@ then deleted with grace 0 as kubelet confirms a deletion), the scheduler when en
 what runs here. On the way out it stops every pod it started (processes, CNI DEL, devices, namespaces) and its
 sockets.
 
-Seam for the exec/log server (`streaming.py`, another module): `Kubelet.processes` (a `PodProcesses`) maps
-namespace/pod/container to the process's netns, PID, environment and log file; start that server in `run` on
-`settings.streaming_port` beside the other tasks."""
+The exec/log server (`streaming`) runs beside the other tasks on `settings.streaming_port`, answering only the
+API server's kubelet-client token (`--kubelet-token-file`); `Kubelet.processes` tells it where each container
+runs. Webhook Services the API server calls on this machine (`settings.webhook_services`) are relayed into the
+pod serving them when it runs here (`webhookrelay`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import base64
 import contextlib
 import json
 import logging
+import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from vdpa_operator.kubeclient import (
     connect_client,
     load_config,
 )
-from vdpa_operator.sim.kubelet import leftovers, scheduler
+from vdpa_operator.sim.kubelet import leftovers, scheduler, streaming
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
 from vdpa_operator.sim.kubelet.nodestatus import NodeStatus
@@ -46,6 +48,7 @@ from vdpa_operator.sim.kubelet.pods import PodWorker, Runtime
 from vdpa_operator.sim.kubelet.serviceproxy import ServiceProxy
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
 from vdpa_operator.sim.kubelet.volumes import VolumeMaker
+from vdpa_operator.sim.kubelet.webhookrelay import WebhookRelays
 from vdpa_operator.yamlio import load_one
 
 logger = logging.getLogger(__name__)
@@ -111,14 +114,25 @@ class Kubelet:
         self._stopping: dict[str, tuple[PodWorker, asyncio.Task[None]]] = {}
         self._pods_changed = asyncio.Event()
         self._schedule = asyncio.Event()
+        self.relays = WebhookRelays(self.client, dict(settings.webhook_services))
+
+    def _token(self) -> str:
+        """The API server's kubelet-client token; without a file, a random one (no exec or log through it)."""
+        if self.settings.kubelet_token_file is None:
+            logger.warning("no --kubelet-token-file: kubectl exec and logs will not reach this kubelet")
+            return secrets.token_urlsafe(32)
+        return self.settings.kubelet_token_file.read_text().strip()
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         settings.plugins_registry.mkdir(parents=True, exist_ok=True)
         await self.devices.start()
         tasks: list[asyncio.Task[Any]] = []
+        server: streaming.StreamingServer | None = None
         try:
             await leftovers.clean(settings, self.runtime.assignments)
+            server = await streaming.start(self.processes, self._token(), "127.0.0.1", settings.streaming_port)
+            self.node.streaming_port = server.port
             subprocess.run(["ip", "-n", settings.node_netns, "link", "set", "lo", "up"], check=False,
                            capture_output=True)
             await self.proxy.open(f"/var/run/netns/{settings.node_netns}")  # for hostNetwork pods
@@ -151,6 +165,9 @@ class Kubelet:
             await asyncio.gather(*(w.stop() for w in self.workers.values()), return_exceptions=True)
             await asyncio.gather(*(task for _, task in self._stopping.values()), return_exceptions=True)
             self.workers.clear()
+            if server is not None:
+                await server.stop()
+            await self.relays.close_all()
             await self.proxy.close_all()
             self._write_status()
             await self.devices.stop(wipe=False)
@@ -192,6 +209,7 @@ class Kubelet:
                 if finished and meta["uid"] not in self.workers:
                     continue
                 present[meta["uid"]] = pod
+            await self.relays.sync([w for w in self.workers.values() if w.uid in present])
             for uid, pod in present.items():
                 if uid not in self.workers and uid not in self._stopping:
                     worker = PodWorker(self.runtime, pod)

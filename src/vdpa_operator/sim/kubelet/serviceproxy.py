@@ -30,8 +30,9 @@ def _setns(fd: int) -> None:
         raise OSError(errno, os.strerror(errno))
 
 
-def listen_in(netns: str, host: str, port: int) -> socket.socket:
-    """A listening TCP socket bound to host:port inside the network namespace at path `netns`."""
+def socket_in(netns: str, host: str) -> socket.socket:
+    """An unbound TCP socket (for `host`'s family) of the network namespace at path `netns`: a socket keeps the
+    namespace it was made in, whatever thread binds or connects it later."""
     made: list[socket.socket | BaseException] = []
 
     def work() -> None:
@@ -43,13 +44,7 @@ def listen_in(netns: str, host: str, port: int) -> socket.socket:
             finally:
                 os.close(target)
             try:
-                family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-                sock.listen(64)
-                sock.setblocking(False)
-                made.append(sock)
+                made.append(socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM))
             finally:
                 _setns(own)
         except BaseException as exc:  # handed to the caller's thread
@@ -57,13 +52,33 @@ def listen_in(netns: str, host: str, port: int) -> socket.socket:
         finally:
             os.close(own)
 
-    thread = threading.Thread(target=work, name="netns-listen")
+    thread = threading.Thread(target=work, name="netns-socket")
     thread.start()
     thread.join()
     result = made[0]
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def listen_in(netns: str, host: str, port: int) -> socket.socket:
+    """A listening TCP socket bound to host:port inside the network namespace at path `netns`."""
+    sock = socket_in(netns, host)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def pipe_both(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream_reader: asyncio.StreamReader,
+                    upstream_writer: asyncio.StreamWriter) -> None:
+    """Relay bytes both ways until each side has closed."""
+    await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -120,4 +135,4 @@ class ServiceProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        await pipe_both(reader, writer, upstream_reader, upstream_writer)

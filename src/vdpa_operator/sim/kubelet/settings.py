@@ -40,6 +40,15 @@ class KubeletSettings:
     """Run the minimal scheduler in this kubelet too (several kubelets may: the kube-scheduler Lease picks one)."""
     venv_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
     """Containers' command[0] is looked up here first: the virtualenv stands for the image."""
+    container_env: tuple[tuple[str, str], ...] = ()
+    """Variables every container and CNI plugin of this node gets, over the pod's own: how a simulated node
+    points deploy/'s components at its simulated host (`VDPA_HOST=sim`, `VDPA_SIM_ROOT`, …) and never at this
+    machine's /sys."""
+    kubelet_token_file: Path | None = None
+    """The API server's kubelet-client token (sim/apiserver/proxy.py): the exec/log server answers only it."""
+    webhook_services: tuple[tuple[str, str], ...] = ()
+    """Service `namespace/name` → the machine's `host:port` where the API server calls it: relayed into the pod
+    that serves it when that pod runs here (the relay kube-proxy would be)."""
     timing: Timing = field(default_factory=Timing)
 
     @property

@@ -6,9 +6,10 @@ to port 10250 of a real kubelet; the paths and query names are the real kubelet'
 - `GET /exec/{namespace}/{pod}/{container}?command=…&command=…&input=1&output=1&error=1&tty=1` (also
   `stdin`/`stdout`/`stderr`), a WebSocket speaking `v5.channel.k8s.io` or `v4.channel.k8s.io`
   (vdpa_operator.remotecommand). The command runs as the container would see it: in the pod's network namespace
-  (`nsenter --net=…`), with the container's environment, working directory and user, on a pseudo-terminal when
-  `tty` (its own session with the terminal as controlling terminal, via `setsid --ctty`, so ^C reaches the
-  foreground process as SIGINT), stdin forwarded, resizes applied. How it ended goes on the error stream: Success,
+  and the container's mount namespace (`nsenter --mount=… --net=…`), with the container's environment, working
+  directory and user, on a pseudo-terminal when `tty` (its own session with the terminal as controlling terminal,
+  via `setsid --ctty`, so ^C reaches the foreground process as SIGINT), stdin forwarded, resizes applied. How it
+  ended goes on the error stream: Success,
   Failure NonZeroExitCode with the code, or Failure naming why it could not run (no such container, not running,
   command not found, network namespace gone) — after the upgrade, so the API server relays it as it relays
   everything else.
@@ -76,6 +77,9 @@ class ContainerView:
     gid: int | None = None
     running: bool = True
     """False once the container has exited: exec is refused, a followed log ends."""
+    pid: int | None = None
+    """The container's process: a command run in it enters its mount namespace too (the container's volumes,
+    e.g. a hostPath /var/run/openvswitch that is the node's, not the machine's)."""
 
 
 class PodProcesses(Protocol):
@@ -273,7 +277,8 @@ async def _start(pods: PodProcesses, where: tuple[str, str, str], options: ExecO
     if view.netns_path is not None:
         if not view.netns_path.exists():
             raise _CannotRun(rc.failure(f"the network namespace {view.netns_path} of pod {namespace}/{pod} is gone"))
-        argv = [_tool("nsenter"), f"--net={view.netns_path}", "--", *argv]
+        mount = [f"--mount=/proc/{view.pid}/ns/mnt"] if view.pid is not None else []
+        argv = [_tool("nsenter"), *mount, f"--net={view.netns_path}", "--", *argv]
     if options.tty:
         argv = [_tool("setsid"), "--ctty", "--wait", "--", *argv]
     return await _Process.spawn(argv, view, options, size)

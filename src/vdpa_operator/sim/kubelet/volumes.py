@@ -1,12 +1,13 @@
 """A pod's volumes as directories on this machine, ready to be bind-mounted: hostPath is the node's path under
 `--root` (the kernel's paths are the machine's), emptyDir a directory of the pod, configMap/secret their keys as
-files, and the ServiceAccount token (kube-api-access, or the automount kubelet adds) a TokenRequest's token with
-the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount (the namespace's `default`
-account is made when missing: no controller-manager does it here)."""
+files, downwardAPI the pod's fields, and the ServiceAccount token (kube-api-access, or the automount kubelet adds)
+a TokenRequest's token with the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount
+(the namespace's `default` account is made when missing: no controller-manager does it here)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from vdpa_operator.kubeclient import (
     get_or_none,
     http_code,
 )
+from vdpa_operator.sim.kubelet.containers import field_value
 from vdpa_operator.sim.kubelet.errors import KubeletError
 from vdpa_operator.sim.kubelet.mounts import Mount, shared
 from vdpa_operator.sim.kubelet.settings import KubeletSettings
@@ -89,12 +91,15 @@ class VolumeMaker:
             elif "secret" in volume:
                 _write(where, await self._secret(meta["namespace"], volume["secret"]))
                 volumes.directories[name] = (where, True)
+            elif "downwardAPI" in volume:
+                _write(where, downward_files(pod, volume["downwardAPI"]))
+                volumes.directories[name] = (where, True)
             elif "projected" in volume:
                 _write(where, await self._projected(pod, volume["projected"]))
                 volumes.directories[name] = (where, True)
             else:
-                raise KubeletError(f"volume {name}: only hostPath, emptyDir, configMap, secret and projected "
-                                   "volumes are supported")
+                raise KubeletError(f"volume {name}: only hostPath, emptyDir, configMap, secret, downwardAPI and "
+                                   "projected volumes are supported")
         automount = spec.get("automountServiceAccountToken")
         if automount is not False and not any(n.startswith("kube-api-access") for n in volumes.directories):
             where = pod_dir / "volumes" / "kube-api-access"
@@ -151,10 +156,7 @@ class VolumeMaker:
             elif "secret" in item:
                 files |= await self._secret(namespace, item["secret"])
             elif "downwardAPI" in item:
-                from vdpa_operator.sim.kubelet.containers import field_value
-
-                for entry in item["downwardAPI"].get("items") or []:
-                    files[entry["path"]] = field_value(pod, entry.get("fieldRef", {}).get("fieldPath", "")).encode()
+                files |= downward_files(pod, item["downwardAPI"])
         return files
 
     async def _service_account_files(self, pod: Mapping[str, Any]) -> dict[str, bytes]:
@@ -199,6 +201,23 @@ class VolumeMaker:
         except ClusterError as exc:
             if http_code(exc) != 409:
                 raise KubeletError(str(exc)) from None
+
+
+def downward_files(pod: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, bytes]:
+    """A downwardAPI volume's files: a field's value, or a whole labels/annotations map as kubelet writes it
+    (`key="value"` lines, sorted; the network-resources-injector's `podnetinfo` volume asks for these)."""
+    files = {}
+    for entry in source.get("items") or []:
+        path = (entry.get("fieldRef") or {}).get("fieldPath", "")
+        if path in ("metadata.labels", "metadata.annotations"):
+            found = (pod.get("metadata") or {}).get(path.split(".")[1]) or {}
+            value = "\n".join(f"{k}={json.dumps(str(found[k]), ensure_ascii=False)}" for k in sorted(found))
+        elif entry.get("resourceFieldRef"):
+            raise KubeletError(f"downwardAPI {entry.get('path')}: resourceFieldRef is not supported")
+        else:
+            value = field_value(pod, path)
+        files[entry["path"]] = value.encode()
+    return files
 
 
 def _select(data: dict[str, bytes], source: Mapping[str, Any]) -> dict[str, bytes]:
