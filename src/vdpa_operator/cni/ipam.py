@@ -12,7 +12,7 @@
 """
 
 from vdpa_operator.cni.ipam_delegate import DEFAULT_TIMEOUT, DelegatedIpam, VersionCache
-from vdpa_operator.cni.ipam_node import NodeIpam
+from vdpa_operator.cni.ipam_node import NodeIpam, ovn_mac
 from vdpa_operator.cni.ipam_ovn import NODE_SUBNETS, POD_NETWORKS, NotAnnotated, from_pod_networks, node_subnet
 from vdpa_operator.cni.ipam_result import DnsConfig, IpamResult, IpConfig, RouteConfig, parse_ipam_result
 
@@ -30,5 +30,6 @@ __all__ = [
     "VersionCache",
     "from_pod_networks",
     "node_subnet",
+    "ovn_mac",
     "parse_ipam_result",
 ]

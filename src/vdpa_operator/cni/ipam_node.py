@@ -42,6 +42,13 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
+def ovn_mac(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The MAC OVN-Kubernetes gives a pod for its address (`util.IPAddrToHWAddr`): 0a:58 and the IPv4 address's
+    four bytes (an IPv6 address's last four). Unique on the pod network as the address is: VFs of two nodes'
+    identical NICs may well come with one MAC, and pods on one L2 network must not share one."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in address.packed[-4:])
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     address: IpAddress

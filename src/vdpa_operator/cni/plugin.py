@@ -32,7 +32,7 @@ from vdpa_operator.cni.errors import (
     TRY_AGAIN_LATER,
     CniError,
 )
-from vdpa_operator.cni.ipam import DelegatedIpam, IpamResult, NodeIpam, from_pod_networks
+from vdpa_operator.cni.ipam import DelegatedIpam, IpamResult, NodeIpam, from_pod_networks, ovn_mac
 from vdpa_operator.cni.spec import CniRequest, Interface, Result, parse_result, version_result
 from vdpa_operator.host.errors import HostError, NotSupported
 from vdpa_operator.host.port import Host, Ovs
@@ -206,7 +206,7 @@ class VdpaCni:
         result = node_ipam.allocate(request.config.name, request.container_id, request.ifname)
         undo.push("address lease", lambda: node_ipam.release(request.config.name, request.container_id,
                                                                request.ifname))
-        return result, "", "node"
+        return result, request.config.mac or (ovn_mac(result.ips[0].address.ip) if result.ips else ""), "node"
 
     def _delegate(self, request: CniRequest) -> DelegatedIpam:
         return DelegatedIpam(str(request.config.ipam["type"]), request.env.get("CNI_PATH", ""))

@@ -60,12 +60,16 @@ def test_two_pods_ping_through_their_representors_and_ovs(tmp_path: Path) -> Non
         assert pod_links(a) == ["lo", "eth0"]
         [pod_eth0] = in_pod(a, "addr", "show", "eth0")
         assert pod_eth0["address"] == first["interfaces"][1]["mac"] and "UP" in pod_eth0["flags"]
+        # OVN-Kubernetes' MAC for 10.56.1.2 (0a:58 and the address), the VF's own kept to put back at DEL
+        assert pod_eth0["address"] == "0a:58:0a:38:01:02"
         ports = rig.ports()
         assert ports["ens1f0_0"] == {
             "iface-id": "vdpa_vdpa-pod1", "iface-id-ver": "uid-a", "attached_mac": pod_eth0["address"],
             "ip_addresses": "10.56.1.2/16", "sandbox": "ca", "pod-if-name": "eth0", "vf-netdev-name": "eth0",
-            "vdpa-cni-network": "ovn-kubernetes-a", "vdpa-cni-device": VF_A, "vdpa-cni-ipam": "node"}
-        # nothing saved to restore: this ADD changed neither MAC nor MTU
+            "vdpa-cni-network": "ovn-kubernetes-a", "vdpa-cni-device": VF_A, "vdpa-cni-ipam": "node",
+            "vdpa-cni-saved-mac": ports["ens1f0_0"]["vdpa-cni-saved-mac"]}
+        assert ports["ens1f0_0"]["vdpa-cni-saved-mac"] != pod_eth0["address"]
+        # no MTU saved to restore: this ADD did not change it
         assert rig.ovs.vsctl("get", "Port", "ens1f0_0", "other_config").strip() == '{transient="true"}'
         assert links_of(rig)["ens1f0_0"][2], "the representor is up"
         result = ping(rig, a, address_of(second))
