@@ -16,6 +16,26 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SEED_POLICY_FILE = EXAMPLES / "vdpa-policy.yaml"
 NODE_STATES_FILE = EXAMPLES / "node-states.yaml"
 NODES_FILE = EXAMPLES / "nodes.yaml"
+SEED_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vdpa-pod1
+  namespace: vdpa
+  annotations:
+    v1.multus-cni.io/default-network: kube-system/ovn-kubernetes-a
+spec:
+  containers:
+  - name: vdpa-pod
+    image: networkstatic/iperf3
+    imagePullPolicy: IfNotPresent
+    securityContext:
+      privileged: true
+    command:
+      - sleep
+      - "3600"
+"""
+"""The seed page's pod, verbatim (the page has no file of it in examples/)."""
 
 
 def raw_documents(path: Path) -> list[Any]:

@@ -290,8 +290,9 @@ def _close(store: Any) -> None:
 @click.option("--pod-cidr", metavar="CIDR", default=None, help="The node's spec.podCIDR.")
 @click.option("--cni-bin-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The node's CNI plugin directory (CNI_PATH; the node's /opt/cni/bin) [default: ROOT/opt/cni/bin].")
-@click.option("--streaming-port", type=click.IntRange(1, 65535), default=10250, show_default=True,
-              help="The port of this kubelet's exec/log server (status.daemonEndpoints.kubeletEndpoint.Port).")
+@click.option("--streaming-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="The port of this kubelet's exec/log server on 127.0.0.1 (0: a free one; the Node's "
+                   "status.daemonEndpoints.kubeletEndpoint.Port says which).")
 @click.option("--schedule/--no-schedule", default=True, show_default=True,
               help="Also bind pending pods to nodes (a minimal scheduler; several kubelets may run it).")
 @click.option("--container-env", "container_env", multiple=True, metavar="NAME=VALUE",

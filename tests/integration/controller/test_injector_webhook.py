@@ -17,6 +17,7 @@ from lightkube.generic_resource import create_global_resource
 from lightkube.types import PatchType
 from operator_harness import NS, client_for, eventually, example, operator_running, seed_cluster
 
+from scenario import SEED_POD
 from vdpa_operator.api.models import SriovOperatorConfig
 from vdpa_operator.controller.injector_webhook import CONFIGURATION_NAME, PATH, WEBHOOK_NAME, wanted_configuration
 from vdpa_operator.controller.webhook import Endpoint, WebhookOptions
@@ -25,26 +26,6 @@ from vdpa_operator.sim.apiserver import ServerHandle
 
 MUTATING = create_global_resource("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
                                   "mutatingwebhookconfigurations")
-SEED_POD = """\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: vdpa-pod1
-  namespace: vdpa
-  annotations:
-    v1.multus-cni.io/default-network: kube-system/ovn-kubernetes-a
-spec:
-  containers:
-  - name: vdpa-pod
-    image: networkstatic/iperf3
-    imagePullPolicy: IfNotPresent
-    securityContext:
-      privileged: true
-    command:
-      - sleep
-      - "3600"
-"""
-"""The seed page's pod, verbatim."""
 MLX = "openshift.io/mlxnics"
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from integration.host.linux_netns import private_netns
@@ -72,7 +73,9 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         node = api.get("/api/v1/nodes/worker-0")
         assert node["metadata"]["labels"]["feature.node.kubernetes.io/network-sriov.capable"] == "true"
         assert node["spec"]["podCIDR"] == "10.56.1.0/24"
-        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        # the exec/log server listens there, and answers no one but the API server
+        assert httpx2.get(f"http://127.0.0.1:{port}/containerLogs/vdpa/x/y").status_code == 401
         assert api.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/worker-0")
         api.create("/api/v1/namespaces/vdpa/pods", pod("crasher", ["sh", "-c", "cat /proc/self/net/dev; exit 3"]))
         once = pod("once", ["sh", "-c", ONCE], restart="OnFailure")
@@ -112,14 +115,14 @@ def test_node_ready_and_a_crashing_container_is_restarted(server: ServerHandle, 
         restarted = _sleeper(api, log)["pid"]
         assert restarted != sleeper["pid"]
         uid = api.get("/api/v1/namespaces/vdpa/pods/crasher")["metadata"]["uid"]
-        assert f"pod-{uid[:13]}" in _netns()
+        assert f"{netns}-{uid[:13]}" in _netns()
         api.delete("/api/v1/namespaces/vdpa/pods/crasher")
         api.delete("/api/v1/namespaces/vdpa/pods/once")
-        wait_for("crasher's netns removed", lambda: f"pod-{uid[:13]}" not in _netns(), log=log)
+        wait_for("crasher's netns removed", lambda: f"{netns}-{uid[:13]}" not in _netns(), log=log)
         sleeper_uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
     # The kubelet stopped (SIGTERM) with the sleeper running: its process and namespace went with it.
     assert not Path(f"/proc/{restarted}").exists()
-    assert f"pod-{sleeper_uid[:13]}" not in _netns()
+    assert f"{netns}-{sleeper_uid[:13]}" not in _netns()
     assert not any((short_tmp / "node/var/lib/kubelet/pods").iterdir())
 
 
@@ -141,14 +144,14 @@ def test_a_kubelet_killed_is_cleaned_up_after_by_the_next(server: ServerHandle, 
             first.kill()  # SIGKILL: no cleanup
             first.wait()
         uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
-        assert Path(f"/proc/{old}").exists() and f"pod-{uid[:13]}" in _netns()  # what it left behind
+        assert Path(f"/proc/{old}").exists() and f"{netns}-{uid[:13]}" in _netns()  # what it left behind
         with kubelet(kubeconfig, root, netns) as log:
             wait_for("the old container killed", lambda: not Path(f"/proc/{old}").exists(), log=log)
             new = _sleeper(api, log)["pid"]
             assert new != old
             assert "left by an earlier kubelet" in log.read_text()
         assert not Path(f"/proc/{new}").exists()
-    assert f"pod-{uid[:13]}" not in _netns()
+    assert f"{netns}-{uid[:13]}" not in _netns()
 
 
 def test_a_terminating_pod_is_stopped_then_its_deletion_confirmed(server: ServerHandle, short_tmp: Path) -> None:
@@ -165,7 +168,7 @@ def test_a_terminating_pod_is_stopped_then_its_deletion_confirmed(server: Server
         uid = api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["uid"]
         api.delete("/api/v1/namespaces/vdpa/pods/sleeper")
         wait_for("the container stopped", lambda: not Path(f"/proc/{pid}").exists(), log=log)
-        wait_for("its netns removed", lambda: f"pod-{uid[:13]}" not in _netns(), log=log)
+        wait_for("its netns removed", lambda: f"{netns}-{uid[:13]}" not in _netns(), log=log)
         assert api.get("/api/v1/namespaces/vdpa/pods/sleeper")["metadata"]["deletionTimestamp"]
         api.client.patch("/api/v1/namespaces/vdpa/pods/sleeper", json={"metadata": {"finalizers": None}},
                          headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()

@@ -140,6 +140,7 @@ def test_locate_answers_the_streaming_server_by_container(tmp_path: Path) -> Non
                                    {"PATH": "/usr/bin"}, ["/usr/bin/sleep", "3600"], pid=42))
     found = processes.locate("vdpa", "vdpa-pod1", "vdpa-pod")
     assert found is not None and found.running
+    assert found.pid == 42  # exec enters the mount namespace of the container's process too
     assert (found.netns_path, found.log_file, found.env) == (Path("/var/run/netns/pod-1"), tmp_path / "log",
                                                              {"PATH": "/usr/bin"})
     assert processes.locate("vdpa", "vdpa-pod1", "other") is None

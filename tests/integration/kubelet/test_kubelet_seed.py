@@ -16,6 +16,7 @@ import pytest
 
 from integration.host.ovs_daemons import running_ovs, skip_unless_available
 from integration.kubelet.kubelet_rig import VDPACTL, Api, kubelet, process, wait_for
+from scenario import SEED_POD
 from vdpa_operator.api.models import SriovNetworkNodeStateSpec
 from vdpa_operator.api.nics import DEFAULT_SUPPORTED_NICS
 from vdpa_operator.daemon.node import NodeAgent
@@ -31,26 +32,6 @@ GOLDEN = Path(__file__).parents[2] / "golden"
 SEED_SPEC = json.loads((GOLDEN / "seed-node-state-spec.json").read_text())
 SEED_CONFIG = json.loads((GOLDEN / "device-plugin-configmaps.json").read_text())["seed"]["data"]["worker-0"]
 SEED_NAD = Path(__file__).parents[3] / "examples/ovn-kubernetes-nad.yaml"
-SEED_POD = """
-apiVersion: v1
-kind: Pod
-metadata:
-  name: vdpa-pod1
-  namespace: vdpa
-  annotations:
-    v1.multus-cni.io/default-network: kube-system/ovn-kubernetes-a
-spec:
-  containers:
-  - name: vdpa-pod
-    image: networkstatic/iperf3
-    imagePullPolicy: IfNotPresent
-    securityContext:
-      privileged: true
-    command:
-      - sleep
-      - "3600"
-"""
-"""The seed page's pod, verbatim."""
 MLXNICS = "openshift.io/mlxnics"
 
 

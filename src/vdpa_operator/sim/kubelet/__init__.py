@@ -10,6 +10,7 @@
   vdpa-cni;
 - `containers`, `volumes`, `mounts`: a container as a host process in its netns with its volumes bind-mounted
   from the node's root in a private mount namespace;
-- `serviceproxy`: the API server's address served inside pod and node namespaces;
+- `serviceproxy`: the API server's address served inside pod and node namespaces; `webhookrelay`: webhook
+  Services the API server calls on this machine, relayed into the pod serving them;
 - `podprocesses`: what runs where, for the exec/log server (`streaming`).
 """

@@ -437,9 +437,10 @@ class PodWorker:
         status = self.status()
         if status == self._last_status:
             return
+        cleared = {key: None for key in self._last_status if key not in status}  # a merge patch keeps what it omits
         self._last_status = status
         try:
-            await self._patch({"status": status}, status=True)
+            await self._patch({"status": {**cleared, **status}}, status=True)
         except ClusterError as exc:
             logger.warning("pod %s: %s", self.key, exc)
 

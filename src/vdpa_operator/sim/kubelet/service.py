@@ -42,6 +42,7 @@ from vdpa_operator.kubeclient import (
 from vdpa_operator.sim.kubelet import leftovers, scheduler, streaming
 from vdpa_operator.sim.kubelet.assignments import Assignments
 from vdpa_operator.sim.kubelet.devicemanager import DeviceManager
+from vdpa_operator.sim.kubelet.errors import KubeletError
 from vdpa_operator.sim.kubelet.nodestatus import NodeStatus
 from vdpa_operator.sim.kubelet.podprocesses import PodProcesses
 from vdpa_operator.sim.kubelet.pods import PodWorker, Runtime
@@ -131,7 +132,11 @@ class Kubelet:
         server: streaming.StreamingServer | None = None
         try:
             await leftovers.clean(settings, self.runtime.assignments)
-            server = await streaming.start(self.processes, self._token(), "127.0.0.1", settings.streaming_port)
+            try:
+                server = await streaming.start(self.processes, self._token(), "127.0.0.1", settings.streaming_port)
+            except OSError as exc:
+                raise KubeletError(f"--streaming-port {settings.streaming_port}: cannot serve exec and logs on "
+                                   f"127.0.0.1: {exc.strerror}; choose another port, or 0 for a free one") from None
             self.node.streaming_port = server.port
             subprocess.run(["ip", "-n", settings.node_netns, "link", "set", "lo", "up"], check=False,
                            capture_output=True)
@@ -181,14 +186,19 @@ class Kubelet:
         if kind != SYNCED:
             self._schedule.set()
 
+    def _device_counts(self) -> dict[str, tuple[int, int]]:
+        return {name: (len(e.devices), len(e.healthy())) for name, e in self.devices.endpoints.items()}
+
     async def _heartbeats(self) -> None:
         while True:
-            self.node.devices = {name: (len(e.devices), len(e.healthy())) for name, e in self.devices.endpoints.items()}
+            self.node.devices = sent = self._device_counts()
             try:
                 await self.node.heartbeat()
             except ClusterError as exc:
                 logger.warning("%s", exc)
             async with self.devices.changed:
+                if self._device_counts() != sent:
+                    continue  # changed while the heartbeat was on its way (a plugin's first ListAndWatch answer)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.timing.heartbeat):
                         await self.devices.changed.wait()

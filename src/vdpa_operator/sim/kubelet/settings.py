@@ -33,7 +33,8 @@ class KubeletSettings:
     node_netns: str
     pod_cidr: str | None = None
     cni_bin_dir: Path = Path("/opt/cni/bin")
-    streaming_port: int = 10250
+    streaming_port: int = 0
+    """0: a free port (several kubelets share this machine's 127.0.0.1)."""
     multus_namespace: str = "kube-system"
     """Where an unqualified name in v1.multus-cni.io/default-network is looked up (Multus's own namespace)."""
     schedule: bool = True
