@@ -1,6 +1,7 @@
 """`make demo` (scripts/demo-seed) as a user runs it, so the demo cannot rot: its exit code, the seed commands'
 output (which comes from the cluster: the ping names the IP kubectl shows for vdpa-pod2), and nothing left behind,
-also when it is interrupted. As root (the simulated cluster needs network namespaces and OVS).
+also when it is interrupted; as root (the simulated cluster needs network namespaces and OVS). And the pods it
+applies are the seed's, byte for byte.
 
 tests/e2e/test_seed.py drives the same cluster directly; this one runs the user-facing script."""
 
@@ -16,21 +17,60 @@ from pathlib import Path
 
 import pytest
 
+from integration.cluster.sim_cluster import Snapshot, leftovers, recorded_processes
+from scenario import EXAMPLES, SEED_POD
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "demo-seed"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="make demo's simulated cluster needs root "
-                                "(network namespaces, OVS): run the tests as root")
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="make demo's simulated cluster needs root "
+                               "(network namespaces, OVS): run the tests as root")
 
 
-def _demo(tmp_path: Path) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--state", str(tmp_path / "cluster"), "--report", str(tmp_path / "r.json"),
-            "--timeout", "90"]
+def _document(path: Path) -> str:
+    """A file's text after its leading comment lines: the document as the seed page writes it."""
+    lines = path.read_text().splitlines(keepends=True)
+    return "".join(lines[next(i for i, line in enumerate(lines) if not line.startswith("#")):])
 
 
+def test_the_demo_applies_the_seed_pods_byte_for_byte() -> None:
+    assert _document(EXAMPLES / "vdpa-pod1.yaml") == SEED_POD
+    assert _document(EXAMPLES / "vdpa-pod2.yaml") == SEED_POD.replace("name: vdpa-pod1", "name: vdpa-pod2")
+
+
+def _run_demo(tmp_path: Path, interrupt_at: str | None = None) -> tuple[int, str]:
+    """Run the script as `make demo` does (no terminal); at the first line starting with interrupt_at, SIGINT it
+    as a Ctrl-C would. Its exit code and output, once nothing it made is left: the cluster's processes (taken from
+    the record as the cluster comes up), its namespaces, new links and files."""
+    state = tmp_path / "cluster"
+    before = Snapshot.take()
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--state", str(state), "--report",
+                                str(tmp_path / "r.json"), "--timeout", "90"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines: list[str] = []
+    processes: list[tuple[int, int]] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith(("  up: kubelet", "$ export KUBECONFIG=")):
+                processes += [p for p in recorded_processes(state) if p not in processes]
+            if interrupt_at is not None and line.startswith(interrupt_at):
+                process.send_signal(signal.SIGINT)
+        returncode = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = "".join(lines)
+    assert processes, out
+    assert leftovers(state, before, processes) == [], out
+    return returncode, out
+
+
+@root_only
 def test_demo_runs_the_seed_and_leaves_nothing(tmp_path: Path) -> None:
-    result = subprocess.run(_demo(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    returncode, out = _run_demo(tmp_path)
+    assert returncode == 0, out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["ok"] and report["failed"] is None
     assert {"up", "policy", "pods", "seed", "verify", "iperf3", "down"} <= set(report["phases"])
@@ -45,30 +85,11 @@ def test_demo_runs_the_seed_and_leaves_nothing(tmp_path: Path) -> None:
     assert re.search(rf"--- {re.escape(pod2_ip[1])} ping statistics ---\n3 packets transmitted, 3 received", out)
     assert re.search(r"\breceiver\b", out.partition("$ kubectl exec vdpa-pod1 -- iperf3 --client")[2])
     assert "demo: every check that can pass in simulation passed" in out
-    assert not (tmp_path / "cluster" / "record.json").exists()
 
 
+@root_only
 @pytest.mark.parametrize("when", ["  up: kubelet", "$ export KUBECONFIG="], ids=["during-up", "after-up"])
 def test_demo_interrupted_removes_the_cluster(tmp_path: Path, when: str) -> None:
-    process = subprocess.Popen(_demo(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    seen = []
-    try:
-        for line in process.stdout:
-            seen.append(line)
-            if line.startswith(when):
-                process.send_signal(signal.SIGINT)
-                break
-        seen.extend(process.stdout)
-        assert process.wait(timeout=120) == 1, "".join(seen)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = "".join(seen)
+    returncode, out = _run_demo(tmp_path, interrupt_at=when)
+    assert returncode == 1, out
     assert "demo: FAILED in interrupted" in out
-    assert not (tmp_path / "cluster" / "record.json").exists()
-    status = subprocess.run([sys.executable, "-m", "vdpa_operator.cli", "sim", "status", "--state",
-                             str(tmp_path / "cluster")], capture_output=True, text=True)
-    assert status.returncode == 1 and "no simulated cluster" in status.stderr, status.stdout + status.stderr
