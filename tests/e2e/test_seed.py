@@ -1,6 +1,7 @@
 """The seed page end to end on the simulated cluster, as a user runs it: `vdpactl sim up --nodes 2`, the seed's
 policy, NAD and pod applied verbatim with kubectl (plus a second pod, the seed's under another name, and a third
-placed on the other node), the seed's verify commands run verbatim through kubectl, `vdpactl verify`, then `sim down` and nothing left behind.
+placed on the other node), the seed's verify commands run verbatim through kubectl, `vdpactl verify`, then
+`sim down` and nothing left behind.
 
 Needs root and Open vSwitch (skipped with the reason otherwise). Phase times are printed (`-s` shows them); the
 figures with goals are bench/demo.py's."""
