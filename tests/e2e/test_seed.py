@@ -1,7 +1,7 @@
 """The seed page end to end on the simulated cluster, as a user runs it: `vdpactl sim up --nodes 2`, the seed's
 policy, NAD and pod applied verbatim with kubectl (plus a second pod, the seed's under another name, and a third
-placed on the other node), the seed's verify commands run verbatim through kubectl, `vdpactl verify`, then
-`sim down` and nothing left behind.
+placed on the other node), the seed's verify commands run verbatim through kubectl, `vdpactl verify`, then one
+kubelet killed, `sim down`, and nothing left behind.
 
 Needs root and Open vSwitch (skipped with the reason otherwise). Phase times are printed (`-s` shows them); the
 figures with goals are bench/demo.py's."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -185,6 +186,10 @@ def test_seed_end_to_end(cluster: tuple[Layout, Snapshot, list[tuple[int, int]]]
     assert all(r["status"] in ("pass", "simulated") for r in records), records
     assert all("ConnectX-6 Dx" in r["model"] for r in records if r["status"] == "simulated"), records
 
+    # A kubelet that dies leaves its pods running; `down` still finds them by their namespaces' names.
+    entries = json.loads(layout.record.read_text())["entries"]
+    [crashed] = [e for e in entries if e["entry"] == "process" and e["role"] == "kubelet" and e["node"] == node1]
+    os.kill(crashed["pid"], signal.SIGKILL)
     start = time.monotonic()
     down = vdpactl("sim", "down", "--state", str(layout.state))
     assert down.returncode == 0, down.stderr + down.stdout
