@@ -9,9 +9,10 @@ DEMO := .demo
 # Debian packages the targets need; installed only when running as root and missing.
 # iproute2/ethtool/openvswitch-switch: the host adapter's integration tests (and oracles in tests); iputils-ping and
 # containernetworking-plugins (static, host-local, host-device in /usr/lib/cni): the CNI's tests and bench;
-# qemu-system-x86 … bc: the real-kernel tier (tests/kernel), which builds netdevsim/vdpa_sim modules.
+# qemu-system-x86 … bc: the real-kernel tier (tests/kernel), which builds netdevsim/vdpa_sim modules; iperf3: `make demo`
+# (the seed's pod image is iperf3; Debian's stands in).
 DEB_PACKAGES := python3-venv iproute2 ethtool kmod udev openvswitch-switch iputils-ping containernetworking-plugins \
-  qemu-system-x86 busybox-static cpio gcc-12 make libc6-dev bc xz-utils
+  qemu-system-x86 busybox-static cpio gcc-12 make libc6-dev bc xz-utils iperf3
 
 # The real-kernel tier (tests/kernel) must run, not skip, wherever QEMU can: as root on x86_64 (CI). Elsewhere it
 # skips with a printed reason. Override with VDPA_REQUIRE_KERNEL_TIER=0|1.
@@ -35,36 +36,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The seed page end to end on a simulated two-node cluster (scripts/demo-seed): validate and render offline, then
+# `vdpactl sim up`, the seed's manifests with kubectl, its verify commands verbatim, `vdpactl verify`, iperf3, and
+# `vdpactl sim down` whatever happens. Needs root (network namespaces, OVS).
 demo: $(STAMP)
-	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	@echo "== vdpactl validate: the seed policy and NAD against a node with two ConnectX-6 Dx PFs"
-	$(BIN)/vdpactl validate -f examples/vdpa-policy.yaml -f examples/ovn-kubernetes-nad.yaml \
-	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml
-	@echo
-	@echo "== vdpactl render: what the operator writes for that node"
-	$(BIN)/vdpactl render -f examples/vdpa-policy.yaml \
-	  --node-states examples/node-states.yaml --nodes examples/nodes.yaml > $(DEMO)/rendered.yaml
-	@cat $(DEMO)/rendered.yaml
-	@echo
-	@echo "== vdpactl node discover: a simulated ConnectX-6 Dx host (fresh in $(DEMO)/sim-host), as the daemon sees it"
-	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node discover --host sim --node-name worker-0
-	@echo
-	@echo "== vdpactl node plan: the steps the node config daemon would run for worker-0's NodeState"
-	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
-	@echo
-	@echo "== vdpactl node apply: run them (progress on stderr), then the NodeState status the daemon reports"
-	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node apply --host sim -f $(DEMO)/rendered.yaml
-	@echo
-	@echo "== vdpactl node plan again: a converged node needs nothing"
-	VDPA_SIM_ROOT=$(DEMO)/sim-host $(BIN)/vdpactl node plan --host sim -f $(DEMO)/rendered.yaml
-	@echo
-	@echo "== vdpactl device-plugin on that host: kubelet's side (vdpactl sim device-manager) sees the VFs and allocates one"
-	$(BIN)/vdpactl render -f examples/vdpa-policy.yaml --node-states examples/node-states.yaml \
-	  --nodes examples/nodes.yaml --device-plugin-config worker-0 > $(DEMO)/device-plugin-config.json
-	$(BIN)/python scripts/demo-device-plugin $(DEMO)/sim-host $(DEMO)/device-plugin-config.json
-	@echo
-	@echo "== The same scenario as a cluster: API server, operator and node daemon as processes, driven by kubectl"
-	$(BIN)/python scripts/demo-cluster
+	@mkdir -p $(DEMO)
+	$(BIN)/python scripts/demo-seed --state $(DEMO)/cluster
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
@@ -82,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/apiserver_durable.py
 	$(BIN)/python bench/hostile_input.py
 	$(BIN)/python bench/apiserver_watch.py
+	$(BIN)/python bench/demo.py
 
 crds: $(STAMP)
 	$(BIN)/python scripts/gen-crds
