@@ -68,4 +68,6 @@ protos: $(STAMP)
 	$(BIN)/python scripts/gen-protos
 
 clean:
+	@# a demo's cluster killed mid-run leaves processes and namespaces: take them down before its state goes
+	@if [ -x $(BIN)/vdpactl ] && [ -d $(DEMO)/cluster ]; then $(BIN)/vdpactl sim down --state $(DEMO)/cluster; fi
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis
