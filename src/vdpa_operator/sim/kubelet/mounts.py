@@ -46,10 +46,16 @@ def node_view(root: Path) -> list[Mount]:
     return mounts
 
 
-def entering(netns: str, mounts: Sequence[Mount], argv: Sequence[str]) -> list[str]:
+def entering(netns: str, mounts: Sequence[Mount], argv: Sequence[str], *,
+             keep_visible: Sequence[Path] = ()) -> list[str]:
     """The argv that runs `argv` in network namespace `netns` (a path) with `mounts` in a private mount
-    namespace: nsenter, unshare, a shell that mounts, then exec."""
+    namespace: nsenter, unshare, a shell that mounts, then exec. A path of `keep_visible` (the image: the
+    virtualenv the command runs from) that a mount would cover is bound aside first and back on top after."""
     lines = ["set -e"]
+    covered = [p for p in keep_visible if any(_covers(m.target, p) for m in mounts)]
+    stage = '"/dev/shm/.vdpa-sim-image-$$"'
+    for index, path in enumerate(covered):
+        lines.append(f"mkdir -p {stage}/{index}; mount --bind {shlex.quote(str(path))} {stage}/{index}")
     for mount in mounts:
         source, target = shlex.quote(str(mount.source)), shlex.quote(mount.target)
         if mount.source.is_dir():
@@ -59,6 +65,17 @@ def entering(netns: str, mounts: Sequence[Mount], argv: Sequence[str]) -> list[s
         lines.append(f"mount --bind {source} {target}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
+    for index, path in enumerate(covered):
+        target = shlex.quote(str(path))
+        lines.append(f"mkdir -p {target}; mount --bind {stage}/{index} {target}; umount {stage}/{index}")
+        lines.append(f"rmdir {stage}/{index}")  # rmdir, never rm -r: it cannot take what a bind still shows
+    if covered:
+        lines.append(f"rmdir {stage}")
     lines.append('exec "$@"')
     return ["nsenter", f"--net={netns}", "--", "unshare", "--mount", "--propagation", "slave", "--",
             "/bin/sh", "-c", "\n".join(lines), "sh", *argv]
+
+
+def _covers(target: str, path: Path) -> bool:
+    """Whether a mount on `target` hides `path`."""
+    return path == Path(target) or path.is_relative_to(target)

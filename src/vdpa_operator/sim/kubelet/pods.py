@@ -301,7 +301,8 @@ class PodWorker:
         devices = [m for m in self.device_mounts.get(spec["name"], []) if m.source != Path(m.target)]
         self.made_targets |= {Path(m.target) for m in devices if not os.path.lexists(m.target)}
         volumes = self.pod_volumes.mounts(spec) if self.pod_volumes is not None else []
-        full = entering(self.sandbox.netns_path, [*volumes, *devices], argv)
+        full = entering(self.sandbox.netns_path, [*volumes, *devices], argv,
+                        keep_visible=self.rt.settings.image_paths)
         with log_file.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *full, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,

@@ -41,6 +41,17 @@ class KubeletSettings:
     """Run the minimal scheduler in this kubelet too (several kubelets may: the kube-scheduler Lease picks one)."""
     venv_bin: Path = field(default_factory=lambda: Path(sys.executable).parent)
     """Containers' command[0] is looked up here first: the virtualenv stands for the image."""
+
+    @property
+    def image_paths(self) -> tuple[Path, ...]:
+        """What the image is on this machine: the virtualenv, and the source tree an editable install runs from.
+        A container's volume may cover them (deploy/'s config daemon mounts an emptyDir on /tmp, and a checkout
+        may live under /tmp): they stay visible in every container."""
+        import vdpa_operator
+
+        source = Path(vdpa_operator.__file__).resolve().parents[1]
+        venv = self.venv_bin.parent
+        return (venv,) if source.is_relative_to(venv) else (venv, source)
     container_env: tuple[tuple[str, str], ...] = ()
     """Variables every container and CNI plugin of this node gets, over the pod's own: how a simulated node
     points deploy/'s components at its simulated host (`VDPA_HOST=sim`, `VDPA_SIM_ROOT`, …) and never at this
