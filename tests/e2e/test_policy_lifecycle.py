@@ -81,6 +81,14 @@ def _apply_policy(cluster: SimCluster, policy: dict[str, Any]) -> None:
     cluster.kubectl.ok("apply", "-f", "-", stdin=json.dumps(policy))
 
 
+def _seed_running(cluster: SimCluster) -> None:
+    """The seed as the demo leaves it on one node: policy applied (virtio VFs), the seed's pod Running."""
+    cluster.apply_seed()
+    cluster.kubectl.wait_node_states("virtio VFs", _with_vdpa("virtio"), 1)
+    cluster.kubectl.ok("apply", "-f", "-", stdin=seed_pod("vdpa-pod1"))
+    cluster.kubectl.wait_running({"vdpa-pod1"})
+
+
 @pytest.fixture
 def one_node(tmp_path: Path) -> Iterator[SimCluster]:
     with sim_cluster(tmp_path / "state", 1) as cluster:
@@ -91,10 +99,7 @@ def one_node(tmp_path: Path) -> Iterator[SimCluster]:
 def test_virtio_to_vhost_reconfigures_the_node_and_a_new_pod_gets_a_vhost_device(one_node: SimCluster) -> None:
     cluster, kubectl = one_node, one_node.kubectl
     start = time.monotonic()
-    cluster.apply_seed()
-    kubectl.wait_node_states("virtio VFs", _with_vdpa("virtio"), 1)
-    kubectl.ok("apply", "-f", "-", stdin=seed_pod("vdpa-pod1"))
-    kubectl.wait_running({"vdpa-pod1"})
+    _seed_running(cluster)
     kubectl.ok("delete", "pod", "-n", "vdpa", "vdpa-pod1")
     kubectl.wait_gone("vdpa-pod1", "pods", "-n", "vdpa")
 
@@ -131,10 +136,7 @@ def _pfs(state: dict[str, Any]) -> dict[str, tuple[str, int, int]]:
 def test_deleting_the_policy_returns_the_node_to_legacy_with_no_vfs(one_node: SimCluster) -> None:
     cluster, kubectl = one_node, one_node.kubectl
     start = time.monotonic()
-    cluster.apply_seed()
-    kubectl.wait_node_states("virtio VFs", _with_vdpa("virtio"), 1)
-    kubectl.ok("apply", "-f", "-", stdin=seed_pod("vdpa-pod1"))
-    kubectl.wait_running({"vdpa-pod1"})
+    _seed_running(cluster)
 
     kubectl.ok("delete", "sriovnetworknodepolicy", "-n", OPERATOR_NS, "vdpa-policy")
     kubectl.ok("delete", "pod", "-n", "vdpa", "vdpa-pod1")
