@@ -18,48 +18,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from e2e.simcluster import DAEMON_SELECTOR, OPERATOR_NS, RESOURCE, Kubectl, seed_pod, skip_reason
 from integration.cluster.sim_cluster import Snapshot, leftovers, namespaces_of, recorded_processes, vdpactl
 from integration.kubelet.kubelet_rig import wait_for
 from scenario import EXAMPLES, SEED_POD
-from vdpa_operator.sim.cluster import ovs
 from vdpa_operator.sim.cluster.layout import Layout
 from vdpa_operator.verify.model import SIM_MODEL_ANNOTATION
 
-OPERATOR_NS = "openshift-sriov-network-operator"
-RESOURCE = "openshift.io/mlxnics"
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the simulated cluster needs root (network namespaces, veth pairs, OVS)"
-    if shutil.which("kubectl") is None:
-        return "kubectl is not installed"
-    return ovs.missing()
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
-
-
-class Kubectl:
-    def __init__(self, kubeconfig: Path) -> None:
-        self.kubeconfig = kubeconfig
-
-    def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, check=False, timeout=timeout,
-                              stdin=None if stdin is not None else subprocess.DEVNULL)
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        result = self.run(*args, stdin=stdin)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}{result.stdout}"
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ok("get", *args, "-o", "json"))
+pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
 
 @pytest.fixture
@@ -96,32 +65,14 @@ def test_seed_end_to_end(cluster: tuple[Layout, Snapshot, list[tuple[int, int]]]
     kubectl.ok("apply", "-f", str(EXAMPLES / "vdpa-policy.yaml"), "-f", str(EXAMPLES / "ovn-kubernetes-nad.yaml"))
     kubectl.ok("create", "namespace", "vdpa")
     kubectl.ok("apply", "-f", "-", stdin=SEED_POD)
-    kubectl.ok("apply", "-f", "-", stdin=SEED_POD.replace("name: vdpa-pod1", "name: vdpa-pod2"))
+    kubectl.ok("apply", "-f", "-", stdin=seed_pod("vdpa-pod2"))
 
-    def succeeded() -> list[Any] | None:
-        states = kubectl.json("sriovnetworknodestates", "-n", OPERATOR_NS)["items"]
-        done = [s for s in states if (s.get("status") or {}).get("syncStatus") == "Succeeded"
-                and (s.get("spec") or {}).get("interfaces")]
-        return done if len(done) == 2 else None
-
-    states = wait_for("both NodeStates Succeeded with the policy's interfaces", succeeded)
+    states = kubectl.wait_node_states("the policy's interfaces", lambda s: bool((s.get("spec") or {}).get(
+        "interfaces")), 2)
     times["policy → Succeeded"] = time.monotonic() - start
-
-    def allocatable() -> dict[str, int] | None:
-        nodes = {n["metadata"]["name"]: int(n["status"].get("allocatable", {}).get(RESOURCE, "0"))
-                 for n in kubectl.json("nodes")["items"]}
-        return nodes if len(nodes) == 2 and all(nodes.values()) else None
-
-    wait_for(f"{RESOURCE} allocatable on both nodes", allocatable)
-
-    def running() -> dict[str, Any] | None:
-        pods = {p["metadata"]["name"]: p for p in kubectl.json("pods", "-n", "vdpa")["items"]}
-        ready = {name: p for name, p in pods.items() if (p.get("status") or {}).get("phase") == "Running"
-                 and p["status"].get("podIP")
-                 and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])}
-        return ready if set(ready) == {"vdpa-pod1", "vdpa-pod2"} else None
-
-    pods = wait_for("both pods Running with an IP", running)
+    wait_for(f"{RESOURCE} allocatable on both nodes",
+             lambda: (nodes := kubectl.allocatable()) and len(nodes) == 2 and all(nodes.values()))
+    pods = kubectl.wait_running({"vdpa-pod1", "vdpa-pod2"})
     times["pods → Running"] = time.monotonic() - start - times["policy → Succeeded"]
 
     # The injector gave the seed's pod, which asks for nothing, the NAD's resource.
@@ -137,9 +88,8 @@ def test_seed_end_to_end(cluster: tuple[Layout, Snapshot, list[tuple[int, int]]]
 
     # Every node's config daemon acts on that node's simulated host, never on this machine's /sys.
     nodes = {node.name: node for node in layout.nodes(2)}
-    selector = "app.kubernetes.io/name=vdpa-config-daemon"
     daemons = {p["spec"]["nodeName"]: p["metadata"]["name"]
-               for p in kubectl.json("pods", "-n", OPERATOR_NS, "-l", selector)["items"]}
+               for p in kubectl.json("pods", "-n", OPERATOR_NS, "-l", DAEMON_SELECTOR)["items"]}
     assert set(daemons) == set(nodes)
     for name, pod in daemons.items():
         env = dict(line.split("=", 1) for line in kubectl.ok(
@@ -162,8 +112,7 @@ def test_seed_end_to_end(cluster: tuple[Layout, Snapshot, list[tuple[int, int]]]
 
     # A pod on the other node (placed there: the scheduler may well have put both on one) is reached too.
     other = next(name for name in nodes if name != node1)
-    kubectl.ok("apply", "-f", "-", stdin=SEED_POD.replace("name: vdpa-pod1", "name: vdpa-pod3").replace(
-        "spec:\n", f"spec:\n  nodeName: {other}\n"))
+    kubectl.ok("apply", "-f", "-", stdin=seed_pod("vdpa-pod3", other))
     far = wait_for("vdpa-pod3 Running", lambda: (p := kubectl.json("pod", "vdpa-pod3"))["status"].get("podIP")
                    and p["status"].get("phase") == "Running" and p)
     ping = kubectl.ok("exec", "vdpa-pod1", "--", "ping", "-c", "2", "-W", "2", far["status"]["podIP"])

@@ -172,6 +172,16 @@ class PodWorker:
         if self.pod_volumes is None:
             self.pod_volumes = await self.rt.volumes.make(self.pod, self.dir)
 
+    async def refresh_volumes(self) -> None:
+        """configMap and secret volumes follow their objects once the pod has them (kubelet's periodic sync)."""
+        if self.pod_volumes is None:
+            return
+        try:
+            for name in await self.rt.volumes.refresh(self.pod, self.dir):
+                logger.info("pod %s: volume %s updated", self.key, name)
+        except OSError as exc:  # the pod going away under it
+            logger.warning("pod %s: volumes not refreshed: %s", self.key, exc)
+
     def _host_network(self) -> bool:
         return bool((self.pod.get("spec") or {}).get("hostNetwork"))
 
@@ -195,20 +205,28 @@ class PodWorker:
                 answer = (await self.rt.devices.allocate(resource, [ids])).container_responses[0]
                 env.update(answer.envs)
                 self.device_mounts.setdefault(spec["name"], []).extend(
-                    [*(self._device_mount(d.host_path, d.container_path, False) for d in answer.devices),
-                     *(self._device_mount(m.host_path, m.container_path, m.read_only) for m in answer.mounts)])
+                    [*(m for d in answer.devices for m in self._device_mounts(d.host_path, d.container_path, False)),
+                     *(m for a in answer.mounts for m in self._device_mounts(a.host_path, a.container_path,
+                                                                              a.read_only))])
                 logger.info("pod %s container %s: %s %s allocated", self.key, spec["name"], resource, ",".join(ids))
             envs[spec["name"]] = env
         return envs
 
-    def _device_mount(self, host_path: str, container_path: str, read_only: bool) -> Mount:
+    def _device_mounts(self, host_path: str, container_path: str, read_only: bool) -> list[Mount]:
         """A device plugin's DeviceSpec or Mount: `host_path` is a path of the node (under the root when the
-        simulated node has it, else the machine's own)."""
+        simulated node has it, else the machine's own). A plugin on a simulated host names the host's device
+        nodes by their place under the node root (`<root>/dev/vhost-vdpa-0`), which is also what its
+        device-info says; the container gets them there and where a real node's plugin puts them
+        (`/dev/vhost-vdpa-0`), so the pod sees what it would on a real node."""
         node = self.rt.settings.node_path(host_path)
         source = node if node.exists() else Path(host_path)
         if not source.exists():
             raise KubeletError(f"device plugin's path {host_path} exists neither at {node} nor on this machine")
-        return Mount(source, container_path, read_only)
+        mounts = [Mount(source, container_path, read_only)]
+        if Path(container_path).is_relative_to(self.rt.settings.root):
+            mounts.append(Mount(source, "/" + str(Path(container_path).relative_to(self.rt.settings.root)),
+                                read_only))
+        return mounts
 
     def _create_netns(self) -> None:
         if self._host_network():

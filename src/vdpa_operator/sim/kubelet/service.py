@@ -146,7 +146,8 @@ class Kubelet:
                             on_event=self._on_pod_event)
             tasks = [asyncio.create_task(mine.run(), name="pods of this node"),
                      asyncio.create_task(self._heartbeats(), name="heartbeats"),
-                     asyncio.create_task(self._sync(mine), name="pod sync")]
+                     asyncio.create_task(self._sync(mine), name="pod sync"),
+                     asyncio.create_task(self._refresh_volumes(), name="volume refresh")]
             if settings.schedule:
                 every = Informer(self.client, PodResource, on_event=self._on_any_event)
                 nodes = Informer(self.client, NodeResource, on_event=self._on_any_event)
@@ -202,6 +203,12 @@ class Kubelet:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.timing.heartbeat):
                         await self.devices.changed.wait()
+
+    async def _refresh_volumes(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.timing.volume_refresh)
+            for worker in list(self.workers.values()):
+                await worker.refresh_volumes()
 
     async def _sync(self, mine: Informer) -> None:
         """Start workers for new pods, stop those of pods gone or terminating."""

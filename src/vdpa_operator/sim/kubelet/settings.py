@@ -23,6 +23,9 @@ class Timing:
     """A container's SIGTERM→SIGKILL wait is the pod's terminationGracePeriodSeconds, at most this."""
     schedule_interval: float = 0.5
     """How often the scheduler looks at pending pods again (besides every pod/node event)."""
+    volume_refresh: float = 2.0
+    """How often running pods' configMap and secret volumes are brought up to date with their objects
+    (kubelet's takes its sync period plus its cache's TTL, about a minute: a simulated cluster follows faster)."""
 
 
 @dataclass(frozen=True)

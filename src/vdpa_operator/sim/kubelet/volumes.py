@@ -2,7 +2,10 @@
 `--root` (the kernel's paths are the machine's), emptyDir a directory of the pod, configMap/secret their keys as
 files, downwardAPI the pod's fields, and the ServiceAccount token (kube-api-access, or the automount kubelet adds)
 a TokenRequest's token with the cluster CA and the namespace at /var/run/secrets/kubernetes.io/serviceaccount
-(the namespace's `default` account is made when missing: no controller-manager does it here)."""
+(the namespace's `default` account is made when missing: no controller-manager does it here).
+
+As kubelet does, configMap and secret volumes follow their objects while the pod runs (`refresh`): a component
+that watches its mounted config (the device plugin its ConfigMap's key) sees each change, written atomically."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
+from vdpa_operator.fileio import write_atomically
 from vdpa_operator.kubeclient import (
     ClusterError,
     ConfigMapResource,
@@ -68,6 +72,25 @@ def _write(directory: Path, files: Mapping[str, bytes]) -> None:
         path.write_bytes(data)
 
 
+def _update(directory: Path, files: Mapping[str, bytes]) -> bool:
+    """Make `directory` hold exactly `files` (written in place, never half), True when anything changed."""
+    if not directory.is_dir():
+        return False
+    changed = False
+    for path in [p for p in directory.rglob("*") if p.is_file()]:
+        if str(path.relative_to(directory)) not in files:
+            path.unlink()
+            changed = True
+    for name, data in files.items():
+        path = directory / name
+        if path.is_file() and path.read_bytes() == data:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data, mode=0o644)
+        changed = True
+    return changed
+
+
 class VolumeMaker:
     def __init__(self, client: AsyncClient, settings: KubeletSettings, ca: bytes) -> None:
         self.client = client
@@ -106,6 +129,26 @@ class VolumeMaker:
             _write(where, await self._service_account_files(pod))
             volumes.token_dir = where
         return volumes
+
+    async def refresh(self, pod: Mapping[str, Any], pod_dir: Path) -> list[str]:
+        """Bring the pod's configMap and secret volumes up to date with their objects: each changed key rewritten
+        atomically, each key gone removed. The volumes changed; one whose object cannot be read now is left as it
+        is (kubelet keeps the last content too)."""
+        namespace, changed = pod["metadata"]["namespace"], []
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            try:
+                if "configMap" in volume:
+                    files = await self._config_map(namespace, volume["configMap"])
+                elif "secret" in volume:
+                    files = await self._secret(namespace, volume["secret"])
+                else:
+                    continue
+            except (KubeletError, ClusterError) as exc:
+                logger.debug("volume %s not refreshed: %s", volume.get("name"), exc)
+                continue
+            if _update(pod_dir / "volumes" / volume.get("name", ""), files):
+                changed.append(volume.get("name", ""))
+        return changed
 
     def _host_path(self, source: Mapping[str, Any], name: str) -> Path:
         path = str(source.get("path", ""))
