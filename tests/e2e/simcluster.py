@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,14 +22,16 @@ from vdpa_operator.sim.cluster.layout import Layout, NodeLayout
 
 OPERATOR_NS = "openshift-sriov-network-operator"
 RESOURCE = "openshift.io/mlxnics"
+KUBECTL = Path(sys.executable).with_name("kubectl")
+"""The virtualenv's kubectl (`make` installs it), not whatever PATH finds: CI machines have no other."""
 DAEMON_SELECTOR = "app.kubernetes.io/name=vdpa-config-daemon"
 
 
 def skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "the simulated cluster needs root (network namespaces, veth pairs, OVS)"
-    if shutil.which("kubectl") is None:
-        return "kubectl is not installed"
+    if not KUBECTL.exists():
+        return f"kubectl is not installed at {KUBECTL} (make installs it into the virtualenv)"
     return ovs.missing()
 
 
@@ -38,7 +40,7 @@ class Kubectl:
         self.kubeconfig = kubeconfig
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
+        return subprocess.run([str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args], input=stdin,
                               capture_output=True, text=True, check=False, timeout=timeout,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
 
