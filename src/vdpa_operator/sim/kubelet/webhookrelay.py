@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from lightkube import AsyncClient
 
 from vdpa_operator.kubeclient import ClusterError, get_or_none, namespaced_resource
-from vdpa_operator.sim.kubelet.serviceproxy import pipe_both, socket_in
+from vdpa_operator.sim.relay import Endpoint, relay
 
 logger = logging.getLogger(__name__)
 
@@ -91,22 +91,10 @@ class WebhookRelays:
 
     async def _open(self, key: str, address: str, worker: Served, port: int) -> None:
         host, _, listen_port = address.rpartition(":")
-        netns = worker.netns
-
-        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            sock = socket_in(netns, "127.0.0.1")
-            sock.setblocking(False)
-            try:
-                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-                upstream = await asyncio.open_connection(sock=sock)
-            except OSError:
-                sock.close()
-                writer.close()
-                return
-            await pipe_both(reader, writer, *upstream)
-
+        target = Endpoint(worker.netns, "127.0.0.1", port)
         try:
-            server = await asyncio.start_server(forward, host, int(listen_port), reuse_address=True)
+            server = await asyncio.start_server(lambda r, w: relay(target, r, w), host, int(listen_port),
+                                                reuse_address=True)
         except OSError as exc:
             logger.warning("webhook Service %s: cannot listen on %s: %s", key, address, exc)
             return
