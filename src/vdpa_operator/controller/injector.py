@@ -31,12 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vdpa_operator.api.multus import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, RESOURCE_NAME_ANNOTATION
 from vdpa_operator.bounded import ParseError, loads_json
 from vdpa_operator.errors import VdpaOperatorError
 
-NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
-DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
-RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 NODE_SELECTOR_ANNOTATION = "k8s.v1.cni.cncf.io/nodeSelector"
 PODNETINFO_VOLUME = "podnetinfo"
 PODNETINFO_MOUNT_PATH = "/etc/podnetinfo"

@@ -57,11 +57,11 @@ from vdpa_operator.api import golang
 from vdpa_operator.api.kube import NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec
 from vdpa_operator.api.meta import Condition, ObjectMeta, OwnerReference
 from vdpa_operator.api.models import GROUP, OVSNetwork, SriovIBNetwork, SriovNetwork
+from vdpa_operator.api.multus import RESOURCE_NAME_ANNOTATION
 from vdpa_operator.errors import VdpaOperatorError
 
 Network: TypeAlias = SriovNetwork | SriovIBNetwork | OVSNetwork
 
-RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
 OWNER_REF_ANNOTATION = "sriovnetwork.openshift.io/owner-ref"
 LAST_NETWORK_NAMESPACE = "operator.sriovnetwork.openshift.io/last-network-namespace"
 NETATTDEF_FINALIZER = "netattdef.finalizers.sriovnetwork.openshift.io"

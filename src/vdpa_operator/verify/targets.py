@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vdpa_operator import bounded
+from vdpa_operator.api.multus import NETWORK_STATUS_ANNOTATION
 from vdpa_operator.verify.model import SimModel, sim_model
 
-NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 INTERFACE = "eth0"
 CONFIG_DAEMON_LABEL = ("app.kubernetes.io/name", "vdpa-config-daemon")
 """The label of deploy/config-daemon.yaml's pods (its DaemonSet's selector)."""
@@ -87,11 +87,11 @@ def requested(pod: Mapping[str, Any]) -> set[str]:
 
 def network_status_entry(pod: Mapping[str, Any], interface: str = INTERFACE) -> Mapping[str, Any] | None:
     """The annotation's entry of `interface` (else the default network's); None when there is none."""
-    text = (_meta(pod).get("annotations") or {}).get(NETWORK_STATUS)
+    text = (_meta(pod).get("annotations") or {}).get(NETWORK_STATUS_ANNOTATION)
     if not text:
         return None
     try:
-        parsed = bounded.loads_json(text, f"Pod {_meta(pod).get('name')} annotation {NETWORK_STATUS}")
+        parsed = bounded.loads_json(text, f"Pod {_meta(pod).get('name')} annotation {NETWORK_STATUS_ANNOTATION}")
     except bounded.ParseError:
         return None  # Multus wrote something else; the env fallback still finds the VF
     entries: list[dict[str, Any]] = [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []

@@ -68,12 +68,12 @@ def test_extended_requests_count_init_containers_by_their_largest() -> None:
     ("ovn-kubernetes-a", ("multus-ns", "ovn-kubernetes-a")),
 ])
 def test_default_network_selection(annotation: str, expected: tuple[str, str]) -> None:
-    assert multus.default_network({multus.DEFAULT_NETWORK: annotation}, "multus-ns") == expected
+    assert multus.default_network({multus.DEFAULT_NETWORK_ANNOTATION: annotation}, "multus-ns") == expected
 
 
 def test_a_malformed_default_network_is_refused() -> None:
     with pytest.raises(KubeletError, match="NAMESPACE/NAME"):
-        multus.default_network({multus.DEFAULT_NETWORK: "a/b/c"}, "kube-system")
+        multus.default_network({multus.DEFAULT_NETWORK_ANNOTATION: "a/b/c"}, "kube-system")
 
 
 def test_device_id_at_the_top_and_device_info_only_for_plugins_that_declare_it() -> None:

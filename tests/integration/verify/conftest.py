@@ -22,7 +22,7 @@ from vdpa_operator.kubeclient import NodeResource, NodeStateResource, PodResourc
 from vdpa_operator.sim.apiserver import ServerHandle, serve_in_thread
 from vdpa_operator.sim.apiserver.inthread import default_store
 from vdpa_operator.sim.apiserver.resources import BUILTIN_NAMESPACES
-from vdpa_operator.verify.targets import CONFIG_DAEMON_CONTAINER, CONFIG_DAEMON_LABEL, NETWORK_STATUS
+from vdpa_operator.verify.targets import CONFIG_DAEMON_CONTAINER, CONFIG_DAEMON_LABEL, NETWORK_STATUS_ANNOTATION
 
 OPERATOR_NS = "openshift-sriov-network-operator"
 NODE = "worker-0"
@@ -128,7 +128,7 @@ def _objects(client: Client, macs: dict[str, str]) -> None:
     for pod in PODS:
         device_info = {"type": "vdpa", "version": "1.1.0", "vdpa": {
             "parent-device": f"vdpa:{pod.vf}", "driver": "virtio", "pci-address": pod.vf}}
-        annotations = {NETWORK_STATUS: json.dumps([{
+        annotations = {NETWORK_STATUS_ANNOTATION: json.dumps([{
             "name": "kube-system/ovn-kubernetes-a", "interface": "eth0", "ips": [pod.ip], "mac": macs[pod.name],
             "default": True, "dns": {}, "device-info": device_info}])} if pod.annotated else {}
         _pod(client, POD_NS, pod.name, {"annotations": annotations}, "vdpa-pod",

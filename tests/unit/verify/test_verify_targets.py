@@ -12,7 +12,7 @@ from vdpa_operator.verify.checks import allocated_from_env
 from vdpa_operator.verify.targets import (
     CONFIG_DAEMON_CONTAINER,
     CONFIG_DAEMON_LABEL,
-    NETWORK_STATUS,
+    NETWORK_STATUS_ANNOTATION,
     node_view,
     pod_target,
     select_pods,
@@ -38,7 +38,7 @@ def pod(name: str, *, requests: dict[str, str] | None = None, phase: str = "Runn
 
 
 def status_annotation(*entries: dict[str, Any]) -> dict[str, str]:
-    return {NETWORK_STATUS: json.dumps(list(entries))}
+    return {NETWORK_STATUS_ANNOTATION: json.dumps(list(entries))}
 
 
 def test_only_virtio_groups_are_vdpa_resources_for_the_seeds_checks() -> None:
@@ -64,7 +64,7 @@ def test_the_vf_comes_from_eth0s_device_info_in_network_status() -> None:
 
 
 def test_without_device_info_or_with_a_broken_annotation_the_vf_is_left_to_the_env() -> None:
-    for given in (status_annotation({"interface": "eth0", "mac": "x"}), {NETWORK_STATUS: "[{"}, {}):
+    for given in (status_annotation({"interface": "eth0", "mac": "x"}), {NETWORK_STATUS_ANNOTATION: "[{"}, {}):
         assert pod_target(pod("p", annotations=given), {RESOURCE}).allocated == ()
 
 

@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vdpa_operator.api.multus import DEFAULT_NETWORK_ANNOTATION
 from vdpa_operator.bounded import ParseError, loads_json
 from vdpa_operator.sim.kubelet.errors import KubeletError
 from vdpa_operator.sim.kubelet.mounts import Mount, entering
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
-RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
-NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 DEVINFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo"
 """Where device-info files live on a node (device-info spec): `dp/` from the device plugin, `cni/` for the CNI."""
 CNI_TIMEOUT = 120.0
@@ -39,12 +37,12 @@ CNI_TIMEOUT = 120.0
 def default_network(annotations: Mapping[str, str], multus_namespace: str) -> tuple[str, str] | None:
     """(namespace, name) of the NAD the annotation names, None without the annotation; KubeletError when it is
     not `name` or `namespace/name`."""
-    value = (annotations.get(DEFAULT_NETWORK) or "").strip()
+    value = (annotations.get(DEFAULT_NETWORK_ANNOTATION) or "").strip()
     if not value:
         return None
     namespace, _, name = value.rpartition("/")
     if "/" in namespace or not name or "@" in name:
-        raise KubeletError(f"annotation {DEFAULT_NETWORK} {value!r}: expected NAME or NAMESPACE/NAME")
+        raise KubeletError(f"annotation {DEFAULT_NETWORK_ANNOTATION} {value!r}: expected NAME or NAMESPACE/NAME")
     return namespace or multus_namespace, name
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.types import PatchType
 
+from vdpa_operator.api.multus import DEFAULT_NETWORK_ANNOTATION, NETWORK_STATUS_ANNOTATION, RESOURCE_NAME_ANNOTATION
 from vdpa_operator.kubeclient import (
     ClusterError,
     NadResource,
@@ -259,9 +260,9 @@ class PodWorker:
         nad = await get_or_none(self.rt.client, NadResource, selected[1], namespace=selected[0])
         if nad is None:
             raise KubeletError(f"NetworkAttachmentDefinition {selected[0]}/{selected[1]} (annotation "
-                               f"{multus.DEFAULT_NETWORK}) not found")
+                               f"{DEFAULT_NETWORK_ANNOTATION}) not found")
         network = f"{selected[0]}/{selected[1]}"
-        resource = ((nad.get("metadata") or {}).get("annotations") or {}).get(multus.RESOURCE_NAME, "")
+        resource = ((nad.get("metadata") or {}).get("annotations") or {}).get(RESOURCE_NAME_ANNOTATION, "")
         device_id, info = "", ""
         if resource:
             held = self._devices_of(resource)
@@ -292,7 +293,8 @@ class PodWorker:
         self._journal()
         self.sandbox.ips = multus.pod_ips(result)
         status = multus.network_status(network, result, IFNAME, info, settings.root)
-        await self._patch({"metadata": {"annotations": {multus.NETWORK_STATUS: json.dumps(status)}}}, status=False)
+        annotations = {NETWORK_STATUS_ANNOTATION: json.dumps(status)}
+        await self._patch({"metadata": {"annotations": annotations}}, status=False)
         logger.info("pod %s: network %s on %s (device %s): %s", self.key, network, IFNAME, device_id or "none",
                     ", ".join(self.sandbox.ips) or "no address")
 
